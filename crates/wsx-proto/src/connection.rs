@@ -1,0 +1,705 @@
+//! The connection state machine: bytes in, events out, bytes to send out.
+//!
+//! A [`Connection`] starts OPEN, after the opening handshake. The I/O layer
+//! - appends received bytes with [`Connection::receive`] (or reads straight into
+//!   [`Connection::read_buf`]) and calls [`Connection::receive_eof`] at end of stream;
+//! - drains [`Connection::poll_event`] until it returns `None`;
+//! - writes [`Connection::output`] and reports progress with [`Connection::advance_output`];
+//! - closes the transport once [`Connection::state`] is [`State::Closed`] and the output is
+//!   written (a client should first give the server a moment to close, RFC 6455 §7.1.1).
+//!
+//! The connection answers pings, echoes the peer's close code to complete the close
+//! handshake, and fails with the right close code on any protocol violation; the
+//! application only sees [`Event`]s.
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::config::Config;
+use crate::deflate::{Compressor, Decompressor, DeflateError, DeflateParams};
+use crate::error::{ProtocolError, SendError};
+use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::mask::{apply_mask, apply_mask_at};
+use crate::message::{Message, Utf8Bytes};
+use crate::utf8::Utf8Validator;
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Which end of the connection this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Masks what it sends; expects unmasked frames.
+    Client,
+    /// Expects masked frames; sends unmasked.
+    Server,
+}
+
+/// Connection state, as in the browser's `WebSocket.readyState`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// The opening handshake is in progress (handshake types only; a [`Connection`] starts
+    /// OPEN).
+    Connecting,
+    /// Messages flow both ways.
+    Open,
+    /// A close frame was sent or received; the close handshake is under way.
+    Closing,
+    /// The close handshake is complete, or the connection failed or was cut.
+    Closed,
+}
+
+/// Kind of a data message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageKind {
+    /// UTF-8 text.
+    Text,
+    /// Arbitrary bytes.
+    Binary,
+}
+
+/// How the connection ended, like the browser's `CloseEvent`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseEvent {
+    /// The code from the peer's close frame; 1005 when it had none, 1006 when the
+    /// connection was cut without a close frame; the code we sent when we failed it.
+    pub code: CloseCode,
+    /// The reason from the close frame (or a description of the failure).
+    pub reason: String,
+    /// True when the close handshake completed.
+    pub was_clean: bool,
+}
+
+/// A piece of a message, in streaming mode ([`Config::streaming`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    /// Kind of the message this belongs to.
+    pub kind: MessageKind,
+    /// The payload (decompressed). For text, the concatenation of a message's fragments is
+    /// validated UTF-8; a single fragment may end inside a code point.
+    pub data: Bytes,
+    /// First fragment of the message.
+    pub first: bool,
+    /// Last fragment of the message.
+    pub fin: bool,
+}
+
+/// Something that happened on the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A complete message, or a control frame (already answered).
+    Message(Message),
+    /// A piece of a data message (streaming mode only).
+    Fragment(Fragment),
+    /// The peer broke the protocol; a close frame with the matching code was queued and the
+    /// connection is CLOSED (write the output, then close the transport).
+    Error(ProtocolError),
+    /// The connection reached CLOSED. Always the last event.
+    Closed(CloseEvent),
+}
+
+struct PartialFrame {
+    header: FrameHeader,
+    /// Payload bytes already unmasked (and UTF-8 checked when that applies).
+    done: usize,
+    /// Payload bytes to check as text as they arrive.
+    check_text: bool,
+}
+
+struct Incoming {
+    kind: MessageKind,
+    compressed: bool,
+    /// Reassembly buffer (empty for single-frame uncompressed messages and in streaming mode).
+    buf: BytesMut,
+    /// Bytes of the message so far (decompressed).
+    size: usize,
+    first_delivered: bool,
+}
+
+struct DeflateState {
+    compressor: Compressor,
+    decompressor: Decompressor,
+    threshold: usize,
+}
+
+/// A WebSocket connection in the OPEN state or later (see the module documentation).
+pub struct Connection {
+    role: Role,
+    max_message_size: usize,
+    max_frame_size: usize,
+    streaming: bool,
+    rbuf: BytesMut,
+    frame: Option<PartialFrame>,
+    incoming: Option<Incoming>,
+    utf8: Utf8Validator,
+    wbuf: BytesMut,
+    scratch: BytesMut,
+    sending: Option<MessageKind>,
+    send_utf8: Utf8Validator,
+    deflate: Option<Box<DeflateState>>,
+    close_sent: bool,
+    close_received: bool,
+    closed: bool,
+    eof: bool,
+    pending: Option<Event>,
+    close_event: Option<CloseEvent>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state())
+            .field("buffered_in", &self.rbuf.len())
+            .field("buffered_out", &self.wbuf.len())
+            .field("deflate", &self.deflate.is_some())
+            .finish()
+    }
+}
+
+impl Connection {
+    /// A connection in the OPEN state. `deflate` is what the handshake agreed on, if anything;
+    /// the compression level and threshold come from `config.deflate` (or its defaults).
+    pub fn new(role: Role, config: &Config, deflate: Option<DeflateParams>) -> Self {
+        let deflate = deflate.map(|params| {
+            let settings = config.deflate.clone().unwrap_or_default();
+            let is_server = role == Role::Server;
+            Box::new(DeflateState {
+                compressor: params.compressor(is_server, settings.level),
+                decompressor: params.decompressor(is_server),
+                threshold: settings.threshold,
+            })
+        });
+        Connection {
+            role,
+            max_message_size: config.max_message_size,
+            max_frame_size: config.max_frame_size,
+            streaming: config.streaming,
+            rbuf: BytesMut::new(),
+            frame: None,
+            incoming: None,
+            utf8: Utf8Validator::new(),
+            wbuf: BytesMut::new(),
+            scratch: BytesMut::new(),
+            sending: None,
+            send_utf8: Utf8Validator::new(),
+            deflate,
+            close_sent: false,
+            close_received: false,
+            closed: false,
+            eof: false,
+            pending: None,
+            close_event: None,
+        }
+    }
+
+    /// Which end this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        if self.closed {
+            State::Closed
+        } else if self.close_sent || self.close_received {
+            State::Closing
+        } else {
+            State::Open
+        }
+    }
+
+    /// Whether permessage-deflate is active.
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// How the connection ended, once it is CLOSED.
+    pub fn close_event(&self) -> Option<&CloseEvent> {
+        self.close_event.as_ref()
+    }
+
+    /// Approximate memory held by this connection: buffers and compression state.
+    pub fn memory_usage(&self) -> usize {
+        let deflate = self.deflate.as_ref().map_or(0, |d| {
+            d.compressor.memory_estimate() + d.decompressor.memory_estimate()
+        });
+        std::mem::size_of::<Self>()
+            + self.rbuf.capacity()
+            + self.wbuf.capacity()
+            + self.scratch.capacity()
+            + self.incoming.as_ref().map_or(0, |m| m.buf.capacity())
+            + deflate
+    }
+
+    // ----- receiving -----
+
+    /// The buffer received bytes go into; an I/O layer may read into it directly.
+    /// Bytes added after a close frame was received, or after a failure, are ignored.
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        &mut self.rbuf
+    }
+
+    /// Appends received bytes.
+    pub fn receive(&mut self, data: &[u8]) {
+        if !self.stopped_reading() {
+            self.rbuf.extend_from_slice(data);
+        }
+    }
+
+    /// Reports the end of the received stream. Unless the close handshake completed, the
+    /// connection ends with 1006 (abnormal closure) once buffered bytes are processed.
+    pub fn receive_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Whether no more input will be looked at (close received, failed, or closed).
+    pub fn stopped_reading(&self) -> bool {
+        self.closed || self.close_received
+    }
+
+    /// The next event, or `None` when more input is needed (or nothing more will happen).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(ev) = self.pending.take() {
+            return Some(ev);
+        }
+        if self.stopped_reading() {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(ev)) => Some(ev),
+            Ok(None) if self.eof => {
+                let ev = self.finish(CloseCode::ABNORMAL, String::new(), false);
+                Some(Event::Closed(ev))
+            }
+            Ok(None) => None,
+            Err(e) => Some(self.fail(e)),
+        }
+    }
+
+    fn step(&mut self) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            if self.frame.is_none() {
+                let Some((header, n)) = FrameHeader::parse(&self.rbuf)? else {
+                    return Ok(None);
+                };
+                let check_text = self.check_header(&header)?;
+                self.rbuf.advance(n);
+                self.frame = Some(PartialFrame {
+                    header,
+                    done: 0,
+                    check_text,
+                });
+            }
+            let Some(frame) = self.frame.as_mut() else {
+                return Ok(None);
+            };
+            // check_header bounded the length by max_frame_size, so it fits usize.
+            let len = frame.header.payload_len as usize;
+            let avail = self.rbuf.len().min(len);
+            if avail > frame.done {
+                let fresh = &mut self.rbuf[frame.done..avail];
+                if let Some(key) = frame.header.mask {
+                    apply_mask_at(fresh, key, frame.done);
+                }
+                if frame.check_text {
+                    self.utf8
+                        .feed(fresh)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                frame.done = avail;
+            }
+            if avail < len {
+                return Ok(None);
+            }
+            let header = frame.header;
+            self.frame = None;
+            let payload = self.rbuf.split_to(len);
+            if let Some(ev) = self.on_frame(header, payload)? {
+                return Ok(Some(ev));
+            }
+        }
+    }
+
+    /// Applies the framing rules to a new header; returns whether its payload is text to be
+    /// validated as it arrives.
+    fn check_header(&mut self, h: &FrameHeader) -> Result<bool, ProtocolError> {
+        let data_start = matches!(h.opcode, OpCode::Text | OpCode::Binary);
+        if h.rsv2 || h.rsv3 || (h.rsv1 && !(data_start && self.deflate.is_some())) {
+            return Err(ProtocolError::ReservedBits);
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if h.opcode.is_control() {
+            if !h.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if h.payload_len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(ProtocolError::ControlFrameTooLong);
+            }
+            return Ok(false);
+        }
+        match (h.opcode, self.incoming.is_some()) {
+            (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, true) => {
+                return Err(ProtocolError::ExpectedContinuation)
+            }
+            _ => {}
+        }
+        if h.payload_len > self.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge {
+                size: h.payload_len,
+                limit: self.max_frame_size,
+            });
+        }
+        if data_start {
+            self.utf8.reset();
+            self.incoming = Some(Incoming {
+                kind: if h.opcode == OpCode::Text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                },
+                compressed: h.rsv1,
+                buf: BytesMut::new(),
+                size: 0,
+                first_delivered: false,
+            });
+        }
+        let Some(msg) = self.incoming.as_ref() else {
+            return Err(ProtocolError::UnexpectedContinuation);
+        };
+        if !msg.compressed && msg.size as u64 + h.payload_len > self.max_message_size as u64 {
+            return Err(ProtocolError::MessageTooLarge {
+                limit: self.max_message_size,
+            });
+        }
+        Ok(msg.kind == MessageKind::Text && !msg.compressed)
+    }
+
+    fn on_frame(
+        &mut self,
+        h: FrameHeader,
+        payload: BytesMut,
+    ) -> Result<Option<Event>, ProtocolError> {
+        match h.opcode {
+            OpCode::Ping => {
+                if !self.close_sent {
+                    self.write_frame(OpCode::Pong, true, false, &payload);
+                }
+                Ok(Some(Event::Message(Message::Ping(payload.freeze()))))
+            }
+            OpCode::Pong => Ok(Some(Event::Message(Message::Pong(payload.freeze())))),
+            OpCode::Close => self.on_close(payload.freeze()).map(Some),
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => self.on_data(h.fin, payload),
+        }
+    }
+
+    fn on_close(&mut self, payload: Bytes) -> Result<Event, ProtocolError> {
+        let frame = CloseFrame::parse(payload)?;
+        self.close_received = true;
+        self.rbuf = BytesMut::new();
+        if !self.close_sent {
+            // Echo the peer's code (RFC 6455 §5.5.1), or an empty close if it sent none.
+            let echo = frame
+                .as_ref()
+                .map(|f| CloseFrame::new(f.code, Utf8Bytes::new()));
+            self.write_close(echo.as_ref());
+        }
+        let (code, reason) = match &frame {
+            Some(f) => (f.code, f.reason.to_string()),
+            None => (CloseCode::NO_STATUS, String::new()),
+        };
+        let ev = self.finish(code, reason, true);
+        self.pending = Some(Event::Closed(ev));
+        Ok(Event::Message(Message::Close(frame)))
+    }
+
+    fn on_data(&mut self, fin: bool, payload: BytesMut) -> Result<Option<Event>, ProtocolError> {
+        let Some(msg) = self.incoming.as_mut() else {
+            return Err(ProtocolError::UnexpectedContinuation);
+        };
+        let limit = self.max_message_size;
+        let data: Option<BytesMut> = if msg.compressed {
+            let Some(deflate) = self.deflate.as_mut() else {
+                return Err(ProtocolError::ReservedBits);
+            };
+            let out = if self.streaming {
+                &mut self.scratch
+            } else {
+                &mut msg.buf
+            };
+            let before = out.len();
+            let room = limit - msg.size;
+            deflate
+                .decompressor
+                .decompress(&payload, fin, out, before + room)
+                .map_err(|e| match e {
+                    DeflateError::TooLarge => ProtocolError::MessageTooLarge { limit },
+                    _ => ProtocolError::CorruptCompressedData,
+                })?;
+            msg.size += out.len() - before;
+            if msg.kind == MessageKind::Text {
+                self.utf8
+                    .feed(&out[before..])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            if self.streaming {
+                Some(self.scratch.split())
+            } else {
+                None
+            }
+        } else {
+            msg.size += payload.len();
+            if self.streaming || (fin && msg.buf.is_empty()) {
+                Some(payload)
+            } else {
+                msg.buf.extend_from_slice(&payload);
+                None
+            }
+        };
+        if fin && msg.kind == MessageKind::Text {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if self.streaming {
+            let first = !msg.first_delivered;
+            msg.first_delivered = true;
+            let kind = msg.kind;
+            if fin {
+                self.incoming = None;
+            }
+            let data = data.map(BytesMut::freeze).unwrap_or_default();
+            return Ok(Some(Event::Fragment(Fragment {
+                kind,
+                data,
+                first,
+                fin,
+            })));
+        }
+        if !fin {
+            return Ok(None);
+        }
+        let kind = msg.kind;
+        let body = match data {
+            Some(d) => d.freeze(),
+            None => std::mem::take(&mut msg.buf).freeze(),
+        };
+        self.incoming = None;
+        Ok(Some(Event::Message(match kind {
+            MessageKind::Text => Message::Text(Utf8Bytes::from_bytes_unchecked(body)),
+            MessageKind::Binary => Message::Binary(body),
+        })))
+    }
+
+    /// Fails the connection: queue a close frame with the error's code and stop reading.
+    fn fail(&mut self, err: ProtocolError) -> Event {
+        let code = err.close_code();
+        let reason = err.to_string();
+        if !self.close_sent {
+            self.write_close(Some(&CloseFrame::new(code, reason.as_str())));
+        }
+        let ev = self.finish(code, reason, false);
+        self.pending = Some(Event::Closed(ev));
+        Event::Error(err)
+    }
+
+    fn finish(&mut self, code: CloseCode, reason: String, was_clean: bool) -> CloseEvent {
+        self.closed = true;
+        self.frame = None;
+        self.incoming = None;
+        let ev = CloseEvent {
+            code,
+            reason,
+            was_clean,
+        };
+        self.close_event = Some(ev.clone());
+        ev
+    }
+
+    // ----- sending -----
+
+    /// Queues a message. Text and binary messages are compressed when permessage-deflate is
+    /// active and they are at least the configured threshold long. `Close` starts the close
+    /// handshake (see [`Connection::close`]).
+    pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
+        self.send_with(msg, true)
+    }
+
+    /// Like [`Connection::send`], but never compresses this message.
+    pub fn send_uncompressed(&mut self, msg: Message) -> Result<(), SendError> {
+        self.send_with(msg, false)
+    }
+
+    fn send_with(&mut self, msg: Message, compress: bool) -> Result<(), SendError> {
+        match msg {
+            Message::Text(t) => self.send_data(OpCode::Text, t.as_bytes(), compress),
+            Message::Binary(b) => self.send_data(OpCode::Binary, &b, compress),
+            Message::Ping(p) => self.send_control(OpCode::Ping, &p),
+            Message::Pong(p) => self.send_control(OpCode::Pong, &p),
+            Message::Close(f) => self.close(f),
+        }
+    }
+
+    fn send_data(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        compress: bool,
+    ) -> Result<(), SendError> {
+        if self.close_sent || self.closed {
+            return Err(SendError::Closed);
+        }
+        if self.sending.is_some() {
+            return Err(SendError::FragmentInProgress);
+        }
+        if let Some(d) = self.deflate.as_mut() {
+            if compress && payload.len() >= d.threshold {
+                let mut out = std::mem::take(&mut self.scratch);
+                out.clear();
+                d.compressor
+                    .compress(payload, &mut out)
+                    .map_err(|_| SendError::Compression)?;
+                self.write_frame(opcode, true, true, &out);
+                self.scratch = out;
+                return Ok(());
+            }
+        }
+        self.write_frame(opcode, true, false, payload);
+        Ok(())
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        if self.close_sent || self.closed {
+            return Err(SendError::Closed);
+        }
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlFrameTooLong);
+        }
+        self.write_frame(opcode, true, false, payload);
+        Ok(())
+    }
+
+    /// Sends one fragment of a message, for streaming large messages without holding them
+    /// whole. The first call starts a message of `kind`; later calls continue it until one
+    /// with `fin`. Control messages may be sent in between. Fragments are not compressed.
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<(), SendError> {
+        if self.close_sent || self.closed {
+            return Err(SendError::Closed);
+        }
+        let opcode = match self.sending {
+            None => match kind {
+                MessageKind::Text => OpCode::Text,
+                MessageKind::Binary => OpCode::Binary,
+            },
+            Some(k) if k == kind => OpCode::Continuation,
+            Some(_) => return Err(SendError::FragmentKindMismatch),
+        };
+        if kind == MessageKind::Text {
+            if self.sending.is_none() {
+                self.send_utf8.reset();
+            }
+            self.send_utf8
+                .feed(data)
+                .map_err(|_| SendError::InvalidUtf8)?;
+            if fin {
+                self.send_utf8
+                    .finish()
+                    .map_err(|_| SendError::InvalidUtf8)?;
+            }
+        }
+        self.write_frame(opcode, fin, false, data);
+        self.sending = if fin { None } else { Some(kind) };
+        Ok(())
+    }
+
+    /// Starts the close handshake with `frame` (`None`: a close frame without a status code).
+    /// Does nothing if a close frame was already sent.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
+        if let Some(f) = &frame {
+            if !f.code.is_allowed_on_wire() {
+                return Err(SendError::InvalidCloseCode(f.code.0));
+            }
+        }
+        if self.close_sent || self.closed {
+            return Ok(());
+        }
+        self.write_close(frame.as_ref());
+        Ok(())
+    }
+
+    fn write_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut payload = BytesMut::new();
+        if let Some(f) = frame {
+            f.encode_into(&mut payload);
+        }
+        self.write_frame(OpCode::Close, true, false, &payload);
+        self.close_sent = true;
+        self.sending = None;
+        if self.close_received {
+            self.closed = true;
+        }
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) {
+        let mask = match self.role {
+            Role::Client => Some(rand::random::<[u8; 4]>()),
+            Role::Server => None,
+        };
+        let header = FrameHeader {
+            fin,
+            rsv1,
+            rsv2: false,
+            rsv3: false,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        self.wbuf.reserve(n + payload.len());
+        self.wbuf.extend_from_slice(&head[..n]);
+        let start = self.wbuf.len();
+        self.wbuf.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.wbuf[start..], key);
+        }
+    }
+
+    /// Bytes waiting to be written to the transport.
+    pub fn output(&self) -> &[u8] {
+        &self.wbuf
+    }
+
+    /// Marks `n` bytes of [`Connection::output`] as written.
+    pub fn advance_output(&mut self, n: usize) {
+        self.wbuf.advance(n.min(self.wbuf.len()));
+    }
+
+    /// Takes all bytes waiting to be written.
+    pub fn take_output(&mut self) -> BytesMut {
+        self.wbuf.split()
+    }
+
+    /// Number of bytes queued but not yet written (the browser's `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Releases buffer memory that is not in use (call when the connection goes idle).
+    pub fn shrink_buffers(&mut self) {
+        if self.rbuf.is_empty() && self.frame.is_none() {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.is_empty() {
+            self.wbuf = BytesMut::new();
+        }
+        self.scratch = BytesMut::new();
+    }
+}
+
+#[cfg(test)]
+mod tests;

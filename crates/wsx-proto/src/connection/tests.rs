@@ -1,0 +1,408 @@
+//! In-memory tests of the state machine: no sockets, bytes passed by hand.
+
+use super::*;
+use crate::close::CloseFrame;
+use crate::frame::FrameHeader;
+
+fn pair() -> (Connection, Connection) {
+    let config = Config {
+        deflate: None,
+        ..Config::default()
+    };
+    (
+        Connection::new(Role::Client, &config, None),
+        Connection::new(Role::Server, &config, None),
+    )
+}
+
+/// Moves everything `from` has to send into `to`.
+fn pump(from: &mut Connection, to: &mut Connection) {
+    let out = from.take_output();
+    to.receive(&out);
+}
+
+fn events(c: &mut Connection) -> Vec<Event> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+/// A raw frame as a client would send it (masked) or a server (unmasked).
+fn raw(first_byte: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let h = FrameHeader {
+        fin: first_byte & 0x80 != 0,
+        rsv1: first_byte & 0x40 != 0,
+        rsv2: first_byte & 0x20 != 0,
+        rsv3: first_byte & 0x10 != 0,
+        opcode: OpCode::from_u8(first_byte & 0x0F).unwrap_or(OpCode::Binary),
+        mask,
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = h.encode(&mut head);
+    let mut out = head[..n].to_vec();
+    // Keep reserved opcodes as given.
+    out[0] = first_byte;
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(k) = mask {
+        apply_mask(&mut out[start..], k);
+    }
+    out
+}
+
+const K: Option<[u8; 4]> = Some([1, 2, 3, 4]);
+
+/// Feeds client-style frames to a fresh server and returns its events and its output.
+fn server_gets(bytes: &[u8]) -> (Vec<Event>, Vec<u8>, Connection) {
+    let (_, mut server) = pair();
+    server.receive(bytes);
+    let ev = events(&mut server);
+    let out = server.take_output().to_vec();
+    (ev, out, server)
+}
+
+fn close_code_sent(out: &[u8]) -> Option<u16> {
+    let (h, n) = FrameHeader::parse(out).ok()??;
+    (h.opcode == OpCode::Close && h.payload_len >= 2)
+        .then(|| u16::from_be_bytes([out[n], out[n + 1]]))
+}
+
+#[test]
+fn echo_text_and_binary_both_ways() {
+    let (mut c, mut s) = pair();
+    c.send(Message::text("héllo")).unwrap();
+    c.send(Message::binary(vec![0u8, 1, 2])).unwrap();
+    pump(&mut c, &mut s);
+    let got = events(&mut s);
+    assert_eq!(
+        got,
+        vec![
+            Event::Message(Message::text("héllo")),
+            Event::Message(Message::binary(vec![0u8, 1, 2]))
+        ]
+    );
+    for e in got {
+        if let Event::Message(m) = e {
+            s.send(m).unwrap();
+        }
+    }
+    pump(&mut s, &mut c);
+    assert_eq!(events(&mut c).len(), 2);
+}
+
+#[test]
+fn every_length_form_one_byte_at_a_time_and_whole() {
+    for len in [0usize, 1, 125, 126, 127, 65535, 65536, 70_000] {
+        let (mut c, mut s) = pair();
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        c.send(Message::binary(data.clone())).unwrap();
+        let out = c.take_output();
+        if len < 200 {
+            let mut got = Vec::new();
+            for b in out.iter() {
+                s.receive(&[*b]);
+                got.extend(events(&mut s));
+            }
+            assert_eq!(
+                got,
+                vec![Event::Message(Message::binary(data))],
+                "len {len}"
+            );
+        } else {
+            s.receive(&out);
+            assert_eq!(events(&mut s), vec![Event::Message(Message::binary(data))]);
+        }
+    }
+}
+
+#[test]
+fn client_masks_server_does_not() {
+    let (mut c, mut s) = pair();
+    c.send(Message::text("x")).unwrap();
+    assert_eq!(c.output()[1] & 0x80, 0x80);
+    s.send(Message::text("x")).unwrap();
+    assert_eq!(s.output()[1] & 0x80, 0);
+}
+
+#[test]
+fn fragmented_message_with_interleaved_ping() {
+    let mut bytes = raw(0x01, "Hel".as_bytes(), K);
+    bytes.extend(raw(0x89, b"p", K));
+    bytes.extend(raw(0x00, "lo €".as_bytes()[..4].as_ref(), K));
+    bytes.extend(raw(0x80, &"lo €".as_bytes()[4..], K));
+    let (ev, out, _) = server_gets(&bytes);
+    assert_eq!(
+        ev,
+        vec![
+            Event::Message(Message::Ping(Bytes::from_static(b"p"))),
+            Event::Message(Message::text("Hello €")),
+        ]
+    );
+    // The pong went out with the same payload.
+    assert_eq!(out, vec![0x8A, 0x01, b'p']);
+}
+
+fn assert_fails(bytes: &[u8], code: u16) {
+    let (ev, out, server) = server_gets(bytes);
+    assert!(
+        matches!(ev.first(), Some(Event::Error(_))) || matches!(ev.get(1), Some(Event::Error(_))),
+        "{ev:?}"
+    );
+    assert_eq!(close_code_sent(&out), Some(code), "{ev:?}");
+    assert_eq!(server.state(), State::Closed);
+    match ev.last() {
+        Some(Event::Closed(e)) => assert!(!e.was_clean && e.code.0 == code),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn protocol_violations_get_1002() {
+    assert_fails(&raw(0xC1, b"x", K), 1002); // RSV1 without deflate
+    assert_fails(&raw(0xA1, b"x", K), 1002); // RSV2
+    assert_fails(&raw(0x91, b"x", K), 1002); // RSV3
+    for op in (0x3..=0x7).chain(0xB..=0xF) {
+        assert_fails(&raw(0x80 | op, b"", K), 1002);
+    }
+    assert_fails(&raw(0x89, &[0u8; 126], K), 1002); // long ping
+    assert_fails(&raw(0x09, b"", K), 1002); // fragmented ping
+    assert_fails(&raw(0x81, b"x", None), 1002); // unmasked at server
+    assert_fails(&raw(0x80, b"x", K), 1002); // continuation, no message
+    let mut b = raw(0x01, b"a", K);
+    b.extend(raw(0x81, b"b", K));
+    assert_fails(&b, 1002); // new message inside fragmented one
+    assert_fails(&raw(0x88, &[3], K), 1002); // 1-byte close
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+        assert_fails(&raw(0x88, &code.to_be_bytes(), K), 1002);
+    }
+}
+
+#[test]
+fn masked_frame_at_client_is_1002() {
+    let (mut c, _) = pair();
+    c.receive(&raw(0x81, b"x", K));
+    assert!(matches!(
+        c.poll_event(),
+        Some(Event::Error(ProtocolError::MaskedFrame))
+    ));
+    assert_eq!(close_code_sent(&c.take_output()), Some(1002));
+}
+
+#[test]
+fn invalid_utf8_fails_fast_with_1007() {
+    // The bad byte arrives in the first half of a frame whose second half never comes.
+    let frame = raw(0x81, &[b'a', 0xFF, b'b', b'c'], K);
+    let (_, mut server) = pair();
+    server.receive(&frame[..frame.len() - 2]);
+    assert!(matches!(
+        server.poll_event(),
+        Some(Event::Error(ProtocolError::InvalidUtf8))
+    ));
+    assert_eq!(close_code_sent(&server.take_output()), Some(1007));
+
+    // Invalid across a fragment boundary: first fragment valid, continuation breaks it.
+    let mut b = raw(0x01, &[0xE2, 0x82], K);
+    b.extend(raw(0x80, &[0x28], K));
+    assert_fails(&b, 1007);
+    // Incomplete code point at the end of the message.
+    assert_fails(&raw(0x81, &[0xE2, 0x82], K), 1007);
+    // Bad close reason.
+    assert_fails(&raw(0x88, &[0x03, 0xE8, 0xFF], K), 1007);
+}
+
+#[test]
+fn limits_get_1009() {
+    let config = Config {
+        max_frame_size: 100,
+        max_message_size: 150,
+        deflate: None,
+        ..Config::default()
+    };
+    let mut s = Connection::new(Role::Server, &config, None);
+    s.receive(&raw(0x82, &[0u8; 101], K)[..8]); // header alone is enough
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Error(ProtocolError::FrameTooLarge { .. }))
+    ));
+    assert_eq!(close_code_sent(&s.take_output()), Some(1009));
+
+    let mut s = Connection::new(Role::Server, &config, None);
+    let mut b = raw(0x02, &[0u8; 100], K);
+    b.extend(raw(0x80, &[0u8; 51], K));
+    s.receive(&b);
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Error(ProtocolError::MessageTooLarge { .. }))
+    ));
+    assert_eq!(close_code_sent(&s.take_output()), Some(1009));
+}
+
+#[test]
+fn close_handshake_peer_initiated_echoes_code() {
+    let (mut c, mut s) = pair();
+    c.close(Some(CloseFrame::new(CloseCode(4321), "bye")))
+        .unwrap();
+    assert_eq!(c.state(), State::Closing);
+    assert_eq!(c.send(Message::text("late")), Err(SendError::Closed));
+    pump(&mut c, &mut s);
+    let ev = events(&mut s);
+    assert_eq!(
+        ev[0],
+        Event::Message(Message::Close(Some(CloseFrame::new(
+            CloseCode(4321),
+            "bye"
+        ))))
+    );
+    assert!(
+        matches!(&ev[1], Event::Closed(e) if e.was_clean && e.code.0 == 4321 && e.reason == "bye")
+    );
+    assert_eq!(s.state(), State::Closed);
+    assert_eq!(close_code_sent(s.output()), Some(4321));
+    pump(&mut s, &mut c);
+    let ev = events(&mut c);
+    assert!(matches!(&ev[1], Event::Closed(e) if e.was_clean && e.code.0 == 4321));
+    assert_eq!(c.state(), State::Closed);
+}
+
+#[test]
+fn close_without_status_is_1005_and_echoed_empty() {
+    let (ev, out, _) = server_gets(&raw(0x88, b"", K));
+    assert_eq!(ev[0], Event::Message(Message::Close(None)));
+    assert!(matches!(&ev[1], Event::Closed(e) if e.code == CloseCode::NO_STATUS && e.was_clean));
+    assert_eq!(out, vec![0x88, 0x00]);
+}
+
+#[test]
+fn data_after_close_is_ignored() {
+    let mut b = raw(0x88, &1000u16.to_be_bytes(), K);
+    b.extend(raw(0x81, b"late", K));
+    let (ev, _, mut s) = server_gets(&b);
+    assert_eq!(ev.len(), 2);
+    s.receive(&raw(0x81, b"later", K));
+    assert_eq!(s.poll_event(), None);
+}
+
+#[test]
+fn eof_without_close_is_1006() {
+    let (_, mut s) = pair();
+    s.receive(&raw(0x81, b"hi", K));
+    s.receive_eof();
+    let ev = events(&mut s);
+    assert_eq!(ev[0], Event::Message(Message::text("hi")));
+    assert!(matches!(&ev[1], Event::Closed(e) if e.code == CloseCode::ABNORMAL && !e.was_clean));
+}
+
+#[test]
+fn never_sends_reserved_close_codes() {
+    let (mut c, _) = pair();
+    for code in [1005u16, 1006, 1015, 999, 2000] {
+        assert_eq!(
+            c.close(Some(CloseFrame::new(CloseCode(code), ""))),
+            Err(SendError::InvalidCloseCode(code))
+        );
+    }
+    assert_eq!(
+        c.send(Message::Ping(Bytes::from(vec![0u8; 126]))),
+        Err(SendError::ControlFrameTooLong)
+    );
+}
+
+#[test]
+fn streaming_fragments_both_ways() {
+    let config = Config {
+        streaming: true,
+        deflate: None,
+        ..Config::default()
+    };
+    let mut c = Connection::new(Role::Client, &config, None);
+    let mut s = Connection::new(Role::Server, &config, None);
+    let text = "€uro".as_bytes();
+    c.send_fragment(MessageKind::Text, &text[..2], false)
+        .unwrap();
+    c.send(Message::Ping(Bytes::new())).unwrap();
+    assert_eq!(
+        c.send(Message::text("x")),
+        Err(SendError::FragmentInProgress)
+    );
+    assert_eq!(
+        c.send_fragment(MessageKind::Binary, b"x", true),
+        Err(SendError::FragmentKindMismatch)
+    );
+    c.send_fragment(MessageKind::Text, &text[2..], true)
+        .unwrap();
+    pump(&mut c, &mut s);
+    let ev = events(&mut s);
+    assert_eq!(ev.len(), 3);
+    assert_eq!(
+        ev[0],
+        Event::Fragment(Fragment {
+            kind: MessageKind::Text,
+            data: Bytes::copy_from_slice(&text[..2]),
+            first: true,
+            fin: false
+        })
+    );
+    assert!(matches!(&ev[2], Event::Fragment(f) if !f.first && f.fin));
+    assert_eq!(
+        c.send_fragment(MessageKind::Text, &[0xFF], true),
+        Err(SendError::InvalidUtf8)
+    );
+}
+
+#[test]
+fn pong_not_sent_after_close() {
+    let (mut c, mut s) = pair();
+    s.close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
+        .unwrap();
+    let _ = s.take_output();
+    c.send(Message::Ping(Bytes::from_static(b"x"))).unwrap();
+    pump(&mut c, &mut s);
+    let ev = events(&mut s);
+    assert_eq!(
+        ev,
+        vec![Event::Message(Message::Ping(Bytes::from_static(b"x")))]
+    );
+    assert!(s.output().is_empty());
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Arbitrary bytes, in arbitrary chunks, never panic, and a server always ends up
+        /// either waiting for more or CLOSED with a close frame queued.
+        #[test]
+        fn arbitrary_input_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512),
+                                        chunk in 1usize..64, server: bool) {
+            let config = Config { max_frame_size: 256, max_message_size: 400, deflate: None, ..Config::default() };
+            let role = if server { Role::Server } else { Role::Client };
+            let mut conn = Connection::new(role, &config, None);
+            for piece in data.chunks(chunk) {
+                conn.receive(piece);
+                while conn.poll_event().is_some() {}
+            }
+            conn.receive_eof();
+            while conn.poll_event().is_some() {}
+            prop_assert_eq!(conn.state(), State::Closed);
+        }
+
+        /// Messages survive the trip client -> server for any sizes and split points.
+        #[test]
+        fn messages_round_trip(msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..5),
+                               chunk in 1usize..97) {
+            let (mut c, mut s) = pair();
+            for m in &msgs {
+                c.send(Message::binary(m.clone())).unwrap();
+            }
+            let out = c.take_output();
+            let mut got = Vec::new();
+            for piece in out.chunks(chunk) {
+                s.receive(piece);
+                got.extend(events(&mut s));
+            }
+            let want: Vec<Event> = msgs.into_iter().map(|m| Event::Message(Message::binary(m))).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

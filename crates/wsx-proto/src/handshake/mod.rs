@@ -1,0 +1,123 @@
+//! The opening handshake (RFC 6455 §4): an HTTP/1.1 Upgrade exchange.
+//!
+//! - [`client`]: build a request from a `ws://` / `wss://` URL and validate the response.
+//! - [`server`]: parse and validate a request, and build the `101` (or error) response.
+//!
+//! Both sides are sans-I/O: they take bytes that the caller has read, and return bytes for
+//! the caller to write.
+
+pub mod client;
+mod headers;
+pub mod server;
+
+pub use headers::Headers;
+
+use base64::Engine;
+use sha1::{Digest, Sha1};
+
+/// The GUID that RFC 6455 appends to the key before hashing.
+pub const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Maximum number of header lines accepted in a request or response head.
+pub const MAX_HEADERS: usize = 96;
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`: base64(SHA-1(key + GUID)).
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(WS_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 bytes from the operating system's random source, base64.
+pub fn generate_key() -> String {
+    let mut raw = [0u8; 16];
+    // OS randomness failing is not recoverable in any meaningful way; fall back to the
+    // thread-local CSPRNG (itself seeded from the OS) rather than panic.
+    if getrandom::fill(&mut raw).is_err() {
+        raw = rand::random();
+    }
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+/// Whether a comma-separated header value contains `token` (case-insensitive).
+pub(crate) fn has_token(value: &str, token: &str) -> bool {
+    value
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether `s` is an HTTP token (RFC 7230 §3.2.6).
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Finds the end of an HTTP head (`\r\n\r\n`) in `buf`, returning the head's length.
+pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// The configured head size limit was exceeded, or a head of that size was incomplete.
+pub(crate) fn head_over_limit(buf: &[u8], limit: usize) -> bool {
+    match head_end(buf) {
+        Some(n) => n > limit,
+        None => buf.len() > limit,
+    }
+}
+
+/// Name of the HTTP status code, for status lines.
+pub fn status_reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_accept_example() {
+        // RFC 6455 §1.3.
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn keys_are_fresh_16_bytes() {
+        let a = generate_key();
+        let b = generate_key();
+        assert_ne!(a, b);
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&a)
+            .unwrap();
+        assert_eq!(raw.len(), 16);
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(has_token("keep-alive, Upgrade", "upgrade"));
+        assert!(!has_token("keep-alive, upgraded", "upgrade"));
+        assert!(is_token("chat.v2"));
+        assert!(!is_token("a b"));
+        assert!(!is_token(""));
+    }
+}

@@ -1,0 +1,526 @@
+//! The server side of the opening handshake.
+//!
+//! [`parse_request`] reads and validates a request head; [`accept`] then lets an application
+//! [`Hook`] look at it and builds the `101 Switching Protocols` response (or the error
+//! response). Every failure is a [`RequestError`] that knows its HTTP status and a short
+//! plain-text reason; [`RequestError::to_response`] renders it.
+
+use super::headers::is_safe_field;
+use super::{
+    accept_key, has_token, head_over_limit, is_token, status_reason, Headers, MAX_HEADERS,
+};
+use crate::deflate::{self, DeflateConfig, DeflateParams};
+use crate::handshake::client::Negotiated;
+use base64::Engine;
+
+/// A validated WebSocket upgrade request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The request target as sent (origin-form: path and query).
+    pub target: String,
+    /// All header fields.
+    pub headers: Headers,
+    key: String,
+    protocols: Vec<String>,
+}
+
+impl Request {
+    /// The path part of the target.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("/")
+    }
+
+    /// The query part of the target (after `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The `Host` header.
+    pub fn host(&self) -> &str {
+        self.headers.get("host").unwrap_or("")
+    }
+
+    /// The `Origin` header, if sent (browsers always send it).
+    pub fn origin(&self) -> Option<&str> {
+        self.headers.get("origin")
+    }
+
+    /// The subprotocols the client offered, in its order.
+    pub fn protocols(&self) -> &[String] {
+        &self.protocols
+    }
+
+    /// The `Sec-WebSocket-Key`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// A request that cannot be upgraded, with the HTTP status it is answered with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The head is larger than the configured limit (431).
+    #[error("request head larger than {0} bytes")]
+    HeadTooLarge(usize),
+    /// Too many header lines (431).
+    #[error("too many header fields")]
+    TooManyHeaders,
+    /// Not parseable as HTTP/1.x (400).
+    #[error("malformed HTTP request: {0}")]
+    Malformed(String),
+    /// A method other than GET (405).
+    #[error("method {0} not allowed, WebSocket upgrades use GET")]
+    Method(String),
+    /// Not HTTP/1.1 (400).
+    #[error("HTTP/1.1 or later required")]
+    Version,
+    /// A target that is not a path (400).
+    #[error("request target must be a path")]
+    Target,
+    /// `Host` missing or repeated (400).
+    #[error("exactly one Host header required")]
+    Host,
+    /// `Upgrade: websocket` missing (400; 426 would invite a retry with the same request).
+    #[error("missing `Upgrade: websocket` header")]
+    Upgrade,
+    /// `Connection: upgrade` missing (400).
+    #[error("missing `Connection: upgrade` header")]
+    Connection,
+    /// `Sec-WebSocket-Key` missing, repeated, or not 16 bytes of base64 (400).
+    #[error("Sec-WebSocket-Key must be 16 bytes, base64-encoded")]
+    Key,
+    /// `Sec-WebSocket-Version` missing or not 13 (426, with `Sec-WebSocket-Version: 13`).
+    #[error("unsupported WebSocket version, 13 required")]
+    WebSocketVersion,
+    /// `Sec-WebSocket-Protocol` is not a list of tokens (400).
+    #[error("invalid Sec-WebSocket-Protocol header")]
+    Protocols,
+    /// The application refused the request.
+    #[error("rejected with HTTP {}", .0.status)]
+    Rejected(Box<Rejection>),
+}
+
+impl RequestError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            RequestError::HeadTooLarge(_) | RequestError::TooManyHeaders => 431,
+            RequestError::Method(_) => 405,
+            RequestError::WebSocketVersion => 426,
+            RequestError::Rejected(r) => r.status,
+            _ => 400,
+        }
+    }
+
+    /// The complete HTTP response for this error: status line, headers, plain-text body.
+    pub fn to_response(&self) -> Vec<u8> {
+        match self {
+            RequestError::Rejected(r) => r.to_response(),
+            _ => {
+                let mut r = Rejection::new(self.status(), format!("{self}\n"));
+                match self {
+                    RequestError::WebSocketVersion => {
+                        r.headers.append("Sec-WebSocket-Version", "13")
+                    }
+                    RequestError::Method(_) => r.headers.append("Allow", "GET"),
+                    _ => {}
+                }
+                r.to_response()
+            }
+        }
+    }
+}
+
+/// An HTTP error response chosen by the application (or by the server for a bad request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// Status code (should be 4xx or 5xx).
+    pub status: u16,
+    /// Extra header fields.
+    pub headers: Headers,
+    /// The body, sent as `text/plain; charset=utf-8`.
+    pub body: String,
+}
+
+impl Rejection {
+    /// A rejection with `status` and a plain-text `body`.
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            headers: Headers::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header field to the response.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Renders the response bytes (always with `Connection: close`).
+    pub fn to_response(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128 + self.body.len());
+        out.extend_from_slice(
+            format!(
+                "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+                self.status,
+                status_reason(self.status),
+                self.body.len()
+            )
+            .as_bytes(),
+        );
+        let mut safe = Headers::new();
+        for (n, v) in self.headers.iter() {
+            if is_safe_field(n, v) {
+                safe.append(n, v);
+            }
+        }
+        safe.write_to(&mut out);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(self.body.as_bytes());
+        out
+    }
+}
+
+/// Server handshake settings.
+#[derive(Clone, Debug)]
+pub struct ServerHandshakeConfig {
+    /// Largest request head accepted (default 16 KiB); larger gets `431`.
+    pub max_head_size: usize,
+    /// Subprotocols we support, in our order of preference. The first one the client also
+    /// offered is selected (a [`Hook`] may override).
+    pub protocols: Vec<String>,
+    /// permessage-deflate settings (`None`: decline compression).
+    pub deflate: Option<DeflateConfig>,
+}
+
+impl Default for ServerHandshakeConfig {
+    fn default() -> Self {
+        ServerHandshakeConfig {
+            max_head_size: 16 * 1024,
+            protocols: Vec::new(),
+            deflate: None,
+        }
+    }
+}
+
+/// Parses and validates a request head at the start of `buf`.
+///
+/// Returns `Ok(None)` while the head is incomplete, then the request and the head length.
+pub fn parse_request(
+    buf: &[u8],
+    max_head_size: usize,
+) -> Result<Option<(Request, usize)>, RequestError> {
+    if head_over_limit(buf, max_head_size) {
+        return Err(RequestError::HeadTooLarge(max_head_size));
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let n = match req.parse(buf) {
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Ok(httparse::Status::Complete(n)) => n,
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
+        Err(e) => return Err(RequestError::Malformed(e.to_string())),
+    };
+    let method = req.method.unwrap_or("");
+    if method != "GET" {
+        return Err(RequestError::Method(method.to_owned()));
+    }
+    if req.version != Some(1) {
+        return Err(RequestError::Version);
+    }
+    let target = req.path.unwrap_or("");
+    if !target.starts_with('/') {
+        return Err(RequestError::Target);
+    }
+    let headers = Headers::from_httparse(req.headers);
+    if headers.count("host") != 1 || headers.get("host").is_none_or(|h| h.trim().is_empty()) {
+        return Err(RequestError::Host);
+    }
+    if !headers
+        .get_all("upgrade")
+        .any(|v| has_token(v, "websocket"))
+    {
+        return Err(RequestError::Upgrade);
+    }
+    if !headers
+        .get_all("connection")
+        .any(|v| has_token(v, "upgrade"))
+    {
+        return Err(RequestError::Connection);
+    }
+    if headers.count("sec-websocket-version") != 1
+        || headers.get("sec-websocket-version").map(str::trim) != Some("13")
+    {
+        return Err(RequestError::WebSocketVersion);
+    }
+    let key = match (
+        headers.count("sec-websocket-key"),
+        headers.get("sec-websocket-key"),
+    ) {
+        (1, Some(k)) => k.trim().to_owned(),
+        _ => return Err(RequestError::Key),
+    };
+    match base64::engine::general_purpose::STANDARD.decode(&key) {
+        Ok(raw) if raw.len() == 16 => {}
+        _ => return Err(RequestError::Key),
+    }
+    let mut protocols = Vec::new();
+    for value in headers.get_all("sec-websocket-protocol") {
+        for p in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if !is_token(p) {
+                return Err(RequestError::Protocols);
+            }
+            protocols.push(p.to_owned());
+        }
+    }
+    Ok(Some((
+        Request {
+            target: target.to_owned(),
+            headers,
+            key,
+            protocols,
+        },
+        n,
+    )))
+}
+
+/// The parts of the `101` response the application may shape from a [`Hook`].
+#[derive(Clone, Debug, Default)]
+pub struct Accept {
+    /// The subprotocol to select (must be one the client offered).
+    pub protocol: Option<String>,
+    /// Extra response header fields.
+    pub headers: Headers,
+}
+
+/// Application logic that sees each upgrade request before it is accepted: it may check the
+/// origin, path, query or headers, select a subprotocol, add response headers, or reject with
+/// its own status. Implemented for closures `FnOnce(&Request, &mut Accept) -> Result<(), Rejection>`.
+pub trait Hook {
+    /// Inspects `request`; shape `accept`, or return a rejection.
+    fn on_request(self, request: &Request, accept: &mut Accept) -> Result<(), Rejection>;
+}
+
+impl<F> Hook for F
+where
+    F: FnOnce(&Request, &mut Accept) -> Result<(), Rejection>,
+{
+    fn on_request(self, request: &Request, accept: &mut Accept) -> Result<(), Rejection> {
+        self(request, accept)
+    }
+}
+
+/// A hook that accepts every request unchanged.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHook;
+
+impl Hook for NoHook {
+    fn on_request(self, _: &Request, _: &mut Accept) -> Result<(), Rejection> {
+        Ok(())
+    }
+}
+
+/// Decides the response to a validated request: runs the hook, selects the subprotocol and
+/// negotiates permessage-deflate. Returns the `101` response bytes and what was agreed.
+pub fn accept(
+    request: &Request,
+    config: &ServerHandshakeConfig,
+    hook: impl Hook,
+) -> Result<(Vec<u8>, Negotiated), RequestError> {
+    let mut acc = Accept {
+        protocol: config
+            .protocols
+            .iter()
+            .find(|p| request.protocols.contains(p))
+            .cloned(),
+        headers: Headers::new(),
+    };
+    hook.on_request(request, &mut acc)
+        .map_err(|r| RequestError::Rejected(Box::new(r)))?;
+    if let Some(p) = &acc.protocol {
+        if !request.protocols.contains(p) {
+            return Err(RequestError::Rejected(Box::new(Rejection::new(
+                500,
+                "server selected a subprotocol the client did not offer\n",
+            ))));
+        }
+    }
+    let mut deflate_params: Option<DeflateParams> = None;
+    let mut deflate_header = None;
+    if let Some(cfg) = &config.deflate {
+        let offers: Vec<&str> = request
+            .headers
+            .get_all("sec-websocket-extensions")
+            .collect();
+        if let Some((params, header)) = deflate::server_negotiate(cfg, &offers) {
+            deflate_params = Some(params);
+            deflate_header = Some(header);
+        }
+    }
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    out.extend_from_slice(accept_key(request.key.as_bytes()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(p) = &acc.protocol {
+        out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
+        out.extend_from_slice(p.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(h) = &deflate_header {
+        out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut safe = Headers::new();
+    for (n, v) in acc.headers.iter() {
+        if is_safe_field(n, v) {
+            safe.append(n, v);
+        }
+    }
+    safe.write_to(&mut out);
+    out.extend_from_slice(b"\r\n");
+    Ok((
+        out,
+        Negotiated {
+            protocol: acc.protocol,
+            deflate: deflate_params,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "GET /chat?room=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    fn parse(s: &str) -> Result<Request, RequestError> {
+        parse_request(s.as_bytes(), 16 * 1024).map(|r| r.unwrap().0)
+    }
+
+    fn without(line: &str) -> String {
+        GOOD.replace(line, "")
+    }
+
+    #[test]
+    fn rfc_example_request() {
+        let req = parse(GOOD).unwrap();
+        assert_eq!(req.path(), "/chat");
+        assert_eq!(req.query(), Some("room=1"));
+        assert_eq!(req.origin(), Some("http://example.com"));
+        assert_eq!(req.protocols(), ["chat", "superchat"]);
+        let config = ServerHandshakeConfig {
+            protocols: vec!["superchat".into()],
+            ..Default::default()
+        };
+        let (resp, neg) = accept(&req, &config, NoHook).unwrap();
+        let resp = String::from_utf8(resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(resp.contains("Sec-WebSocket-Protocol: superchat\r\n"));
+        assert_eq!(neg.protocol.as_deref(), Some("superchat"));
+    }
+
+    #[test]
+    fn bad_requests_and_their_statuses() {
+        let cases: Vec<(String, u16)> = vec![
+            (GOOD.replace("GET", "POST"), 405),
+            (GOOD.replace("HTTP/1.1", "HTTP/1.0"), 400),
+            (without("Host: server.example.com\r\n"), 400),
+            (
+                GOOD.replace("Host: server.example.com\r\n", "Host: a\r\nHost: b\r\n"),
+                400,
+            ),
+            (without("Upgrade: websocket\r\n"), 400),
+            (GOOD.replace("Upgrade: websocket", "Upgrade: h2c"), 400),
+            (without("Connection: Upgrade\r\n"), 400),
+            (
+                without("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
+                400,
+            ),
+            (GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="), 400),
+            (
+                GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "!!!notbase64!!!"),
+                400,
+            ),
+            (GOOD.replace("Version: 13", "Version: 8"), 426),
+            (without("Sec-WebSocket-Version: 13\r\n"), 426),
+            (GOOD.replace("chat, superchat", "chat, super chat"), 400),
+            (GOOD.replace("/chat?room=1", "chat"), 400),
+            ("GET / HTTP/1.1\r\nBad Header\r\n\r\n".to_string(), 400),
+        ];
+        for (req, status) in cases {
+            let err = parse(&req).unwrap_err();
+            assert_eq!(err.status(), status, "{err} for {req:?}");
+            let resp = String::from_utf8(err.to_response()).unwrap();
+            assert!(resp.starts_with(&format!("HTTP/1.1 {status} ")), "{resp}");
+            if status == 426 {
+                assert!(resp.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+            }
+        }
+    }
+
+    #[test]
+    fn token_lists_case_insensitive() {
+        let req = GOOD
+            .replace("Upgrade: websocket", "Upgrade: foo, WebSocket")
+            .replace("Connection: Upgrade", "Connection: keep-alive, upgrade");
+        assert!(parse(&req).is_ok());
+    }
+
+    #[test]
+    fn head_limits() {
+        let big = GOOD.replace(
+            "Origin:",
+            &format!("X-Pad: {}\r\nOrigin:", "a".repeat(20_000)),
+        );
+        assert_eq!(parse(&big).unwrap_err().status(), 431);
+        // Incomplete but already over the limit.
+        let err = parse_request(&vec![b'a'; 17 * 1024], 16 * 1024).unwrap_err();
+        assert_eq!(err.status(), 431);
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n", 16 * 1024),
+            Ok(None)
+        );
+        let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let req = GOOD.replace("Origin:", &format!("{many}Origin:"));
+        assert_eq!(parse(&req).unwrap_err().status(), 431);
+    }
+
+    #[test]
+    fn hook_can_reject_and_shape() {
+        let req = parse(GOOD).unwrap();
+        let err = accept(&req, &Default::default(), |r: &Request, _: &mut Accept| {
+            if r.origin() == Some("http://example.com") {
+                Err(Rejection::new(403, "origin not allowed\n"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert_eq!(err.status(), 403);
+        let resp = String::from_utf8(err.to_response()).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 403 Forbidden\r\n"));
+        assert!(resp.ends_with("origin not allowed\n"));
+
+        let (resp, neg) = accept(&req, &Default::default(), |_: &Request, a: &mut Accept| {
+            a.protocol = Some("chat".into());
+            a.headers.append("X-Served-By", "wsx");
+            Ok(())
+        })
+        .unwrap();
+        let resp = String::from_utf8(resp).unwrap();
+        assert!(resp.contains("Sec-WebSocket-Protocol: chat\r\n"));
+        assert!(resp.contains("X-Served-By: wsx\r\n"));
+        assert_eq!(neg.protocol.as_deref(), Some("chat"));
+
+        let err = accept(&req, &Default::default(), |_: &Request, a: &mut Accept| {
+            a.protocol = Some("unoffered".into());
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(err.status(), 500);
+    }
+}

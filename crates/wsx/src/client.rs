@@ -1,0 +1,269 @@
+//! Connecting: `ws://` and `wss://` clients.
+
+use crate::error::{Error, Result};
+use crate::stream::MaybeTlsStream;
+use crate::tls::ClientTlsOptions;
+use crate::websocket::{WebSocket, WebSocketOptions};
+use bytes::{Bytes, BytesMut};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wsx_proto::handshake::client::{ClientHandshake, Response, Target};
+use wsx_proto::{Config, Connection, Role};
+
+/// Largest error-response body kept for the caller.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Connects to `url` with default settings.
+///
+/// ```no_run
+/// # async fn f() -> wsx::Result<()> {
+/// let mut ws = wsx::connect("ws://127.0.0.1:9001/").await?;
+/// ws.send(wsx::Message::text("hello")).await?;
+/// if let Some(Ok(reply)) = ws.recv().await {
+///     println!("{reply:?}");
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream>> {
+    ClientBuilder::new(url).connect().await
+}
+
+/// Configures and opens a client connection.
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    url: String,
+    origin: Option<String>,
+    protocols: Vec<String>,
+    headers: Vec<(String, String)>,
+    config: Config,
+    tls: ClientTlsOptions,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
+    options: WebSocketOptions,
+}
+
+impl ClientBuilder {
+    /// A builder for `url` (`ws://` or `wss://`).
+    pub fn new(url: impl Into<String>) -> Self {
+        ClientBuilder {
+            url: url.into(),
+            origin: None,
+            protocols: Vec::new(),
+            headers: Vec::new(),
+            config: Config::default(),
+            tls: ClientTlsOptions::default(),
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            options: WebSocketOptions::default(),
+        }
+    }
+
+    /// Sets the `Origin` header.
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// Offers a subprotocol (call several times, in order of preference).
+    pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// Adds a request header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Protocol limits and compression settings.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file (in addition to the built-in roots).
+    pub fn add_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca_files.push(path.into());
+        self
+    }
+
+    /// Presents this client certificate chain and key (PEM files).
+    pub fn client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Accepts any server certificate. **Disables authentication; for testing only.**
+    pub fn danger_accept_invalid_certs(mut self, yes: bool) -> Self {
+        self.tls.insecure = yes;
+        self
+    }
+
+    /// Time allowed for DNS and the TCP connection (default 10 s).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Time allowed for the TLS and WebSocket handshakes (default 10 s).
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+
+    /// Close handshake timeout (default 5 s).
+    pub fn close_timeout(mut self, t: Duration) -> Self {
+        self.options.close_timeout = t;
+        self
+    }
+
+    fn handshake(&self) -> Result<wsx_proto::handshake::client::ClientHandshakeBuilder> {
+        let mut b = ClientHandshake::builder(&self.url)?
+            .deflate(self.config.deflate.clone())
+            .max_head_size(self.config.max_head_size);
+        if let Some(o) = &self.origin {
+            b = b.origin(o.clone());
+        }
+        for p in &self.protocols {
+            b = b.protocol(p.clone());
+        }
+        for (n, v) in &self.headers {
+            b = b.header(n.clone(), v.clone());
+        }
+        Ok(b)
+    }
+
+    /// Resolves, connects (TCP, then TLS for `wss://`) and performs the handshake.
+    pub async fn connect(self) -> Result<WebSocket<MaybeTlsStream>> {
+        let hs = self.handshake()?;
+        let target = hs.target().clone();
+        let tcp = tokio::time::timeout(self.connect_timeout, connect_tcp(&target))
+            .await
+            .map_err(|_| Error::Timeout("connect"))??;
+        let _ = tcp.set_nodelay(true);
+        let fut = async {
+            let stream = if target.tls {
+                let config: Arc<rustls::ClientConfig> = self.tls.build()?;
+                let name =
+                    rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
+                        Error::Tls(format!("invalid server name {:?}: {e}", target.host))
+                    })?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| Error::Tls(e.to_string()))?;
+                MaybeTlsStream::ClientTls(tls)
+            } else {
+                MaybeTlsStream::Plain(tcp)
+            };
+            handshake_on(stream, hs, &self.config, self.options).await
+        };
+        tokio::time::timeout(self.handshake_timeout, fut)
+            .await
+            .map_err(|_| Error::Timeout("handshake"))?
+    }
+
+    /// Performs the WebSocket handshake over an already connected stream (the URL's host is
+    /// used for the `Host` header only).
+    pub async fn connect_on<S: AsyncRead + AsyncWrite + Unpin>(
+        self,
+        stream: S,
+    ) -> Result<WebSocket<S>> {
+        let hs = self.handshake()?;
+        tokio::time::timeout(
+            self.handshake_timeout,
+            handshake_on(stream, hs, &self.config, self.options),
+        )
+        .await
+        .map_err(|_| Error::Timeout("handshake"))?
+    }
+}
+
+async fn connect_tcp(target: &Target) -> Result<TcpStream> {
+    let addrs: Vec<_> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|source| Error::Dns {
+            host: target.host.clone(),
+            source,
+        })?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::Connect {
+        addr: format!("{}:{}", target.host, target.port),
+        source: last.unwrap_or_else(|| std::io::Error::other("no addresses found")),
+    })
+}
+
+async fn handshake_on<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    builder: wsx_proto::handshake::client::ClientHandshakeBuilder,
+    config: &Config,
+    options: WebSocketOptions,
+) -> Result<WebSocket<S>> {
+    let (hs, request) = builder.build()?;
+    stream.write_all(&request).await?;
+    stream.flush().await?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let (response, head_len) = loop {
+        if let Some(done) = hs.parse_response(&buf)? {
+            break done;
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed during the handshake",
+            )));
+        }
+    };
+    let leftover = buf.split_off(head_len);
+    if response.status != 101 {
+        let body = read_error_body(&mut stream, &response, leftover).await;
+        return Err(Error::Http {
+            response: Box::new(response),
+            body,
+        });
+    }
+    let negotiated = hs.finish(response)?;
+    let conn = Connection::new(Role::Client, config, negotiated.deflate);
+    Ok(WebSocket::from_parts(
+        stream,
+        conn,
+        negotiated.protocol,
+        &leftover,
+        options,
+    ))
+}
+
+/// Reads the body of an error response: up to `Content-Length` (or end of stream), at most
+/// 64 KiB, waiting at most 2 s.
+async fn read_error_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    response: &Response,
+    mut body: BytesMut,
+) -> Bytes {
+    let want = response
+        .content_length()
+        .unwrap_or(MAX_ERROR_BODY)
+        .min(MAX_ERROR_BODY);
+    let read = async {
+        while body.len() < want {
+            match stream.read_buf(&mut body).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
+    body.truncate(want);
+    body.freeze()
+}

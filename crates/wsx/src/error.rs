@@ -1,0 +1,113 @@
+//! The error type of the tokio layer.
+
+use bytes::Bytes;
+use wsx_proto::handshake::client::{RequestBuildError, Response, ResponseError, UrlError};
+use wsx_proto::handshake::server::RequestError;
+use wsx_proto::{CloseCode, ProtocolError, SendError};
+
+/// Everything that can go wrong with a WebSocket connection.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL cannot be used.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The request cannot be built (bad header or subprotocol).
+    #[error(transparent)]
+    Request(#[from] RequestBuildError),
+    /// Name resolution failed.
+    #[error("cannot resolve {host}: {source}")]
+    Dns {
+        /// The host name.
+        host: String,
+        /// The resolver's error.
+        source: std::io::Error,
+    },
+    /// The TCP connection could not be made.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address (host:port).
+        addr: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// TLS setup or handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Reading or writing the transport failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A step did not finish in time.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// The server answered the upgrade with an HTTP status other than 101.
+    #[error("server answered HTTP {} {}{}", .response.status, .response.reason, body_excerpt(.body))]
+    Http {
+        /// Status line and headers.
+        response: Box<Response>,
+        /// The body (at most 64 KiB of it).
+        body: Bytes,
+    },
+    /// The server's 101 response is not a valid WebSocket handshake.
+    #[error("invalid handshake response: {0}")]
+    Handshake(ResponseError),
+    /// The client's upgrade request was refused (server side); the HTTP error response was
+    /// sent.
+    #[error("upgrade request refused with HTTP {status}: {0}", status = .0.status())]
+    Upgrade(#[from] RequestError),
+    /// The peer broke the protocol; the connection was failed with
+    /// [`ProtocolError::close_code`].
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// A message could not be sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The connection is closed.
+    #[error("connection closed")]
+    Closed,
+}
+
+fn body_excerpt(body: &Bytes) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}
+
+impl From<ResponseError> for Error {
+    fn from(e: ResponseError) -> Self {
+        match e {
+            ResponseError::Status(response) => Error::Http {
+                response,
+                body: Bytes::new(),
+            },
+            other => Error::Handshake(other),
+        }
+    }
+}
+
+impl Error {
+    /// The close code this error was (or would be) answered with, where one applies.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        match self {
+            Error::Protocol(e) => Some(e.close_code()),
+            Error::Io(_) | Error::Timeout(_) => Some(CloseCode::ABNORMAL),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status involved: what the server answered (client side), or what a refused
+    /// upgrade request was answered with (server side).
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Error::Http { response, .. } => Some(response.status),
+            Error::Upgrade(e) => Some(e.status()),
+            _ => None,
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,41 @@
+//! # wsx
+//!
+//! A WebSocket client and server for tokio, built on the sans-I/O core [`wsx_proto`]:
+//! RFC 6455 with permessage-deflate (RFC 7692), `ws://` and `wss://` (rustls).
+//!
+//! - [`connect`] / [`ClientBuilder`]: open a client connection.
+//! - [`accept`] / [`accept_with`]: upgrade an accepted stream; [`Server`]: bind, accept and
+//!   run a handler per connection.
+//! - [`WebSocket`]: a `Stream` of received [`Message`]s and a `Sink` of messages to send.
+//!
+//! ```no_run
+//! use futures_util::{SinkExt, StreamExt};
+//! # async fn f() -> wsx::Result<()> {
+//! let mut ws = wsx::connect("ws://127.0.0.1:9001/").await?;
+//! ws.send(wsx::Message::text("hello")).await?;
+//! while let Some(msg) = ws.next().await {
+//!     println!("{:?}", msg?);
+//! }
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod error;
+pub mod server;
+pub mod stream;
+pub mod tls;
+pub mod websocket;
+
+pub use client::{connect, ClientBuilder};
+pub use error::{Error, Result};
+pub use server::{accept, accept_with, Accept, Rejection, Request, Server, ServerConfig};
+pub use stream::MaybeTlsStream;
+pub use websocket::{WebSocket, WebSocketOptions};
+pub use wsx_proto;
+pub use wsx_proto::deflate::DeflateConfig;
+pub use wsx_proto::{
+    Bytes, CloseCode, CloseEvent, CloseFrame, Config, Event, Message, MessageKind, ProtocolError,
+    State, Utf8Bytes,
+};

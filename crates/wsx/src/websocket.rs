@@ -1,0 +1,386 @@
+//! [`WebSocket`]: a connection over any async byte stream, driven by the sans-I/O core.
+
+use crate::error::{Error, Result};
+use bytes::BytesMut;
+use futures_core::Stream;
+use futures_sink::Sink;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+use wsx_proto::{
+    CloseCode, CloseEvent, CloseFrame, Connection, Event, Message, MessageKind, Role, State,
+};
+
+/// Read at least this much at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Runtime options of an open connection.
+#[derive(Clone, Copy, Debug)]
+pub struct WebSocketOptions {
+    /// How long to wait for the peer's close frame after sending ours, and (client) for the
+    /// server to close TCP after the close handshake (default 5 s).
+    pub close_timeout: Duration,
+    /// `poll_ready` (and so `send`) waits while more than this many bytes are queued for
+    /// writing (default 1 MiB).
+    pub write_buffer_high_water: usize,
+}
+
+impl Default for WebSocketOptions {
+    fn default() -> Self {
+        WebSocketOptions {
+            close_timeout: Duration::from_secs(5),
+            write_buffer_high_water: 1 << 20,
+        }
+    }
+}
+
+/// Where the transport is in its shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Reading and writing frames.
+    Open,
+    /// The core is CLOSED: flush, (client) wait for the server's FIN, shut down.
+    Flushing,
+    AwaitingEof,
+    ShuttingDown,
+    /// The transport is closed; the Closed event is due.
+    Done,
+    /// Closed event delivered; the stream has ended.
+    Finished,
+}
+
+/// A WebSocket connection over the transport `S` (a `TcpStream`, a TLS stream, or anything
+/// `AsyncRead + AsyncWrite + Unpin`).
+///
+/// It is a [`Stream`] of received [`Message`]s and a [`Sink`] of messages to send. Pings are
+/// answered and the close handshake is completed without help: when the peer closes, the
+/// stream yields `Message::Close` and then ends. Protocol violations yield one
+/// [`Error::Protocol`] after the matching close frame was sent and the transport closed.
+pub struct WebSocket<S> {
+    io: S,
+    conn: Connection,
+    protocol: Option<String>,
+    options: WebSocketOptions,
+    phase: Phase,
+    eof: bool,
+    timer: Option<Pin<Box<Sleep>>>,
+    pending_error: Option<Error>,
+    close_event: Option<CloseEvent>,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("conn", &self.conn)
+            .field("protocol", &self.protocol)
+            .field("phase", &self.phase)
+            .finish()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a transport whose opening handshake is complete. `leftover` holds bytes read
+    /// after the handshake head (the first frames).
+    pub fn from_parts(
+        io: S,
+        mut conn: Connection,
+        protocol: Option<String>,
+        leftover: &[u8],
+        options: WebSocketOptions,
+    ) -> Self {
+        conn.receive(leftover);
+        WebSocket {
+            io,
+            conn,
+            protocol,
+            options,
+            phase: Phase::Open,
+            eof: false,
+            timer: None,
+            pending_error: None,
+            close_event: None,
+        }
+    }
+
+    /// The subprotocol agreed in the handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> State {
+        self.conn.state()
+    }
+
+    /// Whether permessage-deflate is active.
+    pub fn is_compressed(&self) -> bool {
+        self.conn.is_compressed()
+    }
+
+    /// How the connection ended (code, reason, clean or not), once it has.
+    pub fn close_event(&self) -> Option<&CloseEvent> {
+        self.close_event.as_ref().or(self.conn.close_event())
+    }
+
+    /// Bytes queued for sending but not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.conn.buffered_amount()
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The protocol state machine (for inspection).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Sends a message and flushes it.
+    pub async fn send(&mut self, msg: Message) -> Result<()> {
+        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
+        self.conn.send(msg)?;
+        poll_fn(|cx| self.poll_flush_inner(cx)).await
+    }
+
+    /// Sends a message without compressing it, and flushes it.
+    pub async fn send_uncompressed(&mut self, msg: Message) -> Result<()> {
+        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
+        self.conn.send_uncompressed(msg)?;
+        poll_fn(|cx| self.poll_flush_inner(cx)).await
+    }
+
+    /// Sends one fragment of a message (see [`Connection::send_fragment`]) and flushes it.
+    pub async fn send_fragment(&mut self, kind: MessageKind, data: &[u8], fin: bool) -> Result<()> {
+        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
+        self.conn.send_fragment(kind, data, fin)?;
+        poll_fn(|cx| self.poll_flush_inner(cx)).await
+    }
+
+    /// The next message; `None` once the connection is closed.
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    /// The next event (messages, fragments in streaming mode, and the final `Closed`).
+    pub async fn next_event(&mut self) -> Option<Result<Event>> {
+        poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// Closes the connection: sends a close frame (`None`: without status code), waits for
+    /// the peer's (up to the close timeout; messages that arrive meanwhile are discarded)
+    /// and closes the transport. Returns how the connection ended.
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<CloseEvent> {
+        self.conn.close(frame)?;
+        while let Some(ev) = self.next_event().await {
+            if let Ok(Event::Closed(ev)) = ev {
+                return Ok(ev);
+            }
+        }
+        Ok(self.close_event().cloned().unwrap_or(CloseEvent {
+            code: CloseCode::ABNORMAL,
+            reason: String::new(),
+            was_clean: false,
+        }))
+    }
+
+    /// Writes queued output; `Ready(Ok)` once all of it is written.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.conn.output().is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.conn.output()))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.conn.advance_output(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.phase != Phase::Open {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        while self.conn.buffered_amount() > self.options.write_buffer_high_water {
+            ready!(self.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        ready!(self.poll_write_out(cx))?;
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_timer(&mut self) {
+        if self.timer.is_none() {
+            self.timer = Some(Box::pin(tokio::time::sleep(self.options.close_timeout)));
+        }
+    }
+
+    fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timer
+            .as_mut()
+            .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+    }
+
+    /// Drives the connection and returns the next event (see [`WebSocket::next_event`]).
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
+        loop {
+            match self.phase {
+                Phase::Open => {}
+                Phase::Flushing => {
+                    // The peer may be gone; a write error just ends the flush.
+                    match self.poll_flush_inner(cx) {
+                        Poll::Pending if !self.timer_fired(cx) => {
+                            self.start_timer();
+                            return Poll::Pending;
+                        }
+                        _ => {}
+                    }
+                    let clean = self.conn.close_event().is_some_and(|e| e.was_clean);
+                    self.phase = if self.conn.role() == Role::Client && clean && !self.eof {
+                        // RFC 6455 §7.1.1: the server closes TCP first.
+                        self.timer = None;
+                        Phase::AwaitingEof
+                    } else {
+                        Phase::ShuttingDown
+                    };
+                    continue;
+                }
+                Phase::AwaitingEof => {
+                    self.start_timer();
+                    let mut scratch = BytesMut::with_capacity(256);
+                    loop {
+                        match tokio_util::io::poll_read_buf(
+                            Pin::new(&mut self.io),
+                            cx,
+                            &mut scratch,
+                        ) {
+                            Poll::Ready(Ok(n)) if n > 0 => scratch.clear(),
+                            Poll::Ready(_) => break,
+                            Poll::Pending if self.timer_fired(cx) => break,
+                            Poll::Pending => return Poll::Pending,
+                        }
+                    }
+                    self.eof = true;
+                    self.phase = Phase::ShuttingDown;
+                    continue;
+                }
+                Phase::ShuttingDown => {
+                    if Pin::new(&mut self.io).poll_shutdown(cx).is_pending() {
+                        self.start_timer();
+                        if !self.timer_fired(cx) {
+                            return Poll::Pending;
+                        }
+                    }
+                    self.timer = None;
+                    self.phase = Phase::Done;
+                    continue;
+                }
+                Phase::Done => {
+                    if let Some(e) = self.pending_error.take() {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    self.phase = Phase::Finished;
+                    self.conn.shrink_buffers();
+                    return Poll::Ready(self.close_event.clone().map(|e| Ok(Event::Closed(e))));
+                }
+                Phase::Finished => return Poll::Ready(None),
+            }
+            // Phase::Open: pongs and close replies go out as soon as the transport takes them.
+            if !self.conn.output().is_empty() {
+                if let Poll::Ready(Err(e)) = self.poll_flush_inner(cx) {
+                    tracing::debug!("write failed: {e}");
+                    self.conn.receive_eof();
+                    self.eof = true;
+                }
+            }
+            if let Some(ev) = self.conn.poll_event() {
+                match ev {
+                    Event::Closed(ce) => {
+                        self.close_event = Some(ce);
+                        self.timer = None;
+                        self.phase = Phase::Flushing;
+                    }
+                    Event::Error(e) => self.pending_error = Some(Error::Protocol(e)),
+                    other => return Poll::Ready(Some(Ok(other))),
+                }
+                continue;
+            }
+            // Waiting for the peer's close frame is bounded by the close timeout.
+            if self.conn.state() == State::Closing {
+                self.start_timer();
+                if self.timer_fired(cx) {
+                    self.conn.receive_eof();
+                    continue;
+                }
+            }
+            let buf = self.conn.read_buf();
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(READ_CHUNK);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, self.conn.read_buf()) {
+                Poll::Ready(Ok(0)) => {
+                    self.eof = true;
+                    self.conn.receive_eof();
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.eof = true;
+                    self.conn.receive_eof();
+                    self.pending_error = Some(Error::Io(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match ready!(this.poll_event(cx)) {
+            Some(Ok(Event::Message(m))) => Poll::Ready(Some(Ok(m))),
+            Some(Ok(Event::Fragment(f))) => Poll::Ready(Some(Ok(match f.kind {
+                // Streaming mode delivers pieces; as a Stream of messages each piece is
+                // binary (a text piece may split a code point). Use `next_event` to
+                // tell fragments apart.
+                MessageKind::Text | MessageKind::Binary => Message::Binary(f.data),
+            }))),
+            Some(Ok(Event::Closed(_))) | None => Poll::Ready(None),
+            Some(Ok(Event::Error(e))) => Poll::Ready(Some(Err(Error::Protocol(e)))),
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_ready_inner(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        self.get_mut().conn.send(item).map_err(Error::from)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_flush_inner(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        this.conn
+            .close(Some(CloseFrame::new(CloseCode::NORMAL, "")))?;
+        this.poll_flush_inner(cx)
+    }
+}
