@@ -1,0 +1,433 @@
+//! End-to-end tests over real loopback sockets: ws and wss, handshake errors, close
+//! handshakes, and raw misbehaving peers. Every test is bounded by a timeout.
+
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wsx::{
+    ClientBuilder, CloseCode, CloseFrame, Error, Message, Rejection, Request, Server, ServerConfig,
+};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("test timed out")
+}
+
+/// Starts an echo server on 127.0.0.1 and returns its address.
+async fn echo_server(config: ServerConfig, tls: Option<&Certs>) -> SocketAddr {
+    let mut server = Server::bind("127.0.0.1:0").await.unwrap().config(config);
+    if let Some(c) = tls {
+        server = server.tls_pem(&c.cert, &c.key).unwrap();
+    }
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server.serve(|mut ws, _| async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_data() {
+                if let Message::Text(t) = &msg {
+                    if t.as_str() == "close-1001" {
+                        let _ = ws
+                            .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "bye")))
+                            .await;
+                        return;
+                    }
+                }
+                if ws.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }));
+    addr
+}
+
+struct Certs {
+    cert: PathBuf,
+    key: PathBuf,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn self_signed() -> Certs {
+    let dir =
+        std::env::temp_dir().join(format!("wsx-test-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    Certs {
+        cert,
+        key,
+        _dir: TempDir(dir),
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+async fn round_trips<S>(ws: &mut wsx::WebSocket<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 253) as u8).collect();
+    let msgs = vec![
+        Message::text("hello"),
+        Message::text(""),
+        Message::text("κόσμε ".repeat(5000)),
+        Message::binary(vec![0u8; 0]),
+        Message::binary(big),
+    ];
+    for m in msgs {
+        ws.send(m.clone()).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), m);
+    }
+}
+
+#[tokio::test]
+async fn ws_echo_and_clean_close() {
+    bounded(async {
+        let addr = echo_server(ServerConfig::default(), None).await;
+        let mut ws = wsx::connect(&format!("ws://{addr}/any/path?q=1"))
+            .await
+            .unwrap();
+        round_trips(&mut ws).await;
+        let ev = ws
+            .close(Some(CloseFrame::new(CloseCode::NORMAL, "done")))
+            .await
+            .unwrap();
+        assert!(ev.was_clean);
+        assert_eq!(ev.code, CloseCode::NORMAL);
+        assert_eq!(ws.state(), wsx::State::Closed);
+        assert!(ws.next().await.is_none());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn ws_over_ipv6_loopback() {
+    let Ok(listener) = TcpListener::bind("[::1]:0").await else {
+        return; // no IPv6 on this machine
+    };
+    bounded(async {
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            Server::from_listener(listener).serve(|mut ws, _| async move {
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_data() {
+                        let _ = ws.send(m).await;
+                    }
+                }
+            }),
+        );
+        let mut ws = wsx::connect(&format!("ws://[::1]:{}/", addr.port()))
+            .await
+            .unwrap();
+        ws.send(Message::text("v6")).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("v6"));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn wss_echo_with_ca_file_and_insecure() {
+    bounded(async {
+        let certs = self_signed();
+        let addr = echo_server(ServerConfig::default(), Some(&certs)).await;
+        let url = format!("wss://localhost:{}/", addr.port());
+        let mut ws = ClientBuilder::new(url.clone())
+            .add_ca_file(&certs.cert)
+            .connect()
+            .await
+            .unwrap();
+        assert!(ws.get_ref().is_tls());
+        round_trips(&mut ws).await;
+        let ev = ws.close(None).await.unwrap();
+        assert!(ev.was_clean);
+
+        let mut ws = ClientBuilder::new(format!("wss://127.0.0.1:{}/", addr.port()))
+            .danger_accept_invalid_certs(true)
+            .connect()
+            .await
+            .unwrap();
+        ws.send(Message::text("x")).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("x"));
+
+        // Without trusting the certificate the TLS handshake must fail.
+        let err = wsx::connect(&url).await.unwrap_err();
+        assert!(matches!(err, Error::Tls(_)), "{err}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn server_initiated_close_is_seen_and_clean() {
+    bounded(async {
+        let addr = echo_server(ServerConfig::default(), None).await;
+        let mut ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+        ws.send(Message::text("close-1001")).await.unwrap();
+        match ws.next().await {
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(f.code, CloseCode::GOING_AWAY);
+                assert_eq!(f.reason.as_str(), "bye");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(ws.next().await.is_none());
+        let ev = ws.close_event().unwrap();
+        assert!(ev.was_clean && ev.code == CloseCode::GOING_AWAY);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn subprotocol_and_hook() {
+    bounded(async {
+        let config = ServerConfig {
+            protocols: vec!["v2".into(), "v1".into()],
+            ..Default::default()
+        };
+        let server = Server::bind("127.0.0.1:0").await.unwrap().config(config);
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(server.serve_with_hook(
+            |mut ws, _| async move {
+                let p = ws.protocol().unwrap_or("none").to_owned();
+                let _ = ws.send(Message::text(p)).await;
+                let _ = ws.close(None).await;
+            },
+            || {
+                |req: &Request, acc: &mut wsx::Accept| {
+                    if req.origin() == Some("https://evil.example") {
+                        return Err(Rejection::new(403, "origin not allowed\n"));
+                    }
+                    acc.headers.append("X-Path", req.path());
+                    Ok(())
+                }
+            },
+        ));
+        let mut ws = ClientBuilder::new(format!("ws://{addr}/chat"))
+            .protocol("v1")
+            .protocol("v2")
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(ws.protocol(), Some("v2"));
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("v2"));
+
+        let err = ClientBuilder::new(format!("ws://{addr}/"))
+            .origin("https://evil.example")
+            .connect()
+            .await
+            .unwrap_err();
+        match &err {
+            Error::Http { response, body } => {
+                assert_eq!(response.status, 403);
+                assert_eq!(&body[..], b"origin not allowed\n");
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(err.http_status(), Some(403));
+        assert!(err.to_string().contains("403"), "{err}");
+    })
+    .await
+}
+
+/// Sends raw bytes to a fresh connection and returns everything the server answers until
+/// it closes the connection.
+async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    out
+}
+
+const UPGRADE: &str = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+#[tokio::test]
+async fn bad_handshakes_get_http_errors() {
+    bounded(async {
+        let addr = echo_server(ServerConfig::default(), None).await;
+        let cases = [
+            (UPGRADE.replace("GET", "POST"), "405"),
+            (UPGRADE.replace("Version: 13", "Version: 7"), "426"),
+            (UPGRADE.replace("Upgrade: websocket\r\n", ""), "400"),
+            (UPGRADE.replace("dGhlIHNhbXBsZSBub25jZQ==", "short"), "400"),
+            ("GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_string(), "400"),
+            (
+                UPGRADE.replace(
+                    "Host: x",
+                    &format!("Host: x\r\nX-Big: {}", "a".repeat(20_000)),
+                ),
+                "431",
+            ),
+            ("\x16\x03\x01 garbage\r\n\r\n".to_string(), "400"),
+        ];
+        for (req, status) in cases {
+            let resp =
+                String::from_utf8_lossy(&raw_exchange(addr, req.as_bytes()).await).to_string();
+            assert!(
+                resp.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{status}: {resp}"
+            );
+            if status == "426" {
+                assert!(resp.contains("Sec-WebSocket-Version: 13\r\n"));
+            }
+        }
+    })
+    .await
+}
+
+fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let key = [9u8, 8, 7, 6];
+    let mut v = vec![first, 0x80 | payload.len() as u8];
+    v.extend_from_slice(&key);
+    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    v
+}
+
+fn after_head(resp: &[u8]) -> &[u8] {
+    let pos = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no head")
+        + 4;
+    &resp[pos..]
+}
+
+#[tokio::test]
+async fn raw_peer_ping_violation_and_close() {
+    bounded(async {
+        let addr = echo_server(ServerConfig::default(), None).await;
+        // A ping is answered with the same payload; a close is echoed, then TCP closes.
+        let mut bytes = UPGRADE.as_bytes().to_vec();
+        bytes.extend(masked(0x89, b"abc"));
+        bytes.extend(masked(0x88, &[0x0F, 0xA0])); // 4000
+        let resp = raw_exchange(addr, &bytes).await;
+        assert_eq!(
+            after_head(&resp),
+            &[0x8A, 3, b'a', b'b', b'c', 0x88, 2, 0x0F, 0xA0]
+        );
+
+        // An unmasked frame fails the connection with 1002.
+        let mut bytes = UPGRADE.as_bytes().to_vec();
+        bytes.extend([0x81, 0x01, b'x']);
+        let resp = raw_exchange(addr, &bytes).await;
+        let tail = after_head(&resp);
+        assert_eq!(&tail[..1], &[0x88]);
+        assert_eq!(&tail[2..4], &1002u16.to_be_bytes());
+
+        // Invalid UTF-8 fails with 1007.
+        let mut bytes = UPGRADE.as_bytes().to_vec();
+        bytes.extend(masked(0x81, &[0xCE, 0xBA, 0xFF]));
+        let resp = raw_exchange(addr, &bytes).await;
+        assert_eq!(&after_head(&resp)[2..4], &1007u16.to_be_bytes());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn message_limit_is_1009() {
+    bounded(async {
+        let mut config = ServerConfig::default();
+        config.config.max_message_size = 1000;
+        let addr = echo_server(config, None).await;
+        let mut ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+        ws.send(Message::binary(vec![1u8; 1001])).await.unwrap();
+        match ws.next().await {
+            Some(Ok(Message::Close(Some(f)))) => assert_eq!(f.code, CloseCode::MESSAGE_TOO_BIG),
+            other => panic!("{other:?}"),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn vanished_server_is_abnormal_1006() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let ws = wsx::accept(tcp).await.unwrap();
+            drop(ws); // vanish without a close frame
+        });
+        let mut ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+        assert!(ws.next().await.is_none());
+        let ev = ws.close_event().unwrap();
+        assert_eq!(ev.code, CloseCode::ABNORMAL);
+        assert!(!ev.was_clean);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn handshake_failures_are_clear() {
+    bounded(async {
+        // Nothing listening.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let err = wsx::connect(&format!("ws://{addr}/")).await.unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{err}");
+        // Plain HTTP server answering 404.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nno route\n")
+                .await;
+        });
+        let err = wsx::connect(&format!("ws://{addr}/")).await.unwrap_err();
+        assert_eq!(err.http_status(), Some(404));
+        assert!(err.to_string().contains("no route"), "{err}");
+        assert!(matches!(
+            wsx::connect("ftp://x/").await.unwrap_err(),
+            Error::Url(_)
+        ));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sink_and_stream_traits() {
+    bounded(async {
+        let addr = echo_server(ServerConfig::default(), None).await;
+        let mut ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+        for i in 0..100 {
+            ws.feed(Message::text(format!("m{i}"))).await.unwrap();
+        }
+        ws.flush().await.unwrap();
+        for i in 0..100 {
+            assert_eq!(
+                ws.next().await.unwrap().unwrap(),
+                Message::text(format!("m{i}"))
+            );
+        }
+        SinkExt::close(&mut ws).await.unwrap();
+        assert!(matches!(ws.next().await, Some(Ok(Message::Close(Some(_))))));
+        assert!(ws.next().await.is_none());
+    })
+    .await
+}
