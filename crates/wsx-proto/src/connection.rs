@@ -112,14 +112,23 @@ struct Incoming {
     first_delivered: bool,
 }
 
-struct DeflateState {
-    compressor: Compressor,
-    decompressor: Decompressor,
-    threshold: usize,
+/// A frame the receiving side owes the peer: the sending side writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Answer to a ping (only the latest unanswered ping is kept, RFC 6455 §5.5.3).
+    Pong(Bytes),
+    /// Close frame: the echo of the peer's close, or the failure code.
+    Close(Option<CloseFrame>),
 }
 
-/// A WebSocket connection in the OPEN state or later (see the module documentation).
-pub struct Connection {
+/// Do not turn more pongs into output while this much output is waiting: a peer that
+/// floods pings and never reads gets only its latest ping answered.
+const PONG_OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// The receiving side of a connection: parses frames, validates, reassembles and inflates
+/// messages. Obtained from [`Connection::split`]; the frames it owes the peer (pongs, close
+/// replies) are taken with [`Receiver::take_reply`] and given to [`Sender::reply`].
+pub struct Receiver {
     role: Role,
     max_message_size: usize,
     max_frame_size: usize,
@@ -128,27 +137,43 @@ pub struct Connection {
     frame: Option<PartialFrame>,
     incoming: Option<Incoming>,
     utf8: Utf8Validator,
-    wbuf: BytesMut,
-    scratch: BytesMut,
-    sending: Option<MessageKind>,
-    send_utf8: Utf8Validator,
-    deflate: Option<Box<DeflateState>>,
-    close_sent: bool,
+    inflate: Option<Box<Decompressor>>,
+    inflated: BytesMut,
     close_received: bool,
     closed: bool,
     eof: bool,
     pending: Option<Event>,
     close_event: Option<CloseEvent>,
+    pong: Option<Bytes>,
+    close_reply: Option<Option<CloseFrame>>,
+}
+
+/// The sending side of a connection: encodes, masks and compresses frames into an output
+/// buffer. Obtained from [`Connection::split`].
+pub struct Sender {
+    role: Role,
+    wbuf: BytesMut,
+    scratch: BytesMut,
+    sending: Option<MessageKind>,
+    send_utf8: Utf8Validator,
+    deflate: Option<Box<(Compressor, usize)>>,
+    close_sent: bool,
+}
+
+/// A WebSocket connection in the OPEN state or later (see the module documentation).
+pub struct Connection {
+    rx: Receiver,
+    tx: Sender,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("role", &self.role)
+            .field("role", &self.rx.role)
             .field("state", &self.state())
-            .field("buffered_in", &self.rbuf.len())
-            .field("buffered_out", &self.wbuf.len())
-            .field("deflate", &self.deflate.is_some())
+            .field("buffered_in", &self.rx.rbuf.len())
+            .field("buffered_out", &self.tx.wbuf.len())
+            .field("deflate", &self.is_compressed())
             .finish()
     }
 }
@@ -157,48 +182,80 @@ impl Connection {
     /// A connection in the OPEN state. `deflate` is what the handshake agreed on, if anything;
     /// the compression level and threshold come from `config.deflate` (or its defaults).
     pub fn new(role: Role, config: &Config, deflate: Option<DeflateParams>) -> Self {
-        let deflate = deflate.map(|params| {
-            let settings = config.deflate.clone().unwrap_or_default();
-            let is_server = role == Role::Server;
-            Box::new(DeflateState {
-                compressor: params.compressor(is_server, settings.level),
-                decompressor: params.decompressor(is_server),
-                threshold: settings.threshold,
-            })
-        });
+        let is_server = role == Role::Server;
+        let settings = deflate.map(|p| (p, config.deflate.clone().unwrap_or_default()));
         Connection {
-            role,
-            max_message_size: config.max_message_size,
-            max_frame_size: config.max_frame_size,
-            streaming: config.streaming,
-            rbuf: BytesMut::new(),
-            frame: None,
-            incoming: None,
-            utf8: Utf8Validator::new(),
-            wbuf: BytesMut::new(),
-            scratch: BytesMut::new(),
-            sending: None,
-            send_utf8: Utf8Validator::new(),
-            deflate,
-            close_sent: false,
-            close_received: false,
-            closed: false,
-            eof: false,
-            pending: None,
-            close_event: None,
+            rx: Receiver {
+                role,
+                max_message_size: config.max_message_size,
+                max_frame_size: config.max_frame_size,
+                streaming: config.streaming,
+                rbuf: BytesMut::new(),
+                frame: None,
+                incoming: None,
+                utf8: Utf8Validator::new(),
+                inflate: settings
+                    .as_ref()
+                    .map(|(p, _)| Box::new(p.decompressor(is_server))),
+                inflated: BytesMut::new(),
+                close_received: false,
+                closed: false,
+                eof: false,
+                pending: None,
+                close_event: None,
+                pong: None,
+                close_reply: None,
+            },
+            tx: Sender {
+                role,
+                wbuf: BytesMut::new(),
+                scratch: BytesMut::new(),
+                sending: None,
+                send_utf8: Utf8Validator::new(),
+                deflate: settings
+                    .map(|(p, s)| Box::new((p.compressor(is_server, s.level), s.threshold))),
+                close_sent: false,
+            },
+        }
+    }
+
+    /// Separates the receiving and sending sides, e.g. to use them from two tasks. Replies
+    /// the receiver owes (pongs, close) must then be moved by the caller from
+    /// [`Receiver::take_reply`] to [`Sender::reply`].
+    pub fn split(mut self) -> (Receiver, Sender) {
+        self.pump_replies();
+        (self.rx, self.tx)
+    }
+
+    /// Joins halves obtained from [`Connection::split`].
+    pub fn join(rx: Receiver, tx: Sender) -> Self {
+        let mut c = Connection { rx, tx };
+        c.pump_replies();
+        c
+    }
+
+    fn pump_replies(&mut self) {
+        if let Some(reply) = self.rx.close_reply.take() {
+            // A pong still waiting is moot once we close.
+            self.rx.pong = None;
+            self.tx.reply(Reply::Close(reply));
+        } else if self.tx.wbuf.len() < PONG_OUTPUT_LIMIT {
+            if let Some(p) = self.rx.pong.take() {
+                self.tx.reply(Reply::Pong(p));
+            }
         }
     }
 
     /// Which end this is.
     pub fn role(&self) -> Role {
-        self.role
+        self.rx.role
     }
 
     /// The current state.
     pub fn state(&self) -> State {
-        if self.closed {
+        if self.rx.closed {
             State::Closed
-        } else if self.close_sent || self.close_received {
+        } else if self.tx.close_sent {
             State::Closing
         } else {
             State::Open
@@ -207,28 +264,153 @@ impl Connection {
 
     /// Whether permessage-deflate is active.
     pub fn is_compressed(&self) -> bool {
-        self.deflate.is_some()
+        self.rx.inflate.is_some()
     }
 
     /// How the connection ended, once it is CLOSED.
     pub fn close_event(&self) -> Option<&CloseEvent> {
-        self.close_event.as_ref()
+        self.rx.close_event()
     }
 
     /// Approximate memory held by this connection: buffers and compression state.
     pub fn memory_usage(&self) -> usize {
-        let deflate = self.deflate.as_ref().map_or(0, |d| {
-            d.compressor.memory_estimate() + d.decompressor.memory_estimate()
-        });
-        std::mem::size_of::<Self>()
-            + self.rbuf.capacity()
-            + self.wbuf.capacity()
-            + self.scratch.capacity()
-            + self.incoming.as_ref().map_or(0, |m| m.buf.capacity())
-            + deflate
+        std::mem::size_of::<Self>() + self.rx.memory_usage() + self.tx.memory_usage()
     }
 
-    // ----- receiving -----
+    /// The buffer received bytes go into; an I/O layer may read into it directly.
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        self.rx.read_buf()
+    }
+
+    /// Appends received bytes (ignored once the connection stopped reading).
+    pub fn receive(&mut self, data: &[u8]) {
+        self.rx.receive(data);
+    }
+
+    /// Reports the end of the received stream. Unless the close handshake completed, the
+    /// connection ends with 1006 (abnormal closure) once buffered bytes are processed.
+    pub fn receive_eof(&mut self) {
+        self.rx.receive_eof();
+    }
+
+    /// Whether no more input will be looked at (close received, failed, or closed).
+    pub fn stopped_reading(&self) -> bool {
+        self.rx.stopped_reading()
+    }
+
+    /// The next event, or `None` when more input is needed (or nothing more will happen).
+    /// Pongs and close replies are queued for output as a side effect.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let ev = self.rx.poll_event();
+        self.pump_replies();
+        ev
+    }
+
+    /// Queues a message (see [`Sender::send`]).
+    pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
+        self.check_open()?;
+        self.tx.send(msg)
+    }
+
+    /// Like [`Connection::send`], but never compresses this message.
+    pub fn send_uncompressed(&mut self, msg: Message) -> Result<(), SendError> {
+        self.check_open()?;
+        self.tx.send_uncompressed(msg)
+    }
+
+    /// Sends one fragment of a message (see [`Sender::send_fragment`]).
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        self.tx.send_fragment(kind, data, fin)
+    }
+
+    /// Starts the close handshake (see [`Sender::close`]). Does nothing once closed.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
+        if let Some(f) = &frame {
+            if !f.code.is_allowed_on_wire() {
+                return Err(SendError::InvalidCloseCode(f.code.0));
+            }
+        }
+        if self.rx.closed {
+            return Ok(());
+        }
+        self.tx.close(frame)
+    }
+
+    fn check_open(&self) -> Result<(), SendError> {
+        if self.rx.closed {
+            Err(SendError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Bytes waiting to be written to the transport.
+    pub fn output(&self) -> &[u8] {
+        self.tx.output()
+    }
+
+    /// Marks `n` bytes of [`Connection::output`] as written.
+    pub fn advance_output(&mut self, n: usize) {
+        self.tx.advance_output(n);
+        self.pump_replies();
+    }
+
+    /// Takes all bytes waiting to be written.
+    pub fn take_output(&mut self) -> BytesMut {
+        let out = self.tx.take_output();
+        self.pump_replies();
+        out
+    }
+
+    /// Number of bytes queued but not yet written (the browser's `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.tx.buffered_amount()
+    }
+
+    /// Releases buffer memory that is not in use (call when the connection goes idle).
+    pub fn shrink_buffers(&mut self) {
+        self.rx.shrink_buffers();
+        self.tx.shrink_buffers();
+    }
+}
+
+impl Receiver {
+    /// Which end this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// How the connection ended, once the receiving side is done.
+    pub fn close_event(&self) -> Option<&CloseEvent> {
+        self.close_event.as_ref()
+    }
+
+    /// True once a close frame was received, the connection failed, or the stream ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Approximate memory held: buffers and decompression state.
+    pub fn memory_usage(&self) -> usize {
+        self.rbuf.capacity()
+            + self.inflated.capacity()
+            + self.incoming.as_ref().map_or(0, |m| m.buf.capacity())
+            + self.inflate.as_ref().map_or(0, |d| d.memory_estimate())
+    }
+
+    /// Releases buffer memory that is not in use.
+    pub fn shrink_buffers(&mut self) {
+        if self.rbuf.is_empty() && self.frame.is_none() {
+            self.rbuf = BytesMut::new();
+        }
+        self.inflated = BytesMut::new();
+    }
 
     /// The buffer received bytes go into; an I/O layer may read into it directly.
     /// Bytes added after a close frame was received, or after a failure, are ignored.
@@ -243,8 +425,7 @@ impl Connection {
         }
     }
 
-    /// Reports the end of the received stream. Unless the close handshake completed, the
-    /// connection ends with 1006 (abnormal closure) once buffered bytes are processed.
+    /// Reports the end of the received stream.
     pub fn receive_eof(&mut self) {
         self.eof = true;
     }
@@ -252,6 +433,20 @@ impl Connection {
     /// Whether no more input will be looked at (close received, failed, or closed).
     pub fn stopped_reading(&self) -> bool {
         self.closed || self.close_received
+    }
+
+    /// Whether a pong or close reply is waiting for [`Receiver::take_reply`].
+    pub fn has_reply(&self) -> bool {
+        self.close_reply.is_some() || self.pong.is_some()
+    }
+
+    /// The frame owed to the peer, if any: a close reply first, else the latest pong.
+    pub fn take_reply(&mut self) -> Option<Reply> {
+        if let Some(c) = self.close_reply.take() {
+            self.pong = None;
+            return Some(Reply::Close(c));
+        }
+        self.pong.take().map(Reply::Pong)
     }
 
     /// The next event, or `None` when more input is needed (or nothing more will happen).
@@ -321,7 +516,7 @@ impl Connection {
     /// validated as it arrives.
     fn check_header(&mut self, h: &FrameHeader) -> Result<bool, ProtocolError> {
         let data_start = matches!(h.opcode, OpCode::Text | OpCode::Binary);
-        if h.rsv2 || h.rsv3 || (h.rsv1 && !(data_start && self.deflate.is_some())) {
+        if h.rsv2 || h.rsv3 || (h.rsv1 && !(data_start && self.inflate.is_some())) {
             return Err(ProtocolError::ReservedBits);
         }
         match (self.role, h.mask.is_some()) {
@@ -383,10 +578,9 @@ impl Connection {
     ) -> Result<Option<Event>, ProtocolError> {
         match h.opcode {
             OpCode::Ping => {
-                if !self.close_sent {
-                    self.write_frame(OpCode::Pong, true, false, &payload);
-                }
-                Ok(Some(Event::Message(Message::Ping(payload.freeze()))))
+                let payload = payload.freeze();
+                self.pong = Some(payload.clone());
+                Ok(Some(Event::Message(Message::Ping(payload))))
             }
             OpCode::Pong => Ok(Some(Event::Message(Message::Pong(payload.freeze())))),
             OpCode::Close => self.on_close(payload.freeze()).map(Some),
@@ -398,13 +592,13 @@ impl Connection {
         let frame = CloseFrame::parse(payload)?;
         self.close_received = true;
         self.rbuf = BytesMut::new();
-        if !self.close_sent {
-            // Echo the peer's code (RFC 6455 §5.5.1), or an empty close if it sent none.
-            let echo = frame
+        // Echo the peer's code (RFC 6455 §5.5.1), or an empty close if it sent none. The
+        // sender drops the echo if it already sent a close frame.
+        self.close_reply = Some(
+            frame
                 .as_ref()
-                .map(|f| CloseFrame::new(f.code, Utf8Bytes::new()));
-            self.write_close(echo.as_ref());
-        }
+                .map(|f| CloseFrame::new(f.code, Utf8Bytes::new())),
+        );
         let (code, reason) = match &frame {
             Some(f) => (f.code, f.reason.to_string()),
             None => (CloseCode::NO_STATUS, String::new()),
@@ -420,18 +614,17 @@ impl Connection {
         };
         let limit = self.max_message_size;
         let data: Option<BytesMut> = if msg.compressed {
-            let Some(deflate) = self.deflate.as_mut() else {
+            let Some(decompressor) = self.inflate.as_mut() else {
                 return Err(ProtocolError::ReservedBits);
             };
             let out = if self.streaming {
-                &mut self.scratch
+                &mut self.inflated
             } else {
                 &mut msg.buf
             };
             let before = out.len();
             let room = limit - msg.size;
-            deflate
-                .decompressor
+            decompressor
                 .decompress(&payload, fin, out, before + room)
                 .map_err(|e| match e {
                     DeflateError::TooLarge => ProtocolError::MessageTooLarge { limit },
@@ -444,7 +637,7 @@ impl Connection {
                     .map_err(|_| ProtocolError::InvalidUtf8)?;
             }
             if self.streaming {
-                Some(self.scratch.split())
+                Some(self.inflated.split())
             } else {
                 None
             }
@@ -494,9 +687,7 @@ impl Connection {
     fn fail(&mut self, err: ProtocolError) -> Event {
         let code = err.close_code();
         let reason = err.to_string();
-        if !self.close_sent {
-            self.write_close(Some(&CloseFrame::new(code, reason.as_str())));
-        }
+        self.close_reply = Some(Some(CloseFrame::new(code, reason.as_str())));
         let ev = self.finish(code, reason, false);
         self.pending = Some(Event::Closed(ev));
         Event::Error(err)
@@ -514,17 +705,46 @@ impl Connection {
         self.close_event = Some(ev.clone());
         ev
     }
+}
 
-    // ----- sending -----
+impl Sender {
+    /// Which end this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// True once a close frame was queued.
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// Approximate memory held: buffers and compression state.
+    pub fn memory_usage(&self) -> usize {
+        self.wbuf.capacity()
+            + self.scratch.capacity()
+            + self.deflate.as_ref().map_or(0, |d| d.0.memory_estimate())
+    }
+
+    /// Queues a frame the receiver owes the peer. A pong or close after our own close frame
+    /// is dropped.
+    pub fn reply(&mut self, reply: Reply) {
+        if self.close_sent {
+            return;
+        }
+        match reply {
+            Reply::Pong(p) => self.write_frame(OpCode::Pong, true, false, &p),
+            Reply::Close(f) => self.write_close(f.as_ref()),
+        }
+    }
 
     /// Queues a message. Text and binary messages are compressed when permessage-deflate is
     /// active and they are at least the configured threshold long. `Close` starts the close
-    /// handshake (see [`Connection::close`]).
+    /// handshake (see [`Sender::close`]).
     pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
         self.send_with(msg, true)
     }
 
-    /// Like [`Connection::send`], but never compresses this message.
+    /// Like [`Sender::send`], but never compresses this message.
     pub fn send_uncompressed(&mut self, msg: Message) -> Result<(), SendError> {
         self.send_with(msg, false)
     }
@@ -545,18 +765,17 @@ impl Connection {
         payload: &[u8],
         compress: bool,
     ) -> Result<(), SendError> {
-        if self.close_sent || self.closed {
+        if self.close_sent {
             return Err(SendError::Closed);
         }
         if self.sending.is_some() {
             return Err(SendError::FragmentInProgress);
         }
         if let Some(d) = self.deflate.as_mut() {
-            if compress && payload.len() >= d.threshold {
+            if compress && payload.len() >= d.1 {
                 let mut out = std::mem::take(&mut self.scratch);
                 out.clear();
-                d.compressor
-                    .compress(payload, &mut out)
+                d.0.compress(payload, &mut out)
                     .map_err(|_| SendError::Compression)?;
                 self.write_frame(opcode, true, true, &out);
                 self.scratch = out;
@@ -568,7 +787,7 @@ impl Connection {
     }
 
     fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
-        if self.close_sent || self.closed {
+        if self.close_sent {
             return Err(SendError::Closed);
         }
         if payload.len() > MAX_CONTROL_PAYLOAD {
@@ -587,7 +806,7 @@ impl Connection {
         data: &[u8],
         fin: bool,
     ) -> Result<(), SendError> {
-        if self.close_sent || self.closed {
+        if self.close_sent {
             return Err(SendError::Closed);
         }
         let opcode = match self.sending {
@@ -624,24 +843,24 @@ impl Connection {
                 return Err(SendError::InvalidCloseCode(f.code.0));
             }
         }
-        if self.close_sent || self.closed {
-            return Ok(());
+        if !self.close_sent {
+            self.write_close(frame.as_ref());
         }
-        self.write_close(frame.as_ref());
         Ok(())
     }
 
     fn write_close(&mut self, frame: Option<&CloseFrame>) {
-        let mut payload = BytesMut::new();
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        let mut len = 0;
         if let Some(f) = frame {
-            f.encode_into(&mut payload);
+            let mut buf = BytesMut::with_capacity(MAX_CONTROL_PAYLOAD);
+            f.encode_into(&mut buf);
+            len = buf.len();
+            payload[..len].copy_from_slice(&buf);
         }
-        self.write_frame(OpCode::Close, true, false, &payload);
+        self.write_frame(OpCode::Close, true, false, &payload[..len]);
         self.close_sent = true;
         self.sending = None;
-        if self.close_received {
-            self.closed = true;
-        }
     }
 
     fn write_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) {
@@ -674,7 +893,7 @@ impl Connection {
         &self.wbuf
     }
 
-    /// Marks `n` bytes of [`Connection::output`] as written.
+    /// Marks `n` bytes of [`Sender::output`] as written.
     pub fn advance_output(&mut self, n: usize) {
         self.wbuf.advance(n.min(self.wbuf.len()));
     }
@@ -684,16 +903,13 @@ impl Connection {
         self.wbuf.split()
     }
 
-    /// Number of bytes queued but not yet written (the browser's `bufferedAmount`).
+    /// Number of bytes queued but not yet written.
     pub fn buffered_amount(&self) -> usize {
         self.wbuf.len()
     }
 
-    /// Releases buffer memory that is not in use (call when the connection goes idle).
+    /// Releases buffer memory that is not in use.
     pub fn shrink_buffers(&mut self) {
-        if self.rbuf.is_empty() && self.frame.is_none() {
-            self.rbuf = BytesMut::new();
-        }
         if self.wbuf.is_empty() {
             self.wbuf = BytesMut::new();
         }

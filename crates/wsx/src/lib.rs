@@ -24,6 +24,7 @@
 pub mod client;
 pub mod error;
 pub mod server;
+pub mod split;
 pub mod stream;
 pub mod tls;
 pub mod websocket;
@@ -31,6 +32,7 @@ pub mod websocket;
 pub use client::{connect, ClientBuilder};
 pub use error::{Error, Result};
 pub use server::{accept, accept_with, Accept, Rejection, Request, Server, ServerConfig};
+pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
 pub use websocket::{WebSocket, WebSocketOptions};
 pub use wsx_proto;

@@ -141,6 +141,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         &self.conn
     }
 
+    /// Splits into a reading half (a `Stream`) and a writing half (a `Sink`) for use from
+    /// two tasks. See [`crate::split`] for how they cooperate.
+    pub fn split(self) -> (crate::split::WsReader<S>, crate::split::WsWriter<S>) {
+        let (rx, tx) = self.conn.split();
+        crate::split::split(self.io, rx, tx, self.options)
+    }
+
     /// Sends a message and flushes it.
     pub async fn send(&mut self, msg: Message) -> Result<()> {
         poll_fn(|cx| self.poll_ready_inner(cx)).await?;

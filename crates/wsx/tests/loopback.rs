@@ -431,3 +431,67 @@ async fn sink_and_stream_traits() {
     })
     .await
 }
+
+#[tokio::test]
+async fn split_halves_from_two_tasks_answer_pings_without_the_writer() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The server pings, expects the pong, then sends 50 messages and closes.
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = wsx::accept(tcp).await.unwrap();
+            ws.send(Message::Ping(wsx::Bytes::from_static(b"are you there")))
+                .await
+                .unwrap();
+            match ws.next().await {
+                Some(Ok(Message::Pong(p))) => assert_eq!(&p[..], b"are you there"),
+                other => panic!("{other:?}"),
+            }
+            let mut got = 0;
+            while got < 50 {
+                match ws.next().await {
+                    Some(Ok(m)) if m.is_data() => {
+                        got += 1;
+                        ws.send(m).await.unwrap();
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "enough")))
+                .await
+                .unwrap()
+        });
+        let ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+        let (mut reader, mut writer) = ws.split();
+        // Read until the ping has been seen: the reader alone answers it.
+        match reader.next().await {
+            Some(Ok(Message::Ping(_))) => {}
+            other => panic!("{other:?}"),
+        }
+        let writer_task = tokio::spawn(async move {
+            for i in 0..50 {
+                writer.send(Message::text(format!("{i}"))).await.unwrap();
+            }
+            writer
+        });
+        let mut echoed = 0;
+        let mut close = None;
+        while let Some(m) = reader.next().await {
+            match m.unwrap() {
+                Message::Text(_) => echoed += 1,
+                Message::Close(f) => close = f,
+                _ => {}
+            }
+        }
+        assert_eq!(echoed, 50);
+        assert_eq!(close.unwrap().code, CloseCode::NORMAL);
+        let ev = reader.close_event().unwrap();
+        assert!(ev.was_clean, "{ev:?}");
+        let server_ev = server.await.unwrap();
+        assert!(server_ev.was_clean, "{server_ev:?}");
+        let mut writer = writer_task.await.unwrap();
+        assert!(writer.send(Message::text("late")).await.is_err());
+    })
+    .await
+}

@@ -62,8 +62,14 @@ fn server_gets(bytes: &[u8]) -> (Vec<Event>, Vec<u8>, Connection) {
 
 fn close_code_sent(out: &[u8]) -> Option<u16> {
     let (h, n) = FrameHeader::parse(out).ok()??;
-    (h.opcode == OpCode::Close && h.payload_len >= 2)
-        .then(|| u16::from_be_bytes([out[n], out[n + 1]]))
+    if h.opcode != OpCode::Close || h.payload_len < 2 {
+        return None;
+    }
+    let mut code = [out[n], out[n + 1]];
+    if let Some(key) = h.mask {
+        apply_mask(&mut code, key);
+    }
+    Some(u16::from_be_bytes(code))
 }
 
 #[test]

@@ -1,0 +1,369 @@
+//! Read and write halves of a [`WebSocket`](crate::WebSocket), for using one connection from
+//! two tasks.
+//!
+//! The halves share no protocol state: the reader owns the receiving state machine
+//! ([`wsx_proto::connection::Receiver`]), the writer the sending one
+//! ([`wsx_proto::connection::Sender`]). What they share is the transport's write side, so
+//! that the reader can answer pings and close frames even while the application never
+//! touches the writer. That shared write side sits behind a `std` mutex that is only held
+//! for non-blocking write attempts (never across an `.await`); reading takes no lock except
+//! to hand over a pong or a close reply.
+
+use crate::error::{Error, Result};
+use crate::websocket::WebSocketOptions;
+use bytes::BytesMut;
+use futures_core::Stream;
+use futures_sink::Sink;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::time::Sleep;
+use wsx_proto::connection::{Receiver, Sender};
+use wsx_proto::{CloseCode, CloseEvent, CloseFrame, Event, Message, MessageKind, Role, State};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+pub(crate) struct WriteSide<S> {
+    io: WriteHalf<S>,
+    tx: Sender,
+    shut: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite> WriteSide<S> {
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.tx.output().is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.tx.output()))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.tx.advance_output(n);
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+}
+
+struct SharedState<S> {
+    write: Mutex<WriteSide<S>>,
+    /// Mirrors `Sender::close_sent`, so the reader can check it without the lock.
+    close_sent: AtomicBool,
+}
+
+type Shared<S> = Arc<SharedState<S>>;
+
+/// Polls (starting if needed) a close timer; true once it has fired.
+fn fired(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    after: std::time::Duration,
+    cx: &mut Context<'_>,
+) -> bool {
+    timer
+        .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)))
+        .as_mut()
+        .poll(cx)
+        .is_ready()
+}
+
+/// The guard of the write side; on drop it publishes whether a close frame was sent.
+struct Guard<'a, S> {
+    guard: MutexGuard<'a, WriteSide<S>>,
+    flag: &'a AtomicBool,
+}
+
+impl<S> std::ops::Deref for Guard<'_, S> {
+    type Target = WriteSide<S>;
+    fn deref(&self) -> &WriteSide<S> {
+        &self.guard
+    }
+}
+
+impl<S> std::ops::DerefMut for Guard<'_, S> {
+    fn deref_mut(&mut self) -> &mut WriteSide<S> {
+        &mut self.guard
+    }
+}
+
+impl<S> Drop for Guard<'_, S> {
+    fn drop(&mut self) {
+        if self.guard.tx.close_sent() {
+            self.flag.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn lock<S>(shared: &Shared<S>) -> Guard<'_, S> {
+    // A panic while holding the lock cannot leave the write side inconsistent in a way that
+    // matters more than losing the connection; keep going with the inner value.
+    Guard {
+        guard: shared.write.lock().unwrap_or_else(|e| e.into_inner()),
+        flag: &shared.close_sent,
+    }
+}
+
+/// The receiving half: a [`Stream`] of messages. Answers pings and close frames through the
+/// shared write side.
+pub struct WsReader<S> {
+    io: ReadHalf<S>,
+    rx: Receiver,
+    writer: Shared<S>,
+    options: WebSocketOptions,
+    timer: Option<Pin<Box<Sleep>>>,
+    pending_error: Option<Error>,
+    closing: bool,
+    finished: bool,
+    eof: bool,
+}
+
+/// The sending half: a [`Sink`] of messages.
+pub struct WsWriter<S> {
+    writer: Shared<S>,
+    options: WebSocketOptions,
+}
+
+pub(crate) fn split<S>(
+    io: S,
+    rx: Receiver,
+    tx: Sender,
+    options: WebSocketOptions,
+) -> (WsReader<S>, WsWriter<S>)
+where
+    S: AsyncRead + AsyncWrite,
+{
+    let (r, w) = tokio::io::split(io);
+    let close_sent = AtomicBool::new(tx.close_sent());
+    let writer = Arc::new(SharedState {
+        write: Mutex::new(WriteSide {
+            io: w,
+            tx,
+            shut: false,
+        }),
+        close_sent,
+    });
+    (
+        WsReader {
+            io: r,
+            rx,
+            writer: writer.clone(),
+            options,
+            timer: None,
+            pending_error: None,
+            closing: false,
+            finished: false,
+            eof: false,
+        },
+        WsWriter { writer, options },
+    )
+}
+
+impl<S: AsyncRead + AsyncWrite> WsReader<S> {
+    /// How the connection ended, once it has.
+    pub fn close_event(&self) -> Option<&CloseEvent> {
+        self.rx.close_event()
+    }
+
+    /// The next message; `None` once the connection is closed.
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        fired(&mut self.timer, self.options.close_timeout, cx)
+    }
+
+    /// Hands replies to the write side and tries to write them.
+    fn push_replies(&mut self, cx: &mut Context<'_>) {
+        if !self.rx.has_reply() {
+            return;
+        }
+        let mut w = lock(&self.writer);
+        while let Some(r) = self.rx.take_reply() {
+            w.tx.reply(r);
+        }
+        if !w.tx.output().is_empty() {
+            let _ = w.poll_write_out(cx);
+        }
+    }
+
+    /// The transport part of closing: flush, (client) wait for the server's FIN, shut down.
+    fn poll_close_transport(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        {
+            let mut w = lock(&self.writer);
+            if !w.shut
+                && w.poll_write_out(cx).is_pending()
+                && !fired(&mut self.timer, self.options.close_timeout, cx)
+            {
+                return Poll::Pending;
+            }
+        }
+        let clean = self.rx.close_event().is_some_and(|e| e.was_clean);
+        if self.rx.role() == Role::Client && clean && !self.eof {
+            let mut scratch = BytesMut::with_capacity(256);
+            loop {
+                match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut scratch) {
+                    Poll::Ready(Ok(n)) if n > 0 => scratch.clear(),
+                    Poll::Ready(_) => break,
+                    Poll::Pending if self.timer_fired(cx) => break,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            self.eof = true;
+        }
+        let mut w = lock(&self.writer);
+        if !w.shut {
+            if Pin::new(&mut w.io).poll_shutdown(cx).is_pending()
+                && !fired(&mut self.timer, self.options.close_timeout, cx)
+            {
+                return Poll::Pending;
+            }
+            w.shut = true;
+        }
+        Poll::Ready(())
+    }
+
+    /// Drives the receiving side and returns the next event.
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
+        loop {
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            if self.closing {
+                ready!(self.poll_close_transport(cx));
+                if let Some(e) = self.pending_error.take() {
+                    return Poll::Ready(Some(Err(e)));
+                }
+                self.finished = true;
+                return Poll::Ready(self.rx.close_event().cloned().map(|e| Ok(Event::Closed(e))));
+            }
+            let ev = self.rx.poll_event();
+            self.push_replies(cx);
+            if let Some(ev) = ev {
+                match ev {
+                    Event::Closed(_) => {
+                        self.closing = true;
+                        self.timer = None;
+                    }
+                    Event::Error(e) => self.pending_error = Some(Error::Protocol(e)),
+                    other => return Poll::Ready(Some(Ok(other))),
+                }
+                continue;
+            }
+            if self.writer.close_sent.load(Ordering::Acquire) && self.timer_fired(cx) {
+                // The peer did not answer our close frame in time.
+                self.rx.receive_eof();
+                continue;
+            }
+            let buf = self.rx.read_buf();
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(READ_CHUNK);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, self.rx.read_buf()) {
+                Poll::Ready(Ok(0)) => {
+                    self.eof = true;
+                    self.rx.receive_eof();
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.eof = true;
+                    self.rx.receive_eof();
+                    self.pending_error = Some(Error::Io(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite> Stream for WsReader<S> {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match ready!(this.poll_event(cx)) {
+            Some(Ok(Event::Message(m))) => Poll::Ready(Some(Ok(m))),
+            Some(Ok(Event::Fragment(f))) => Poll::Ready(Some(Ok(Message::Binary(f.data)))),
+            Some(Ok(Event::Closed(_))) | None => Poll::Ready(None),
+            Some(Ok(Event::Error(e))) => Poll::Ready(Some(Err(Error::Protocol(e)))),
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
+    /// Sends a message and flushes it.
+    pub async fn send(&mut self, msg: Message) -> Result<()> {
+        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
+        lock(&self.writer).tx.send(msg)?;
+        poll_fn(|cx| self.poll_flush_inner(cx)).await
+    }
+
+    /// Sends one fragment of a message and flushes it.
+    pub async fn send_fragment(&mut self, kind: MessageKind, data: &[u8], fin: bool) -> Result<()> {
+        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
+        lock(&self.writer).tx.send_fragment(kind, data, fin)?;
+        poll_fn(|cx| self.poll_flush_inner(cx)).await
+    }
+
+    /// Sends a close frame and flushes it; the reader half sees the peer's answer and ends.
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<()> {
+        lock(&self.writer).tx.close(frame)?;
+        poll_fn(|cx| self.poll_flush_inner(cx)).await
+    }
+
+    /// Bytes queued but not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        lock(&self.writer).tx.buffered_amount()
+    }
+
+    /// CLOSING once a close frame was sent, OPEN before (the reader knows when it is CLOSED).
+    pub fn state(&self) -> State {
+        if lock(&self.writer).tx.close_sent() {
+            State::Closing
+        } else {
+            State::Open
+        }
+    }
+
+    fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut w = lock(&self.writer);
+        if w.shut {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        if w.tx.buffered_amount() > self.options.write_buffer_high_water {
+            ready!(w.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut w = lock(&self.writer);
+        ready!(w.poll_write_out(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite> Sink<Message> for WsWriter<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_ready_inner(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        lock(&self.writer).tx.send(item).map_err(Error::from)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_flush_inner(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        lock(&this.writer)
+            .tx
+            .close(Some(CloseFrame::new(CloseCode::NORMAL, "")))?;
+        this.poll_flush_inner(cx)
+    }
+}
