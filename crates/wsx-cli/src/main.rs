@@ -32,9 +32,8 @@ enum Command {
         /// PEM private key for --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
-        /// Decline permessage-deflate.
-        #[arg(long)]
-        no_deflate: bool,
+        #[command(flatten)]
+        deflate: DeflateArgs,
     },
     /// Connect to a server: each stdin line is sent as a text message, received messages are
     /// printed; end of input closes the connection with 1000.
@@ -50,10 +49,63 @@ enum Command {
         /// Trust this CA certificate (PEM) for wss://.
         #[arg(long)]
         ca: Option<PathBuf>,
-        /// Do not offer permessage-deflate.
+        #[command(flatten)]
+        deflate: DeflateArgs,
+        /// Print the handshake request and response headers to stderr.
         #[arg(long)]
-        no_deflate: bool,
+        show_handshake: bool,
     },
+}
+
+/// permessage-deflate settings. For `serve` they are the server's limits and requirements;
+/// for `connect` they shape the client's offer.
+#[derive(clap::Args, Clone, Debug)]
+struct DeflateArgs {
+    /// Disable permessage-deflate (compression).
+    #[arg(long)]
+    no_deflate: bool,
+    /// Largest LZ77 window (2^BITS bytes) the server compresses with.
+    #[arg(long, value_name = "BITS", value_parser = clap::value_parser!(u8).range(8..=15))]
+    deflate_server_max_window_bits: Option<u8>,
+    /// Largest LZ77 window (2^BITS bytes) the client compresses with.
+    #[arg(long, value_name = "BITS", value_parser = clap::value_parser!(u8).range(8..=15))]
+    deflate_client_max_window_bits: Option<u8>,
+    /// The server resets its compression context after every message.
+    #[arg(long)]
+    deflate_server_no_context_takeover: bool,
+    /// The client resets its compression context after every message.
+    #[arg(long)]
+    deflate_client_no_context_takeover: bool,
+    /// Compression level, 0 (store) to 9 (smallest).
+    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(u32).range(0..=9))]
+    deflate_level: Option<u32>,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    #[arg(long, value_name = "BYTES")]
+    deflate_threshold: Option<usize>,
+}
+
+impl DeflateArgs {
+    fn config(&self) -> Option<wsx::DeflateConfig> {
+        if self.no_deflate {
+            return None;
+        }
+        let mut c = wsx::DeflateConfig::default();
+        if let Some(b) = self.deflate_server_max_window_bits {
+            c.server_max_window_bits = b;
+        }
+        if let Some(b) = self.deflate_client_max_window_bits {
+            c.client_max_window_bits = b;
+        }
+        c.server_no_context_takeover = self.deflate_server_no_context_takeover;
+        c.client_no_context_takeover = self.deflate_client_no_context_takeover;
+        if let Some(l) = self.deflate_level {
+            c.level = l;
+        }
+        if let Some(t) = self.deflate_threshold {
+            c.threshold = t;
+        }
+        Some(c)
+    }
 }
 
 fn main() -> ExitCode {
@@ -80,16 +132,17 @@ fn main() -> ExitCode {
                 listen,
                 tls_cert,
                 tls_key,
-                no_deflate,
-            } => serve(listen, tls_cert.zip(tls_key), no_deflate)
+                deflate,
+            } => serve(listen, tls_cert.zip(tls_key), deflate.config())
                 .await
                 .map(|_| ExitCode::SUCCESS),
             Command::Connect {
                 url,
                 insecure,
                 ca,
-                no_deflate,
-            } => connect(url, insecure, ca, no_deflate).await,
+                deflate,
+                show_handshake,
+            } => connect(url, insecure, ca, deflate.config(), show_handshake).await,
         }
     });
     match result {
@@ -104,12 +157,10 @@ fn main() -> ExitCode {
 async fn serve(
     listen: SocketAddr,
     tls: Option<(PathBuf, PathBuf)>,
-    no_deflate: bool,
+    deflate: Option<wsx::DeflateConfig>,
 ) -> anyhow::Result<()> {
     let mut config = wsx::ServerConfig::default();
-    if no_deflate {
-        config.config.deflate = None;
-    }
+    config.config.deflate = deflate;
     let mut server = wsx::Server::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?
@@ -153,18 +204,17 @@ async fn connect(
     url: String,
     insecure: bool,
     ca: Option<PathBuf>,
-    no_deflate: bool,
+    deflate: Option<wsx::DeflateConfig>,
+    show_handshake: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut builder = wsx::ClientBuilder::new(url.clone()).danger_accept_invalid_certs(insecure);
     if let Some(ca) = ca {
         builder = builder.add_ca_file(ca);
     }
-    if no_deflate {
-        builder = builder.config(wsx::Config {
-            deflate: None,
-            ..Default::default()
-        });
-    }
+    builder = builder.config(wsx::Config {
+        deflate,
+        ..Default::default()
+    });
     let mut ws = match builder.connect().await {
         Ok(ws) => ws,
         Err(e) => {
@@ -172,6 +222,16 @@ async fn connect(
             return Ok(ExitCode::from(2));
         }
     };
+    if show_handshake {
+        if let Some(hs) = ws.handshake() {
+            eprint!("{}", String::from_utf8_lossy(&hs.request));
+            eprintln!("HTTP/1.1 {} {}", hs.response.status, hs.response.reason);
+            for (name, value) in hs.response.headers.iter() {
+                eprintln!("{name}: {}", String::from_utf8_lossy(value));
+            }
+            eprintln!();
+        }
+    }
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = tokio::io::stdout();
     loop {

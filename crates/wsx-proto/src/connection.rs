@@ -628,7 +628,8 @@ impl Receiver {
                 .decompress(&payload, fin, out, before + room)
                 .map_err(|e| match e {
                     DeflateError::TooLarge => ProtocolError::MessageTooLarge { limit },
-                    _ => ProtocolError::CorruptCompressedData,
+                    DeflateError::Corrupt(_) => ProtocolError::CorruptCompressedData,
+                    _ => ProtocolError::InflateInternal,
                 })?;
             msg.size += out.len() - before;
             if msg.kind == MessageKind::Text {

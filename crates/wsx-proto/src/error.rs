@@ -62,6 +62,9 @@ pub enum ProtocolError {
     /// Compressed data that does not inflate. 1007.
     #[error("compressed message data is corrupt")]
     CorruptCompressedData,
+    /// The decompressor failed for a reason other than the data. 1011.
+    #[error("decompression failed internally")]
+    InflateInternal,
 }
 
 impl ProtocolError {
@@ -74,6 +77,7 @@ impl ProtocolError {
             ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. } => {
                 CloseCode::MESSAGE_TOO_BIG
             }
+            ProtocolError::InflateInternal => CloseCode::INTERNAL_ERROR,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }

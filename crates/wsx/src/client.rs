@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::stream::MaybeTlsStream;
 use crate::tls::ClientTlsOptions;
-use crate::websocket::{WebSocket, WebSocketOptions};
+use crate::websocket::{Handshake, WebSocket, WebSocketOptions};
 use bytes::{Bytes, BytesMut};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -233,15 +233,12 @@ async fn handshake_on<S: AsyncRead + AsyncWrite + Unpin>(
             body,
         });
     }
-    let negotiated = hs.finish(response)?;
+    let negotiated = hs.finish(response.clone())?;
     let conn = Connection::new(Role::Client, config, negotiated.deflate);
-    Ok(WebSocket::from_parts(
-        stream,
-        conn,
-        negotiated.protocol,
-        &leftover,
-        options,
-    ))
+    Ok(
+        WebSocket::from_parts(stream, conn, negotiated.protocol, &leftover, options)
+            .with_handshake(Handshake { request, response }),
+    )
 }
 
 /// Reads the body of an error response: up to `Content-Length` (or end of stream), at most

@@ -34,7 +34,7 @@ pub use error::{Error, Result};
 pub use server::{accept, accept_with, Accept, Rejection, Request, Server, ServerConfig};
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
-pub use websocket::{WebSocket, WebSocketOptions};
+pub use websocket::{Handshake, WebSocket, WebSocketOptions};
 pub use wsx_proto;
 pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::{

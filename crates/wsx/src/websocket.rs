@@ -11,6 +11,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
+use wsx_proto::handshake::client::Response;
 use wsx_proto::{
     CloseCode, CloseEvent, CloseFrame, Connection, Event, Message, MessageKind, Role, State,
 };
@@ -70,6 +71,16 @@ pub struct WebSocket<S> {
     timer: Option<Pin<Box<Sleep>>>,
     pending_error: Option<Error>,
     close_event: Option<CloseEvent>,
+    handshake: Option<Box<Handshake>>,
+}
+
+/// The opening handshake as it happened on a client connection.
+#[derive(Clone, Debug)]
+pub struct Handshake {
+    /// The request head sent.
+    pub request: Vec<u8>,
+    /// The server's response head.
+    pub response: Response,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -103,7 +114,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             timer: None,
             pending_error: None,
             close_event: None,
+            handshake: None,
         }
+    }
+
+    /// Records the opening handshake (client side), see [`WebSocket::handshake`].
+    pub(crate) fn with_handshake(mut self, handshake: Handshake) -> Self {
+        self.handshake = Some(Box::new(handshake));
+        self
+    }
+
+    /// The request sent and the response received (client connections only).
+    pub fn handshake(&self) -> Option<&Handshake> {
+        self.handshake.as_deref()
     }
 
     /// The subprotocol agreed in the handshake.
