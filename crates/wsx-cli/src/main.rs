@@ -218,7 +218,7 @@ async fn connect(
     let mut ws = match builder.connect().await {
         Ok(ws) => ws,
         Err(e) => {
-            eprintln!("error: cannot connect to {url}: {e}");
+            eprintln!("error: {url}: {e}");
             return Ok(ExitCode::from(2));
         }
     };
@@ -234,13 +234,16 @@ async fn connect(
     }
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = tokio::io::stdout();
+    let mut input_open = true;
     loop {
         tokio::select! {
-            line = stdin.next_line() => match line? {
+            line = stdin.next_line(), if input_open => match line? {
                 Some(line) => ws.send(Message::text(line)).await?,
                 None => {
-                    let ev = ws.close(Some(CloseFrame::new(CloseCode::NORMAL, ""))).await?;
-                    return Ok(exit_for(&ev));
+                    // Close, but keep printing what arrives until the handshake completes:
+                    // echoes of the last lines may still be on their way.
+                    input_open = false;
+                    ws.send(Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")))).await?;
                 }
             },
             msg = ws.next() => match msg {
@@ -253,7 +256,7 @@ async fn connect(
                     stdout.write_all(&b).await?;
                     stdout.flush().await?;
                 }
-                Some(Ok(Message::Close(frame))) => {
+                Some(Ok(Message::Close(frame))) if input_open => {
                     match frame {
                         Some(f) => eprintln!("closed by server: {f}"),
                         None => eprintln!("closed by server"),

@@ -10,11 +10,11 @@
 //! to hand over a pong or a close reply.
 
 use crate::error::{Error, Result};
-use crate::websocket::WebSocketOptions;
+use crate::websocket::{event_to_item, fired, WebSocketOptions};
 use bytes::BytesMut;
 use futures_core::Stream;
 use futures_sink::Sink;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,19 +53,6 @@ struct SharedState<S> {
 }
 
 type Shared<S> = Arc<SharedState<S>>;
-
-/// Polls (starting if needed) a close timer; true once it has fired.
-fn fired(
-    timer: &mut Option<Pin<Box<Sleep>>>,
-    after: std::time::Duration,
-    cx: &mut Context<'_>,
-) -> bool {
-    timer
-        .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)))
-        .as_mut()
-        .poll(cx)
-        .is_ready()
-}
 
 /// The guard of the write side; on drop it publishes whether a close frame was sent.
 struct Guard<'a, S> {
@@ -280,14 +267,8 @@ impl<S: AsyncRead + AsyncWrite> Stream for WsReader<S> {
     type Item = Result<Message>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        match ready!(this.poll_event(cx)) {
-            Some(Ok(Event::Message(m))) => Poll::Ready(Some(Ok(m))),
-            Some(Ok(Event::Fragment(f))) => Poll::Ready(Some(Ok(Message::Binary(f.data)))),
-            Some(Ok(Event::Closed(_))) | None => Poll::Ready(None),
-            Some(Ok(Event::Error(e))) => Poll::Ready(Some(Err(Error::Protocol(e)))),
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
-        }
+        let ev = ready!(self.get_mut().poll_event(cx));
+        Poll::Ready(event_to_item(ev))
     }
 }
 

@@ -39,6 +39,19 @@ impl Default for WebSocketOptions {
     }
 }
 
+/// Polls `timer`, starting it with `after` if needed; true once it has fired.
+pub(crate) fn fired(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    after: Duration,
+    cx: &mut Context<'_>,
+) -> bool {
+    timer
+        .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)))
+        .as_mut()
+        .poll(cx)
+        .is_ready()
+}
+
 /// Where the transport is in its shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -247,16 +260,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(Ok(()))
     }
 
-    fn start_timer(&mut self) {
-        if self.timer.is_none() {
-            self.timer = Some(Box::pin(tokio::time::sleep(self.options.close_timeout)));
-        }
-    }
-
+    /// Polls the close timer, starting it if needed; true once it has fired.
     fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.timer
-            .as_mut()
-            .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+        fired(&mut self.timer, self.options.close_timeout, cx)
     }
 
     /// Drives the connection and returns the next event (see [`WebSocket::next_event`]).
@@ -266,12 +272,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Phase::Open => {}
                 Phase::Flushing => {
                     // The peer may be gone; a write error just ends the flush.
-                    match self.poll_flush_inner(cx) {
-                        Poll::Pending if !self.timer_fired(cx) => {
-                            self.start_timer();
-                            return Poll::Pending;
-                        }
-                        _ => {}
+                    if self.poll_flush_inner(cx).is_pending() && !self.timer_fired(cx) {
+                        return Poll::Pending;
                     }
                     let clean = self.conn.close_event().is_some_and(|e| e.was_clean);
                     self.phase = if self.conn.role() == Role::Client && clean && !self.eof {
@@ -284,7 +286,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     continue;
                 }
                 Phase::AwaitingEof => {
-                    self.start_timer();
                     let mut scratch = BytesMut::with_capacity(256);
                     loop {
                         match tokio_util::io::poll_read_buf(
@@ -303,11 +304,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     continue;
                 }
                 Phase::ShuttingDown => {
-                    if Pin::new(&mut self.io).poll_shutdown(cx).is_pending() {
-                        self.start_timer();
-                        if !self.timer_fired(cx) {
-                            return Poll::Pending;
-                        }
+                    if Pin::new(&mut self.io).poll_shutdown(cx).is_pending()
+                        && !self.timer_fired(cx)
+                    {
+                        return Poll::Pending;
                     }
                     self.timer = None;
                     self.phase = Phase::Done;
@@ -344,12 +344,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 continue;
             }
             // Waiting for the peer's close frame is bounded by the close timeout.
-            if self.conn.state() == State::Closing {
-                self.start_timer();
-                if self.timer_fired(cx) {
-                    self.conn.receive_eof();
-                    continue;
-                }
+            if self.conn.state() == State::Closing && self.timer_fired(cx) {
+                self.conn.receive_eof();
+                continue;
             }
             let buf = self.conn.read_buf();
             if buf.capacity() - buf.len() < 1024 {
@@ -372,23 +369,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
+/// Maps an event to an item of a `Stream` of messages (`None`: the stream has ended).
+///
+/// In streaming mode each fragment becomes a `Binary` message (a text fragment may split a
+/// code point); use `next_event` to tell fragments apart.
+pub(crate) fn event_to_item(ev: Option<Result<Event>>) -> Option<Result<Message>> {
+    match ev? {
+        Ok(Event::Message(m)) => Some(Ok(m)),
+        Ok(Event::Fragment(f)) => Some(Ok(Message::Binary(f.data))),
+        Ok(Event::Closed(_)) => None,
+        Ok(Event::Error(e)) => Some(Err(Error::Protocol(e))),
+        Err(e) => Some(Err(e)),
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
     type Item = Result<Message>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        match ready!(this.poll_event(cx)) {
-            Some(Ok(Event::Message(m))) => Poll::Ready(Some(Ok(m))),
-            Some(Ok(Event::Fragment(f))) => Poll::Ready(Some(Ok(match f.kind {
-                // Streaming mode delivers pieces; as a Stream of messages each piece is
-                // binary (a text piece may split a code point). Use `next_event` to
-                // tell fragments apart.
-                MessageKind::Text | MessageKind::Binary => Message::Binary(f.data),
-            }))),
-            Some(Ok(Event::Closed(_))) | None => Poll::Ready(None),
-            Some(Ok(Event::Error(e))) => Poll::Ready(Some(Err(Error::Protocol(e)))),
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
-        }
+        let ev = ready!(self.get_mut().poll_event(cx));
+        Poll::Ready(event_to_item(ev))
     }
 }
 

@@ -412,3 +412,163 @@ mod prop {
         }
     }
 }
+
+mod deflate {
+    use super::*;
+    use crate::deflate::{Compressor, DeflateConfig, DeflateParams};
+
+    fn deflate_pair(params: DeflateParams, config: &Config) -> (Connection, Connection) {
+        (
+            Connection::new(Role::Client, config, Some(params)),
+            Connection::new(Role::Server, config, Some(params)),
+        )
+    }
+
+    fn config(threshold: usize) -> Config {
+        Config {
+            deflate: Some(DeflateConfig {
+                threshold,
+                ..DeflateConfig::default()
+            }),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn compressed_messages_round_trip_with_every_takeover_mode() {
+        for (snct, cnct, bits) in [
+            (false, false, 15),
+            (true, false, 9),
+            (false, true, 12),
+            (true, true, 8),
+        ] {
+            let params = DeflateParams {
+                server_no_context_takeover: snct,
+                client_no_context_takeover: cnct,
+                server_max_window_bits: bits,
+                client_max_window_bits: bits,
+            };
+            let (mut c, mut s) = deflate_pair(params, &config(0));
+            let texts: Vec<String> = (0..5)
+                .map(|i| format!("message {i} ").repeat(200 + i))
+                .collect();
+            for t in &texts {
+                c.send(Message::text(t.as_str())).unwrap();
+            }
+            let wire = c.take_output();
+            assert!(wire.len() < texts.iter().map(String::len).sum::<usize>() / 4);
+            assert_eq!(wire[0] & 0x40, 0x40, "RSV1 on a compressed message");
+            s.receive(&wire);
+            let got = events(&mut s);
+            let want: Vec<Event> = texts
+                .iter()
+                .map(|t| Event::Message(Message::text(t.as_str())))
+                .collect();
+            assert_eq!(got, want);
+            for ev in got {
+                if let Event::Message(m) = ev {
+                    s.send(m).unwrap();
+                }
+            }
+            pump(&mut s, &mut c);
+            assert_eq!(events(&mut c).len(), texts.len());
+        }
+    }
+
+    #[test]
+    fn fragmented_compressed_message_and_threshold() {
+        let params = DeflateParams::default();
+        let (_, mut s) = deflate_pair(params, &config(0));
+        let text = "abcdefgh".repeat(1000);
+        let mut comp = Compressor::new(15, false, 6);
+        let mut deflated = BytesMut::new();
+        comp.compress(text.as_bytes(), &mut deflated).unwrap();
+        let (a, b) = deflated.split_at(deflated.len() / 2);
+        let mut bytes = raw(0x41, a, K); // text, RSV1, not final
+        bytes.extend(raw(0x89, b"ping", K)); // control frame in between
+        bytes.extend(raw(0x80, b, K)); // continuation, final, no RSV1
+        s.receive(&bytes);
+        let got = events(&mut s);
+        assert_eq!(got[1], Event::Message(Message::text(text.as_str())));
+
+        // Below the threshold messages go out uncompressed; send_uncompressed opts out.
+        let (mut c, _) = deflate_pair(params, &config(100));
+        c.send(Message::text("short")).unwrap();
+        assert_eq!(c.take_output()[0] & 0x40, 0);
+        c.send_uncompressed(Message::text("x".repeat(1000)))
+            .unwrap();
+        assert_eq!(c.take_output()[0] & 0x40, 0);
+        // Control frames are never compressed.
+        c.send(Message::Ping(Bytes::from(vec![b'p'; 125]))).unwrap();
+        assert_eq!(c.take_output()[0] & 0x40, 0);
+    }
+
+    #[test]
+    fn rsv1_on_continuation_or_control_is_1002_even_with_deflate() {
+        let params = DeflateParams::default();
+        for bytes in [
+            [raw(0x01, b"a", K), raw(0xC0, b"b", K)].concat(),
+            raw(0xC9, b"", K),
+        ] {
+            let (_, mut s) = deflate_pair(params, &config(0));
+            s.receive(&bytes);
+            let ev = events(&mut s);
+            assert!(
+                ev.contains(&Event::Error(ProtocolError::ReservedBits)),
+                "{ev:?}"
+            );
+            assert_eq!(close_code_sent(&s.take_output()), Some(1002));
+        }
+    }
+
+    #[test]
+    fn decompression_bomb_ends_in_1009_with_bounded_memory() {
+        // 4 MiB of zeros deflates to about 4 KiB: one frame far below the frame limit.
+        let mut comp = Compressor::new(15, false, 9);
+        let mut bomb = BytesMut::new();
+        comp.compress(&vec![0u8; 4 << 20], &mut bomb).unwrap();
+        assert!(bomb.len() < 8 * 1024, "{}", bomb.len());
+        let limit = 256 * 1024;
+        let config = Config {
+            max_message_size: limit,
+            ..config(0)
+        };
+        let mut s = Connection::new(Role::Server, &config, Some(DeflateParams::default()));
+        s.receive(&raw(0xC2, &bomb, K));
+        let ev = events(&mut s);
+        assert_eq!(
+            ev[0],
+            Event::Error(ProtocolError::MessageTooLarge { limit })
+        );
+        assert_eq!(close_code_sent(&s.take_output()), Some(1009));
+        assert!(
+            s.memory_usage() < 2 * limit + 512 * 1024,
+            "{}",
+            s.memory_usage()
+        );
+    }
+
+    #[test]
+    fn corrupt_compressed_data_is_1007() {
+        let (_, mut s) = deflate_pair(DeflateParams::default(), &config(0));
+        s.receive(&raw(0xC2, &[0xFF, 0xFF, 0xFF, 0xFF], K));
+        assert!(matches!(
+            s.poll_event(),
+            Some(Event::Error(ProtocolError::CorruptCompressedData))
+        ));
+        assert_eq!(close_code_sent(&s.take_output()), Some(1007));
+    }
+
+    #[test]
+    fn invalid_utf8_inside_compressed_text_is_1007() {
+        let mut comp = Compressor::new(15, false, 6);
+        let mut deflated = BytesMut::new();
+        comp.compress(&[b'a', 0xFF, b'b'], &mut deflated).unwrap();
+        let (_, mut s) = deflate_pair(DeflateParams::default(), &config(0));
+        s.receive(&raw(0xC1, &deflated, K));
+        assert!(matches!(
+            s.poll_event(),
+            Some(Event::Error(ProtocolError::InvalidUtf8))
+        ));
+    }
+}

@@ -74,13 +74,27 @@ impl Headers {
         self.fields.is_empty()
     }
 
+    /// Writes the fields that are safe to send (see [`is_safe_field`]) as header lines;
+    /// application-supplied fields with CR, LF or NUL are dropped rather than injected.
+    pub(crate) fn write_safe_to(&self, out: &mut Vec<u8>) {
+        for (n, v) in &self.fields {
+            if is_safe_field(n, v) {
+                Self::write_field(out, n, v);
+            }
+        }
+    }
+
+    fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+
     /// Writes `Name: value\r\n` lines.
     pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
         for (n, v) in &self.fields {
-            out.extend_from_slice(n.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
+            Self::write_field(out, n, v);
         }
     }
 }

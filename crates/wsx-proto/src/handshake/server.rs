@@ -5,7 +5,6 @@
 //! response). Every failure is a [`RequestError`] that knows its HTTP status and a short
 //! plain-text reason; [`RequestError::to_response`] renders it.
 
-use super::headers::is_safe_field;
 use super::{
     accept_key, has_token, head_over_limit, is_token, status_reason, Headers, MAX_HEADERS,
 };
@@ -170,13 +169,7 @@ impl Rejection {
             )
             .as_bytes(),
         );
-        let mut safe = Headers::new();
-        for (n, v) in self.headers.iter() {
-            if is_safe_field(n, v) {
-                safe.append(n, v);
-            }
-        }
-        safe.write_to(&mut out);
+        self.headers.write_safe_to(&mut out);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(self.body.as_bytes());
         out
@@ -373,13 +366,7 @@ pub fn accept(
         out.extend_from_slice(h.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let mut safe = Headers::new();
-    for (n, v) in acc.headers.iter() {
-        if is_safe_field(n, v) {
-            safe.append(n, v);
-        }
-    }
-    safe.write_to(&mut out);
+    acc.headers.write_safe_to(&mut out);
     out.extend_from_slice(b"\r\n");
     Ok((
         out,
