@@ -1,5 +1,6 @@
 //! permessage-deflate throughput: our zlib-rs based Compressor/Decompressor against
-//! miniz_oxide (flate2's default pure-Rust backend), on the same inputs, same run.
+//! miniz_oxide (flate2's default pure-Rust backend), on the same inputs, same run. Each
+//! message is compressed from a fresh context (as with `no_context_takeover`).
 //!
 //! `cargo bench -p wsx-proto --bench deflate`
 
@@ -55,7 +56,9 @@ fn bench(c: &mut Criterion) {
                 BenchmarkId::new(format!("wsx-zlib-rs-l{level}"), size),
                 &data,
                 |b, d| {
-                    let mut comp = Compressor::new(15, false, level);
+                    // No context takeover: every iteration compresses the message from scratch
+                // (with takeover, repeating one input would just reference the last copy).
+                let mut comp = Compressor::new(15, true, level);
                     let mut out = BytesMut::new();
                     b.iter(|| {
                         out.clear();
@@ -80,6 +83,34 @@ fn bench(c: &mut Criterion) {
             );
         }
     }
+    g.finish();
+
+    // The default mode: context takeover over a stream of distinct small messages (a chat).
+    let mut g = c.benchmark_group("compress_stream_takeover");
+    let stream = json(256 * 512);
+    let msgs: Vec<&[u8]> = stream.chunks(256).collect();
+    g.throughput(Throughput::Bytes(stream.len() as u64));
+    g.bench_function("wsx-zlib-rs-l1/256x512", |b| {
+        let mut out = BytesMut::new();
+        b.iter(|| {
+            let mut comp = Compressor::new(15, false, 1);
+            for m in &msgs {
+                out.clear();
+                comp.compress(black_box(m), &mut out).unwrap();
+            }
+        })
+    });
+    g.bench_function("miniz-oxide-l1/256x512", |b| {
+        let mut out = Vec::new();
+        b.iter(|| {
+            let mut comp = CompressorOxide::new(
+                miniz_oxide::deflate::core::create_comp_flags_from_zip_params(1, -15, 0),
+            );
+            for m in &msgs {
+                miniz_compress(&mut comp, black_box(m), &mut out);
+            }
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("decompress");
