@@ -57,8 +57,8 @@ fn bench(c: &mut Criterion) {
                 &data,
                 |b, d| {
                     // No context takeover: every iteration compresses the message from scratch
-                // (with takeover, repeating one input would just reference the last copy).
-                let mut comp = Compressor::new(15, true, level);
+                    // (with takeover, repeating one input would just reference the last copy).
+                    let mut comp = Compressor::new(15, true, level);
                     let mut out = BytesMut::new();
                     b.iter(|| {
                         out.clear();

@@ -72,9 +72,8 @@ where
             Ok(None) => {}
             Err(e) => break Err(e),
         }
-        if buf.capacity() == buf.len() {
-            buf.reserve(1024.min(limit + 1 - buf.len().min(limit)).max(1));
-        }
+        // parse_request fails with 431 once the buffer passes the limit, bounding it.
+        buf.reserve(1024);
         if stream.read_buf(&mut buf).await? == 0 {
             return Err(Error::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
