@@ -6,6 +6,7 @@ use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use wsx::{CloseCode, CloseFrame, Message};
 
@@ -34,6 +35,8 @@ enum Command {
         tls_key: Option<PathBuf>,
         #[command(flatten)]
         deflate: DeflateArgs,
+        #[command(flatten)]
+        limits: Box<ServeLimits>,
     },
     /// Connect to a server: each stdin line is sent as a text message, received messages are
     /// printed; end of input closes the connection with 1000.
@@ -55,6 +58,93 @@ enum Command {
         #[arg(long)]
         show_handshake: bool,
     },
+}
+
+/// Server limits, timeouts and policies (see RELIABILITY.md).
+#[derive(clap::Args, Clone, Debug)]
+struct ServeLimits {
+    /// Most connections open at once; more get HTTP 503.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Most connections open at once from one IP address; more get HTTP 429.
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<usize>,
+    /// Allowed Origin (repeatable): exact (https://app.example.com), wildcard subdomain
+    /// (https://*.example.com) or *. Others get HTTP 403; requests without Origin are allowed.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// Seconds allowed for the TLS handshake and the request head (slower clients get 408).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    handshake_timeout: f64,
+    /// Ping a peer that has been silent this many seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
+    ping_interval: f64,
+    /// Fail the connection with 1011 when a ping is not answered within this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
+    pong_timeout: f64,
+    /// Close with 1001 after this many seconds without a message from the peer (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    idle_timeout: f64,
+    /// Drop a connection whose output makes no progress for this many seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    write_timeout: f64,
+    /// Seconds to wait for the peer's close frame, and for the close handshake to finish.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    close_timeout: f64,
+    /// On SIGINT/SIGTERM, seconds open connections get to close after being sent 1001.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    shutdown_timeout: f64,
+    /// Largest message accepted, in bytes, after decompression (larger: close 1009).
+    #[arg(long, value_name = "BYTES")]
+    max_message_size: Option<usize>,
+    /// Largest frame accepted, in bytes (larger: close 1009).
+    #[arg(long, value_name = "BYTES")]
+    max_frame_size: Option<usize>,
+    /// Most frames in one message (more: close 1008).
+    #[arg(long, value_name = "N")]
+    max_fragments: Option<usize>,
+    /// Largest request head, in bytes (larger: HTTP 431).
+    #[arg(long, value_name = "BYTES")]
+    max_head_size: Option<usize>,
+    /// Bytes of queued output above which sends wait and reading pauses.
+    #[arg(long, value_name = "BYTES")]
+    write_buffer: Option<usize>,
+}
+
+fn secs(s: f64) -> Option<Duration> {
+    (s > 0.0 && s.is_finite()).then(|| Duration::from_secs_f64(s))
+}
+
+impl ServeLimits {
+    fn apply(&self, c: &mut wsx::ServerConfig) {
+        c.max_connections = self.max_connections;
+        c.max_connections_per_ip = self.max_connections_per_ip;
+        if !self.allow_origins.is_empty() {
+            c.allowed_origins = Some(self.allow_origins.clone());
+        }
+        c.handshake_timeout = secs(self.handshake_timeout).unwrap_or(Duration::from_secs(3600));
+        c.shutdown_timeout = secs(self.shutdown_timeout).unwrap_or_default();
+        c.options.ping_interval = secs(self.ping_interval);
+        c.options.pong_timeout = secs(self.pong_timeout).unwrap_or(Duration::from_secs(3600));
+        c.options.idle_timeout = secs(self.idle_timeout);
+        c.options.write_timeout = secs(self.write_timeout);
+        c.options.close_timeout = secs(self.close_timeout).unwrap_or_default();
+        if let Some(n) = self.write_buffer {
+            c.options.write_buffer_high_water = n;
+        }
+        if let Some(n) = self.max_message_size {
+            c.config.max_message_size = n;
+        }
+        if let Some(n) = self.max_frame_size {
+            c.config.max_frame_size = n;
+        }
+        if let Some(n) = self.max_fragments {
+            c.config.max_fragments = n;
+        }
+        if let Some(n) = self.max_head_size {
+            c.config.max_head_size = n;
+        }
+    }
 }
 
 /// permessage-deflate settings. For `serve` they are the server's limits and requirements;
@@ -133,7 +223,8 @@ fn main() -> ExitCode {
                 tls_cert,
                 tls_key,
                 deflate,
-            } => serve(listen, tls_cert.zip(tls_key), deflate.config())
+                limits,
+            } => serve(listen, tls_cert.zip(tls_key), deflate.config(), *limits)
                 .await
                 .map(|_| ExitCode::SUCCESS),
             Command::Connect {
@@ -158,9 +249,11 @@ async fn serve(
     listen: SocketAddr,
     tls: Option<(PathBuf, PathBuf)>,
     deflate: Option<wsx::DeflateConfig>,
+    limits: ServeLimits,
 ) -> anyhow::Result<()> {
     let mut config = wsx::ServerConfig::default();
     config.config.deflate = deflate;
+    limits.apply(&mut config);
     let mut server = wsx::Server::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?
@@ -175,29 +268,61 @@ async fn serve(
         "echo server listening on {scheme}://{}",
         server.local_addr()?
     );
-    server
-        .serve(|mut ws, peer| async move {
-            while let Some(msg) = ws.next().await {
-                match msg {
-                    Ok(msg) if msg.is_data() => {
-                        if let Err(e) = ws.send(msg).await {
-                            tracing::info!(%peer, "send failed: {e}");
+    let report = server
+        .serve_until(
+            |mut ws, peer| async move {
+                while let Some(msg) = ws.next().await {
+                    match msg {
+                        Ok(msg) if msg.is_data() => {
+                            if let Err(e) = ws.send(msg).await {
+                                tracing::info!(%peer, "send failed: {e}");
+                                break;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::info!(%peer, "connection failed: {e}");
                             break;
                         }
                     }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::info!(%peer, "connection failed: {e}");
-                        break;
-                    }
+                }
+                if let Some(ev) = ws.close_event() {
+                    tracing::info!(%peer, code = ev.code.0, reason = %ev.reason, clean = ev.was_clean, "closed");
+                }
+            },
+            || wsx::NoHook,
+            shutdown_signal(),
+        )
+        .await?;
+    eprintln!(
+        "shutdown: {} of {} connections closed cleanly, {} dropped",
+        report.closed_cleanly, report.open, report.dropped
+    );
+    Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
                 }
             }
-            if let Some(ev) = ws.close_event() {
-                tracing::info!(%peer, code = ev.code.0, reason = %ev.reason, clean = ev.was_clean, "closed");
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
             }
-        })
-        .await?;
-    Ok(())
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down: no new connections, closing open ones with 1001");
 }
 
 async fn connect(

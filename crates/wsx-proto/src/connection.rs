@@ -109,6 +109,8 @@ struct Incoming {
     buf: BytesMut,
     /// Bytes of the message so far (decompressed).
     size: usize,
+    /// Frames of the message so far.
+    frames: usize,
     first_delivered: bool,
 }
 
@@ -132,6 +134,7 @@ pub struct Receiver {
     role: Role,
     max_message_size: usize,
     max_frame_size: usize,
+    max_fragments: usize,
     streaming: bool,
     rbuf: BytesMut,
     frame: Option<PartialFrame>,
@@ -189,6 +192,7 @@ impl Connection {
                 role,
                 max_message_size: config.max_message_size,
                 max_frame_size: config.max_frame_size,
+                max_fragments: config.max_fragments,
                 streaming: config.streaming,
                 rbuf: BytesMut::new(),
                 frame: None,
@@ -327,6 +331,14 @@ impl Connection {
     ) -> Result<(), SendError> {
         self.check_open()?;
         self.tx.send_fragment(kind, data, fin)
+    }
+
+    /// Fails the connection from the application's side (a keepalive timeout, say): queues a
+    /// close frame with `code` (when it may be sent on the wire), stops reading, and ends
+    /// with a `Closed` event that is not clean. Does nothing once closed.
+    pub fn abort(&mut self, code: CloseCode, reason: &str) {
+        self.rx.abort(code, reason);
+        self.pump_replies();
     }
 
     /// Starts the close handshake (see [`Sender::close`]). Does nothing once closed.
@@ -557,12 +569,19 @@ impl Receiver {
                 compressed: h.rsv1,
                 buf: BytesMut::new(),
                 size: 0,
+                frames: 0,
                 first_delivered: false,
             });
         }
-        let Some(msg) = self.incoming.as_ref() else {
+        let Some(msg) = self.incoming.as_mut() else {
             return Err(ProtocolError::UnexpectedContinuation);
         };
+        msg.frames += 1;
+        if msg.frames > self.max_fragments {
+            return Err(ProtocolError::TooManyFragments {
+                limit: self.max_fragments,
+            });
+        }
         if !msg.compressed && msg.size as u64 + h.payload_len > self.max_message_size as u64 {
             return Err(ProtocolError::MessageTooLarge {
                 limit: self.max_message_size,
@@ -682,6 +701,18 @@ impl Receiver {
             MessageKind::Text => Message::Text(Utf8Bytes::from_bytes_unchecked(body)),
             MessageKind::Binary => Message::Binary(body),
         })))
+    }
+
+    /// Fails the connection for a local reason (see [`Connection::abort`]).
+    pub fn abort(&mut self, code: CloseCode, reason: &str) {
+        if self.closed {
+            return;
+        }
+        if code.is_allowed_on_wire() {
+            self.close_reply = Some(Some(CloseFrame::new(code, reason)));
+        }
+        let ev = self.finish(code, reason.to_owned(), false);
+        self.pending = Some(Event::Closed(ev));
     }
 
     /// Fails the connection: queue a close frame with the error's code and stop reading.

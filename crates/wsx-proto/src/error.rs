@@ -59,6 +59,12 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: usize,
     },
+    /// A message with more fragments than the configured limit. 1008.
+    #[error("message has more than {limit} fragments")]
+    TooManyFragments {
+        /// The configured limit.
+        limit: usize,
+    },
     /// Compressed data that does not inflate. 1007.
     #[error("compressed message data is corrupt")]
     CorruptCompressedData,
@@ -78,6 +84,7 @@ impl ProtocolError {
                 CloseCode::MESSAGE_TOO_BIG
             }
             ProtocolError::InflateInternal => CloseCode::INTERNAL_ERROR,
+            ProtocolError::TooManyFragments { .. } => CloseCode::POLICY_VIOLATION,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }

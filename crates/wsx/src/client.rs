@@ -121,6 +121,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Connection options: keepalive, idle and write timeouts, write buffer (replaces the
+    /// close timeout set before).
+    pub fn options(mut self, options: WebSocketOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     fn handshake(&self) -> Result<wsx_proto::handshake::client::ClientHandshakeBuilder> {
         let mut b = ClientHandshake::builder(&self.url)?
             .deflate(self.config.deflate.clone())

@@ -31,10 +31,13 @@ pub mod websocket;
 
 pub use client::{connect, ClientBuilder};
 pub use error::{Error, Result};
-pub use server::{accept, accept_with, Accept, Rejection, Request, Server, ServerConfig};
+pub use server::{
+    accept, accept_with, Accept, Hook, NoHook, Rejection, Request, Server, ServerConfig,
+    ShutdownReport,
+};
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
-pub use websocket::{Handshake, WebSocket, WebSocketOptions};
+pub use websocket::{Handshake, TrySendError, WebSocket, WebSocketOptions};
 pub use wsx_proto;
 pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::{

@@ -1,31 +1,48 @@
-//! Accepting: the server side of the handshake, and a small server loop.
+//! Accepting: the server side of the handshake, and a server loop with connection caps and
+//! graceful shutdown.
 
 use crate::error::{Error, Result};
 use crate::stream::MaybeTlsStream;
-use crate::websocket::{WebSocket, WebSocketOptions};
+use crate::websocket::{ShutdownSignal, WebSocket, WebSocketOptions};
 use bytes::BytesMut;
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use wsx_proto::handshake::server::{self, Hook, NoHook, RequestError, ServerHandshakeConfig};
+use tokio::task::JoinSet;
+use wsx_proto::handshake::client::Negotiated;
+use wsx_proto::handshake::server::{self, RequestError, ServerHandshakeConfig};
 use wsx_proto::{Config, Connection, Role};
 
-pub use wsx_proto::handshake::server::{Accept, Rejection, Request};
+pub use wsx_proto::handshake::server::{origin_allowed, Accept, Hook, NoHook, Rejection, Request};
 
-/// Server settings: protocol limits, compression, subprotocols and timeouts.
+/// Server settings: protocol limits, compression, subprotocols, origin policy, caps and
+/// timeouts.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Protocol limits and compression.
     pub config: Config,
     /// Supported subprotocols, in order of preference.
     pub protocols: Vec<String>,
-    /// Time allowed for the TLS handshake and the request head (default 10 s).
+    /// Origins allowed to connect (`None`: any); others get `403`. See
+    /// [`origin_allowed`] for the patterns.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Time allowed for the TLS handshake and the request head (default 10 s); a client
+    /// that is slower gets `408` (when it can still be told) and is disconnected.
     pub handshake_timeout: Duration,
-    /// Options of each accepted connection (close timeout, write buffer).
+    /// Most connections open at once (`None`: no cap); excess connections get `503`.
+    pub max_connections: Option<usize>,
+    /// Most connections open at once from one IP address (`None`: no cap); excess get `429`.
+    pub max_connections_per_ip: Option<usize>,
+    /// Graceful shutdown: how long open connections get to finish their close handshake
+    /// after being sent 1001 (default 10 s).
+    pub shutdown_timeout: Duration,
+    /// Options of each accepted connection (keepalive, timeouts, write buffer).
     pub options: WebSocketOptions,
 }
 
@@ -34,8 +51,23 @@ impl Default for ServerConfig {
         ServerConfig {
             config: Config::default(),
             protocols: Vec::new(),
+            allowed_origins: None,
             handshake_timeout: Duration::from_secs(10),
+            max_connections: None,
+            max_connections_per_ip: None,
+            shutdown_timeout: Duration::from_secs(10),
             options: WebSocketOptions::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    fn handshake_config(&self) -> ServerHandshakeConfig {
+        ServerHandshakeConfig {
+            max_head_size: self.config.max_head_size,
+            protocols: self.protocols.clone(),
+            deflate: self.config.deflate.clone(),
+            allowed_origins: self.allowed_origins.clone(),
         }
     }
 }
@@ -47,27 +79,61 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebS
 
 /// Accepts a WebSocket connection on `stream`: reads and validates the request, lets `hook`
 /// inspect it (origin, path, subprotocol, extra headers, or rejection), and answers. A bad
-/// request gets its HTTP error response (400, 405, 426, 431, or the hook's status) and
-/// [`Error::Upgrade`].
-pub async fn accept_with<S, H>(stream: S, config: &ServerConfig, hook: H) -> Result<WebSocket<S>>
+/// request gets its HTTP error response (400, 403, 405, 426, 431, or the hook's status) and
+/// [`Error::Upgrade`]; a request head that does not arrive within the handshake timeout gets
+/// `408` and [`Error::Timeout`].
+pub async fn accept_with<S, H>(
+    mut stream: S,
+    config: &ServerConfig,
+    hook: H,
+) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Hook,
 {
-    tokio::time::timeout(config.handshake_timeout, accept_inner(stream, config, hook))
-        .await
-        .map_err(|_| Error::Timeout("handshake"))?
+    let hs = config.handshake_config();
+    match tokio::time::timeout(
+        config.handshake_timeout,
+        upgrade_request(&mut stream, &hs, hook),
+    )
+    .await
+    {
+        Ok(Ok((negotiated, leftover))) => {
+            let conn = Connection::new(Role::Server, &config.config, negotiated.deflate);
+            Ok(WebSocket::from_parts(
+                stream,
+                conn,
+                negotiated.protocol,
+                &leftover,
+                config.options,
+            ))
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            let answer = RequestError::Rejected(Box::new(Rejection::new(
+                408,
+                "request head not received in time\n",
+            )));
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), reject(&mut stream, &answer)).await;
+            Err(Error::Timeout("handshake"))
+        }
+    }
 }
 
-async fn accept_inner<S, H>(mut stream: S, config: &ServerConfig, hook: H) -> Result<WebSocket<S>>
+/// Reads the request head, decides, and writes the response.
+async fn upgrade_request<S, H>(
+    stream: &mut S,
+    hs: &ServerHandshakeConfig,
+    hook: H,
+) -> Result<(Negotiated, BytesMut)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Hook,
 {
-    let limit = config.config.max_head_size;
     let mut buf = BytesMut::with_capacity(1024);
     let parsed = loop {
-        match server::parse_request(&buf, limit) {
+        match server::parse_request(&buf, hs.max_head_size) {
             Ok(Some(done)) => break Ok(done),
             Ok(None) => {}
             Err(e) => break Err(e),
@@ -81,29 +147,15 @@ where
             )));
         }
     };
-    let hs_config = ServerHandshakeConfig {
-        max_head_size: limit,
-        protocols: config.protocols.clone(),
-        deflate: config.config.deflate.clone(),
-    };
-    let result =
-        parsed.and_then(|(req, n)| server::accept(&req, &hs_config, hook).map(|ok| (ok, n)));
+    let result = parsed.and_then(|(req, n)| server::accept(&req, hs, hook).map(|ok| (ok, n)));
     match result {
         Ok(((response, negotiated), head_len)) => {
             stream.write_all(&response).await?;
             stream.flush().await?;
-            let leftover = buf.split_off(head_len);
-            let conn = Connection::new(Role::Server, &config.config, negotiated.deflate);
-            Ok(WebSocket::from_parts(
-                stream,
-                conn,
-                negotiated.protocol,
-                &leftover,
-                config.options,
-            ))
+            Ok((negotiated, buf.split_off(head_len)))
         }
         Err(e) => {
-            reject(&mut stream, &e).await;
+            reject(stream, &e).await;
             Err(Error::Upgrade(e))
         }
     }
@@ -115,10 +167,50 @@ async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, e: &RequestError) {
     let _ = stream.shutdown().await;
 }
 
+/// What a graceful shutdown achieved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections open when the shutdown began.
+    pub open: usize,
+    /// Of those, how many completed the close handshake.
+    pub closed_cleanly: usize,
+    /// Of those, how many were still running at the end of the shutdown timeout and were
+    /// dropped.
+    pub dropped: usize,
+}
+
+/// Open connections: for the caps and for the shutdown signal.
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    by_ip: HashMap<IpAddr, usize>,
+    open: HashMap<u64, Arc<ShutdownSignal>>,
+}
+
+/// Removes a connection from the registry when its task ends (or is aborted).
+struct Registration {
+    registry: Arc<Mutex<Registry>>,
+    id: u64,
+    ip: IpAddr,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        r.open.remove(&self.id);
+        if let Some(n) = r.by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                r.by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// A listening WebSocket server: binds, accepts, and runs a handler per connection.
 ///
 /// ```no_run
-/// use futures_util::{SinkExt, StreamExt};
+/// use futures_util::StreamExt;
 /// # async fn f() -> wsx::Result<()> {
 /// let server = wsx::Server::bind("127.0.0.1:9001").await?;
 /// server.serve(|mut ws, _peer| async move {
@@ -139,11 +231,7 @@ pub struct Server {
 impl Server {
     /// Binds a TCP listener.
     pub async fn bind(addr: impl ToSocketAddrs) -> Result<Server> {
-        Ok(Server {
-            listener: TcpListener::bind(addr).await?,
-            config: Arc::new(ServerConfig::default()),
-            tls: None,
-        })
+        Ok(Server::from_listener(TcpListener::bind(addr).await?))
     }
 
     /// Uses an existing listener.
@@ -199,10 +287,43 @@ impl Server {
         M: Fn() -> H + Send + Sync + 'static,
         H: Hook + Send + 'static,
     {
+        self.serve_until(handler, make_hook, std::future::pending())
+            .await?;
+        Ok(())
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting, asks
+    /// every open connection to close with 1001 (Going Away), waits up to
+    /// [`ServerConfig::shutdown_timeout`] for the close handshakes (and handlers) to finish,
+    /// and drops the rest.
+    pub async fn serve_until<F, Fut, M, H>(
+        self,
+        handler: F,
+        make_hook: M,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<ShutdownReport>
+    where
+        F: Fn(WebSocket<MaybeTlsStream>, SocketAddr) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+        M: Fn() -> H + Send + Sync + 'static,
+        H: Hook + Send + 'static,
+    {
+        let Server {
+            listener,
+            config,
+            tls,
+        } = self;
         let handler = Arc::new(handler);
-        let make_hook = Arc::new(make_hook);
+        let registry = Arc::new(Mutex::new(Registry::default()));
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
         loop {
-            let (tcp, peer) = match self.listener.accept().await {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
@@ -211,22 +332,123 @@ impl Server {
                     continue;
                 }
             };
+            let admitted = admit(&registry, &config, peer.ip());
+            let (registration, signal) = match admitted {
+                Ok(x) => x,
+                Err(rejection) => {
+                    tracing::debug!(%peer, status = rejection.status, "connection refused");
+                    tasks.spawn(refuse(tcp, rejection));
+                    continue;
+                }
+            };
             let handler = handler.clone();
-            let make_hook = make_hook.clone();
-            let config = self.config.clone();
-            let tls = self.tls.clone();
-            tokio::spawn(async move {
-                match upgrade(tcp, tls, &config, make_hook()).await {
+            let hook = make_hook();
+            let config = config.clone();
+            let tls = tls.clone();
+            tasks.spawn(async move {
+                let _registration = registration;
+                match upgrade(tcp, tls, &config, hook).await {
                     Ok(ws) => {
                         tracing::info!(%peer, protocol = ws.protocol(), compressed = ws.is_compressed(), "connection open");
-                        handler(ws, peer).await;
+                        handler(ws.with_shutdown(signal), peer).await;
                         tracing::info!(%peer, "connection done");
                     }
                     Err(e) => tracing::debug!(%peer, "handshake failed: {e}"),
                 }
             });
         }
+        drop(listener);
+        let open: Vec<Arc<ShutdownSignal>> = {
+            let r = registry.lock().unwrap_or_else(|e| e.into_inner());
+            r.open.values().cloned().collect()
+        };
+        for signal in &open {
+            signal.request();
+        }
+        let deadline = tokio::time::sleep(config.shutdown_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                next = tasks.join_next() => if next.is_none() { break },
+            }
+        }
+        let dropped = registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open
+            .len();
+        tasks.abort_all();
+        let report = ShutdownReport {
+            open: open.len(),
+            closed_cleanly: open
+                .iter()
+                .filter(|s| s.clean.load(Ordering::Acquire))
+                .count(),
+            dropped,
+        };
+        tracing::info!(
+            open = report.open,
+            dropped = report.dropped,
+            "shutdown: {} of {} connections closed cleanly",
+            report.closed_cleanly,
+            report.open
+        );
+        Ok(report)
     }
+}
+
+/// Registers a new connection, or says why it is refused.
+fn admit(
+    registry: &Arc<Mutex<Registry>>,
+    config: &ServerConfig,
+    ip: IpAddr,
+) -> std::result::Result<(Registration, Arc<ShutdownSignal>), Rejection> {
+    let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
+    if config
+        .max_connections
+        .is_some_and(|max| r.open.len() >= max)
+    {
+        return Err(
+            Rejection::new(503, "server is at its connection limit, try again later\n")
+                .with_header("Retry-After", "5"),
+        );
+    }
+    let from_ip = r.by_ip.get(&ip).copied().unwrap_or(0);
+    if config
+        .max_connections_per_ip
+        .is_some_and(|max| from_ip >= max)
+    {
+        return Err(
+            Rejection::new(429, "too many connections from your address\n")
+                .with_header("Retry-After", "5"),
+        );
+    }
+    r.next_id += 1;
+    let id = r.next_id;
+    let signal = Arc::new(ShutdownSignal::default());
+    r.open.insert(id, signal.clone());
+    *r.by_ip.entry(ip).or_insert(0) += 1;
+    Ok((
+        Registration {
+            registry: registry.clone(),
+            id,
+            ip,
+        },
+        signal,
+    ))
+}
+
+/// Answers a connection over a cap: reads the request head briefly (so the client sees the
+/// answer rather than a reset), writes the status, closes.
+async fn refuse(mut tcp: TcpStream, rejection: Rejection) {
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut buf)).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        reject(&mut tcp, &RequestError::Rejected(Box::new(rejection))),
+    )
+    .await;
 }
 
 async fn upgrade<H: Hook>(

@@ -4,13 +4,17 @@ use crate::error::{Error, Result};
 use bytes::BytesMut;
 use futures_core::Stream;
 use futures_sink::Sink;
+use futures_util::task::AtomicWaker;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Waker;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use wsx_proto::handshake::client::Response;
 use wsx_proto::{
     CloseCode, CloseEvent, CloseFrame, Connection, Event, Message, MessageKind, Role, State,
@@ -25,9 +29,20 @@ pub struct WebSocketOptions {
     /// How long to wait for the peer's close frame after sending ours, and (client) for the
     /// server to close TCP after the close handshake (default 5 s).
     pub close_timeout: Duration,
-    /// `poll_ready` (and so `send`) waits while more than this many bytes are queued for
-    /// writing (default 1 MiB).
+    /// `poll_ready` (and so `send`) waits, [`WebSocket::try_send`] refuses, and reading
+    /// pauses while more than this many bytes are queued for writing (default 1 MiB).
     pub write_buffer_high_water: usize,
+    /// Send a ping when nothing has been received for this long (default 20 s; `None`: no
+    /// automatic pings).
+    pub ping_interval: Option<Duration>,
+    /// Fail the connection with 1011 when a ping is not answered within this time
+    /// (default 20 s).
+    pub pong_timeout: Duration,
+    /// Close with 1001 when nothing has been received for this long (default: never).
+    pub idle_timeout: Option<Duration>,
+    /// Drop the connection when queued output makes no progress for this long: a peer that
+    /// stops reading cannot hold memory forever (default 30 s; `None`: wait forever).
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for WebSocketOptions {
@@ -35,7 +50,38 @@ impl Default for WebSocketOptions {
         WebSocketOptions {
             close_timeout: Duration::from_secs(5),
             write_buffer_high_water: 1 << 20,
+            ping_interval: Some(Duration::from_secs(20)),
+            pong_timeout: Duration::from_secs(20),
+            idle_timeout: None,
+            write_timeout: Some(Duration::from_secs(30)),
         }
+    }
+}
+
+/// Keepalive and idle bookkeeping: one timer, re-armed lazily when it fires.
+struct Heartbeat {
+    timer: Pin<Box<Sleep>>,
+    last_recv: Instant,
+    /// The ping in flight: when it was sent and its payload.
+    ping: Option<(Instant, u64)>,
+    counter: u64,
+    rtt: Option<Duration>,
+}
+
+/// A request to shut the connection down, shared with a server (see
+/// [`crate::Server::serve_until`]). Checking it costs one atomic load.
+#[derive(Debug, Default)]
+pub(crate) struct ShutdownSignal {
+    requested: AtomicBool,
+    waker: AtomicWaker,
+    /// Set when the connection ended with a clean close handshake.
+    pub(crate) clean: AtomicBool,
+}
+
+impl ShutdownSignal {
+    pub(crate) fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+        self.waker.wake();
     }
 }
 
@@ -85,7 +131,34 @@ pub struct WebSocket<S> {
     pending_error: Option<Error>,
     close_event: Option<CloseEvent>,
     handshake: Option<Box<Handshake>>,
+    heartbeat: Option<Box<Heartbeat>>,
+    write_timer: Option<Pin<Box<Sleep>>>,
+    write_failed: bool,
+    shutdown: Option<Arc<ShutdownSignal>>,
 }
+
+/// Why [`WebSocket::try_send`] did not queue a message; the message is handed back.
+#[derive(Debug)]
+pub enum TrySendError {
+    /// More than the high-water mark is queued: wait (e.g. `send().await`) or drop it.
+    Full(Message),
+    /// The connection is closing or closed.
+    Closed(Message),
+    /// The message itself cannot be sent (oversized control frame, bad close code, ...).
+    Invalid(wsx_proto::SendError),
+}
+
+impl std::fmt::Display for TrySendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("write buffer full"),
+            TrySendError::Closed(_) => f.write_str("connection closed"),
+            TrySendError::Invalid(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for TrySendError {}
 
 /// The opening handshake as it happened on a client connection.
 #[derive(Clone, Debug)]
@@ -128,7 +201,60 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             pending_error: None,
             close_event: None,
             handshake: None,
+            heartbeat: (options.ping_interval.is_some() || options.idle_timeout.is_some()).then(
+                || {
+                    let now = Instant::now();
+                    let first = [options.ping_interval, options.idle_timeout]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(Duration::from_secs(3600));
+                    Box::new(Heartbeat {
+                        timer: Box::pin(tokio::time::sleep_until(now + first)),
+                        last_recv: now,
+                        ping: None,
+                        counter: 0,
+                        rtt: None,
+                    })
+                },
+            ),
+            write_timer: None,
+            write_failed: false,
+            shutdown: None,
         }
+    }
+
+    /// Lets a server ask this connection to close with 1001 (graceful shutdown).
+    pub(crate) fn with_shutdown(mut self, signal: Arc<ShutdownSignal>) -> Self {
+        self.shutdown = Some(signal);
+        self
+    }
+
+    /// Round-trip time of the last answered keepalive ping.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.heartbeat.as_ref().and_then(|h| h.rtt)
+    }
+
+    /// Queues a message without waiting: refused with [`TrySendError::Full`] while more than
+    /// the high-water mark is buffered. What can be written at once is written; the rest goes
+    /// out on the next `flush`, `send` or read.
+    pub fn try_send(&mut self, msg: Message) -> std::result::Result<(), TrySendError> {
+        if self.phase != Phase::Open || self.write_failed {
+            return Err(TrySendError::Closed(msg));
+        }
+        if self.conn.buffered_amount() > self.options.write_buffer_high_water {
+            return Err(TrySendError::Full(msg));
+        }
+        match self.conn.send(msg) {
+            Ok(()) => {}
+            Err(wsx_proto::SendError::Closed) => {
+                return Err(TrySendError::Closed(Message::Close(None)));
+            }
+            Err(e) => return Err(TrySendError::Invalid(e)),
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = self.poll_flush_inner(&mut cx);
+        Ok(())
     }
 
     /// Records the opening handshake (client side), see [`WebSocket::handshake`].
@@ -234,14 +360,111 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Writes queued output; `Ready(Ok)` once all of it is written.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.conn.output().is_empty() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.conn.output()))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.conn.advance_output(n);
+        if self.write_failed {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
+        while !self.conn.output().is_empty() {
+            match Pin::new(&mut self.io).poll_write(cx, self.conn.output()) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.conn.advance_output(n);
+                    // Progress: the stall clock starts again.
+                    if let (Some(t), Some(after)) =
+                        (self.write_timer.as_mut(), self.options.write_timeout)
+                    {
+                        t.as_mut().reset(Instant::now() + after);
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    if let Some(after) = self.options.write_timeout {
+                        if fired(&mut self.write_timer, after, cx) {
+                            self.write_timer = None;
+                            self.write_failed = true;
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "write timed out: the peer is not reading",
+                            )));
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        self.write_timer = None;
         Poll::Ready(Ok(()))
+    }
+
+    /// Writes whatever is queued, without waiting; a failed or timed-out write ends the
+    /// connection (1006).
+    fn flush_queued(&mut self, cx: &mut Context<'_>) {
+        if self.conn.output().is_empty() || self.write_failed {
+            return;
+        }
+        if let Poll::Ready(Err(e)) = self.poll_flush_inner(cx) {
+            tracing::debug!("write failed: {e}");
+            if matches!(&e, Error::Io(io) if io.kind() == io::ErrorKind::TimedOut) {
+                self.pending_error = Some(Error::Timeout("write"));
+            }
+            self.write_failed = true;
+            self.conn.receive_eof();
+            self.eof = true;
+        }
+    }
+
+    /// Keepalive pings, pong timeout and idle timeout; registers the timer's waker.
+    fn poll_heartbeat(&mut self, cx: &mut Context<'_>) {
+        let opts = self.options;
+        let Some(hb) = self.heartbeat.as_mut() else {
+            return;
+        };
+        while hb.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            if let Some((sent, _)) = hb.ping {
+                if now >= sent + opts.pong_timeout {
+                    self.conn
+                        .abort(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                    return;
+                }
+            }
+            if let Some(idle) = opts.idle_timeout {
+                if now >= hb.last_recv + idle {
+                    let _ = self
+                        .conn
+                        .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
+                }
+            }
+            if let (None, Some(every)) = (hb.ping, opts.ping_interval) {
+                if now >= hb.last_recv + every && self.conn.state() == State::Open {
+                    hb.counter += 1;
+                    let payload = wsx_proto::Bytes::copy_from_slice(&hb.counter.to_be_bytes());
+                    if self.conn.send(Message::Ping(payload)).is_ok() {
+                        hb.ping = Some((now, hb.counter));
+                    }
+                }
+            }
+            let far = now + Duration::from_secs(86400);
+            let ping_due = match (hb.ping, opts.ping_interval) {
+                (Some((sent, _)), _) => sent + opts.pong_timeout,
+                (None, Some(every)) => hb.last_recv + every,
+                (None, None) => far,
+            };
+            let idle_due = opts.idle_timeout.map_or(far, |idle| hb.last_recv + idle);
+            let next = ping_due.min(idle_due).max(now + Duration::from_millis(1));
+            hb.timer.as_mut().reset(next);
+        }
+    }
+
+    /// Notes a pong: answers our keepalive ping when the payload matches.
+    fn on_pong(&mut self, payload: &[u8]) {
+        if let Some(hb) = self.heartbeat.as_mut() {
+            if let Some((sent, n)) = hb.ping {
+                if payload == n.to_be_bytes() {
+                    hb.rtt = Some(sent.elapsed());
+                    hb.ping = None;
+                }
+            }
+        }
     }
 
     fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -272,7 +495,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Phase::Open => {}
                 Phase::Flushing => {
                     // The peer may be gone; a write error just ends the flush.
-                    if self.poll_flush_inner(cx).is_pending() && !self.timer_fired(cx) {
+                    if !self.write_failed
+                        && self.poll_flush_inner(cx).is_pending()
+                        && !self.timer_fired(cx)
+                    {
                         return Poll::Pending;
                     }
                     let clean = self.conn.close_event().is_some_and(|e| e.was_clean);
@@ -319,19 +545,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                     self.phase = Phase::Finished;
                     self.conn.shrink_buffers();
+                    if let (Some(signal), Some(ev)) = (&self.shutdown, &self.close_event) {
+                        signal.clean.store(ev.was_clean, Ordering::Release);
+                    }
                     return Poll::Ready(self.close_event.clone().map(|e| Ok(Event::Closed(e))));
                 }
                 Phase::Finished => return Poll::Ready(None),
             }
-            // Phase::Open: pongs and close replies go out as soon as the transport takes them.
-            if !self.conn.output().is_empty() {
-                if let Poll::Ready(Err(e)) = self.poll_flush_inner(cx) {
-                    tracing::debug!("write failed: {e}");
-                    self.conn.receive_eof();
-                    self.eof = true;
+            // Phase::Open.
+            if let Some(signal) = &self.shutdown {
+                if signal.requested.load(Ordering::Acquire) && self.conn.state() == State::Open {
+                    let _ = self.conn.close(Some(CloseFrame::new(
+                        CloseCode::GOING_AWAY,
+                        "server shutting down",
+                    )));
                 }
             }
-            if let Some(ev) = self.conn.poll_event() {
+            let ev = self.conn.poll_event();
+            // Pongs and close replies go out as soon as the transport takes them.
+            self.flush_queued(cx);
+            if let Some(ev) = ev {
                 match ev {
                     Event::Closed(ce) => {
                         self.close_event = Some(ce);
@@ -339,14 +572,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         self.phase = Phase::Flushing;
                     }
                     Event::Error(e) => self.pending_error = Some(Error::Protocol(e)),
+                    Event::Message(Message::Pong(p)) => {
+                        self.on_pong(&p);
+                        return Poll::Ready(Some(Ok(Event::Message(Message::Pong(p)))));
+                    }
                     other => return Poll::Ready(Some(Ok(other))),
                 }
+                continue;
+            }
+            self.poll_heartbeat(cx);
+            self.flush_queued(cx);
+            if self.conn.state() == State::Closed {
                 continue;
             }
             // Waiting for the peer's close frame is bounded by the close timeout.
             if self.conn.state() == State::Closing && self.timer_fired(cx) {
                 self.conn.receive_eof();
                 continue;
+            }
+            if let Some(signal) = &self.shutdown {
+                signal.waker.register(cx.waker());
+            }
+            // Backpressure: while the peer does not take our output, stop reading its input.
+            if self.conn.buffered_amount() > self.options.write_buffer_high_water {
+                return Poll::Pending;
             }
             let buf = self.conn.read_buf();
             if buf.capacity() - buf.len() < 1024 {
@@ -357,7 +606,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     self.eof = true;
                     self.conn.receive_eof();
                 }
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(_)) => {
+                    if let Some(hb) = self.heartbeat.as_mut() {
+                        hb.last_recv = Instant::now();
+                    }
+                }
                 Poll::Ready(Err(e)) => {
                     self.eof = true;
                     self.conn.receive_eof();

@@ -572,3 +572,41 @@ mod deflate {
         ));
     }
 }
+
+#[test]
+fn fragment_cap_is_1008() {
+    let config = Config {
+        max_fragments: 3,
+        deflate: None,
+        ..Config::default()
+    };
+    let mut s = Connection::new(Role::Server, &config, None);
+    let mut b = raw(0x01, b"a", K);
+    b.extend(raw(0x00, b"b", K));
+    b.extend(raw(0x80, b"c", K));
+    s.receive(&b);
+    assert_eq!(events(&mut s), vec![Event::Message(Message::text("abc"))]);
+    let mut b = raw(0x01, b"a", K);
+    for _ in 0..3 {
+        b.extend(raw(0x00, b"b", K));
+    }
+    s.receive(&b);
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Error(ProtocolError::TooManyFragments { limit: 3 }))
+    );
+    assert_eq!(close_code_sent(&s.take_output()), Some(1008));
+}
+
+#[test]
+fn abort_sends_code_and_closes_uncleanly() {
+    let (_, mut s) = pair();
+    s.abort(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+    assert_eq!(s.state(), State::Closed);
+    assert!(matches!(s.poll_event(), Some(Event::Closed(e)) if !e.was_clean && e.code.0 == 1011));
+    assert_eq!(close_code_sent(&s.take_output()), Some(1011));
+    // 1006 never goes on the wire.
+    let (_, mut s) = pair();
+    s.abort(CloseCode::ABNORMAL, "gone");
+    assert!(s.take_output().is_empty());
+}

@@ -186,6 +186,12 @@ pub struct ServerHandshakeConfig {
     pub protocols: Vec<String>,
     /// permessage-deflate settings (`None`: decline compression).
     pub deflate: Option<DeflateConfig>,
+    /// Origins allowed to connect (`None`: any). Entries are exact origins
+    /// (`https://app.example.com`, compared case-insensitively), wildcard subdomains
+    /// (`https://*.example.com`, which does not match `https://example.com` itself) or `*`.
+    /// A request whose `Origin` matches none gets `403`. Requests without `Origin` (not from
+    /// a browser) are allowed: the check protects browser users from hostile pages.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl Default for ServerHandshakeConfig {
@@ -194,8 +200,31 @@ impl Default for ServerHandshakeConfig {
             max_head_size: 16 * 1024,
             protocols: Vec::new(),
             deflate: None,
+            allowed_origins: None,
         }
     }
+}
+
+/// Whether `origin` matches one of `patterns` (see [`ServerHandshakeConfig::allowed_origins`]).
+pub fn origin_allowed(origin: &str, patterns: &[String]) -> bool {
+    let origin = origin.trim();
+    patterns.iter().any(|p| {
+        let p = p.trim();
+        if p == "*" || p.eq_ignore_ascii_case(origin) {
+            return true;
+        }
+        let Some((scheme, host)) = p.split_once("://*.") else {
+            return false;
+        };
+        let Some((o_scheme, o_rest)) = origin.split_once("://") else {
+            return false;
+        };
+        let suffix = format!(".{host}");
+        scheme.eq_ignore_ascii_case(o_scheme)
+            && o_rest.len() > suffix.len()
+            && o_rest[o_rest.len() - suffix.len()..].eq_ignore_ascii_case(&suffix)
+            && !o_rest[..o_rest.len() - suffix.len()].contains(['/', '@'])
+    })
 }
 
 /// Parses and validates a request head at the start of `buf`.
@@ -322,6 +351,14 @@ pub fn accept(
     config: &ServerHandshakeConfig,
     hook: impl Hook,
 ) -> Result<(Vec<u8>, Negotiated), RequestError> {
+    if let (Some(allowed), Some(origin)) = (&config.allowed_origins, request.origin()) {
+        if !origin_allowed(origin, allowed) {
+            return Err(RequestError::Rejected(Box::new(Rejection::new(
+                403,
+                format!("origin {origin} is not allowed\n"),
+            ))));
+        }
+    }
     let mut acc = Accept {
         protocol: config
             .protocols
@@ -474,6 +511,39 @@ mod tests {
         let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
         let req = GOOD.replace("Origin:", &format!("{many}Origin:"));
         assert_eq!(parse(&req).unwrap_err().status(), 431);
+    }
+
+    #[test]
+    fn origin_policy() {
+        let allow = vec![
+            "https://app.example.com".to_string(),
+            "https://*.example.org".to_string(),
+        ];
+        assert!(origin_allowed("https://app.example.com", &allow));
+        assert!(origin_allowed("HTTPS://APP.EXAMPLE.COM", &allow));
+        assert!(origin_allowed("https://a.example.org", &allow));
+        assert!(!origin_allowed("https://a.b.example.org:8443", &allow));
+        assert!(origin_allowed("https://a.b.example.org", &allow));
+        assert!(!origin_allowed("https://example.org", &allow));
+        assert!(!origin_allowed("http://a.example.org", &allow));
+        assert!(!origin_allowed("https://evil.com/.example.org", &allow));
+        assert!(!origin_allowed("https://app.example.com.evil.com", &allow));
+        assert!(!origin_allowed("null", &allow));
+        assert!(origin_allowed("anything", &["*".to_string()]));
+
+        let req = parse(GOOD).unwrap(); // Origin: http://example.com
+        let mut config = ServerHandshakeConfig {
+            allowed_origins: Some(vec!["https://app.example.com".into()]),
+            ..Default::default()
+        };
+        let err = accept(&req, &config, NoHook).unwrap_err();
+        assert_eq!(err.status(), 403);
+        config.allowed_origins = Some(vec!["http://example.com".into()]);
+        assert!(accept(&req, &config, NoHook).is_ok());
+        // No Origin header: not a browser, allowed.
+        let req = parse(&without("Origin: http://example.com\r\n")).unwrap();
+        config.allowed_origins = Some(vec!["https://app.example.com".into()]);
+        assert!(accept(&req, &config, NoHook).is_ok());
     }
 
     #[test]
