@@ -249,7 +249,8 @@ if [[ $MODE == server ]]; then
 else
     # --- Autobahn's fuzzing server, our client ---------------------------------
     log "starting wstest -m fuzzingserver on $URL (log: $WSTEST_LOG)"
-    start_bg $((SUITE_TIMEOUT + 60)) "$WSTEST_LOG" "$WSTEST" -m fuzzingserver -s "$SPEC"
+    # --webport 0: no embedded web server (its default port 8080 may be taken).
+    start_bg $((SUITE_TIMEOUT + 60)) "$WSTEST_LOG" "$WSTEST" -m fuzzingserver --webport 0 -s "$SPEC"
     FUZZ_PID=$BG_PID
     if wait_for_port "$PORT" "$FUZZ_PID" 60; then
         log "running $WSX_AUTOBAHN_CLIENT $URL $AGENT (timeout ${SUITE_TIMEOUT}s, log: $WSX_LOG)"

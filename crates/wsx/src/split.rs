@@ -8,6 +8,10 @@
 //! touches the writer. That shared write side sits behind a `std` mutex that is only held
 //! for non-blocking write attempts (never across an `.await`); reading takes no lock except
 //! to hand over a pong or a close reply.
+//!
+//! The halves keep the close timeout and answer pings, but the automatic keepalive pings,
+//! the idle timeout and the write timeout of [`WebSocketOptions`](crate::WebSocketOptions)
+//! run on the unsplit [`WebSocket`](crate::WebSocket) only.
 
 use crate::error::{Error, Result};
 use crate::websocket::{event_to_item, fired, WebSocketOptions};
