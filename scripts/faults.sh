@@ -31,6 +31,7 @@
 #   WSX_FAULTS_BUDGET        seconds for the whole run (default: 240; a passing run
 #                            takes about 70 s); the runner is killed when it is spent
 #   WSX_FAULTS_CONNS         connections of the conn-10k scenario (default: 10000)
+#   WSX_FAULTS_SKIP          regex of scenarios to leave out (printed as SKIP, not counted)
 #   WSX_FAULTS_CACHE         own venv, if the interop one is unusable
 #                            (default: $HOME/.cache/wsx-faults)
 #   WSX_INTEROP_CACHE        where scripts/interop.sh keeps its venv

@@ -9,6 +9,8 @@
 #   5. Autobahn: server core, client core, server compression, client compression
 #      (compression skipped when WSX_SKIP_COMPRESSION=1)
 #   6. scripts/interop.sh, when it exists and is executable
+#   7. scripts/faults.sh (load and fault tests of wsx serve), when it exists and is
+#      executable
 #
 # A failing step does not stop the later ones, so one run shows every failing
 # test and every failing Autobahn case. The exit status is non-zero when
@@ -125,6 +127,11 @@ done
 # 6. Interoperability tests, when present.
 if [[ -x scripts/interop.sh ]]; then
     step "interop" scripts/interop.sh || true
+fi
+
+# 7. Load and fault tests of `wsx serve`, when present (about 30 s).
+if [[ -x scripts/faults.sh ]]; then
+    step "faults" scripts/faults.sh || true
 fi
 
 section "summary"

@@ -1,8 +1,11 @@
 //! `wsx`: WebSocket client, server and tools.
 
+mod bench;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +41,12 @@ enum Command {
         #[command(flatten)]
         limits: Box<ServeLimits>,
     },
+    /// Load-test an echo server: N connections, each keeping messages in flight and
+    /// checking every echo; reports msg/s, MiB/s and latency percentiles.
+    #[command(
+        after_help = "Examples:\n  wsx bench ws://127.0.0.1:9001/\n  wsx bench ws://127.0.0.1:9001/ -c 10 -s 16384 --binary -d 5 --json"
+    )]
+    Bench(BenchArgs),
     /// Connect to a server: each stdin line is sent as a text message, received messages are
     /// printed; end of input closes the connection with 1000.
     #[command(
@@ -60,6 +69,40 @@ enum Command {
     },
 }
 
+/// Closed-loop echo load.
+#[derive(clap::Args, Clone, Debug)]
+struct BenchArgs {
+    /// ws:// or wss:// URL of an echo server.
+    url: String,
+    /// Concurrent connections.
+    #[arg(short = 'c', long, default_value_t = 100)]
+    connections: usize,
+    /// Message size in bytes.
+    #[arg(short = 's', long, default_value_t = 20)]
+    size: usize,
+    /// Send binary messages (default: text).
+    #[arg(long)]
+    binary: bool,
+    /// Messages in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+    /// Measured seconds.
+    #[arg(short = 'd', long, default_value_t = 10.0, value_parser = parse_secs)]
+    duration: f64,
+    /// Unmeasured seconds before the measurement.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_secs)]
+    warmup: f64,
+    /// Negotiate permessage-deflate (uses the full client instead of prebuilt frames).
+    #[arg(long)]
+    deflate: bool,
+    /// Worker threads (1: a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Server limits, timeouts and policies (see RELIABILITY.md).
 #[derive(clap::Args, Clone, Debug)]
 struct ServeLimits {
@@ -73,26 +116,27 @@ struct ServeLimits {
     /// (https://*.example.com) or *. Others get HTTP 403; requests without Origin are allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
-    /// Seconds allowed for the TLS handshake and the request head (slower clients get 408).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    /// Seconds allowed for the TLS handshake and the request head (slower clients get 408;
+    /// 0: no limit). For all the SECS options here, 0 turns the limit or timer off.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
     handshake_timeout: f64,
     /// Ping a peer that has been silent this many seconds (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 20.0, value_parser = parse_secs)]
     ping_interval: f64,
     /// Fail the connection with 1011 when a ping is not answered within this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 20.0, value_parser = parse_secs)]
     pong_timeout: f64,
     /// Close with 1001 after this many seconds without a message from the peer (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_secs)]
     idle_timeout: f64,
     /// Drop a connection whose output makes no progress for this many seconds (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_secs)]
     write_timeout: f64,
     /// Seconds to wait for the peer's close frame, and for the close handshake to finish.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_secs)]
     close_timeout: f64,
     /// On SIGINT/SIGTERM, seconds open connections get to close after being sent 1001.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
     shutdown_timeout: f64,
     /// Largest message accepted, in bytes, after decompression (larger: close 1009).
     #[arg(long, value_name = "BYTES")]
@@ -111,8 +155,25 @@ struct ServeLimits {
     write_buffer: Option<usize>,
 }
 
+/// Parses a number of seconds: 0 up to about 30 years (no NaN, no negatives).
+fn parse_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.0..=1e9).contains(&v) {
+        return Err(format!("{s} is out of range (0 to 1e9 seconds)"));
+    }
+    Ok(v)
+}
+
+/// A timeout or interval from seconds, where 0 means "none".
 fn secs(s: f64) -> Option<Duration> {
-    (s > 0.0 && s.is_finite()).then(|| Duration::from_secs_f64(s))
+    Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero())
+}
+
+/// A limit from seconds, where 0 means "no limit" (about a year, which tokio timers accept).
+fn limit(s: f64) -> Duration {
+    secs(s).unwrap_or(Duration::from_secs(365 * 86400))
 }
 
 impl ServeLimits {
@@ -122,13 +183,13 @@ impl ServeLimits {
         if !self.allow_origins.is_empty() {
             c.allowed_origins = Some(self.allow_origins.clone());
         }
-        c.handshake_timeout = secs(self.handshake_timeout).unwrap_or(Duration::from_secs(3600));
-        c.shutdown_timeout = secs(self.shutdown_timeout).unwrap_or_default();
+        c.handshake_timeout = limit(self.handshake_timeout);
+        c.shutdown_timeout = limit(self.shutdown_timeout);
         c.options.ping_interval = secs(self.ping_interval);
-        c.options.pong_timeout = secs(self.pong_timeout).unwrap_or(Duration::from_secs(3600));
+        c.options.pong_timeout = limit(self.pong_timeout);
         c.options.idle_timeout = secs(self.idle_timeout);
         c.options.write_timeout = secs(self.write_timeout);
-        c.options.close_timeout = secs(self.close_timeout).unwrap_or_default();
+        c.options.close_timeout = limit(self.close_timeout);
         if let Some(n) = self.write_buffer {
             c.options.write_buffer_high_water = n;
         }
@@ -205,6 +266,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -234,8 +296,12 @@ fn main() -> ExitCode {
                 deflate,
                 show_handshake,
             } => connect(url, insecure, ca, deflate.config(), show_handshake).await,
+            Command::Bench(b) => bench_cmd(b).await,
         }
     });
+    // A blocking stdin read (wsx connect) would otherwise hold up the runtime's shutdown
+    // until the user presses Enter.
+    rt.shutdown_background();
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -301,8 +367,44 @@ async fn serve(
     Ok(())
 }
 
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn bench_cmd(b: BenchArgs) -> anyhow::Result<ExitCode> {
+    let report = bench::run(bench::BenchOptions {
+        url: b.url,
+        connections: b.connections,
+        size: b.size,
+        binary: b.binary,
+        in_flight: b.in_flight,
+        duration: secs(b.duration).unwrap_or(Duration::from_secs(1)),
+        warmup: secs(b.warmup).unwrap_or_default(),
+        deflate: b.deflate,
+    })
+    .await?;
+    if b.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.to_text());
+    }
+    Ok(if report.errors == 0 && report.mismatches == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Completes on the first Ctrl-C (SIGINT) or SIGTERM; a second one exits at once (130).
 async fn shutdown_signal() {
+    one_signal().await;
+    tracing::info!(
+        "shutting down: no new connections, closing open ones with 1001 (signal again to force)"
+    );
+    tokio::spawn(async {
+        one_signal().await;
+        eprintln!("shutdown forced");
+        std::process::exit(130);
+    });
+}
+
+async fn one_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -322,7 +424,6 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-    tracing::info!("shutting down: no new connections, closing open ones with 1001");
 }
 
 async fn connect(

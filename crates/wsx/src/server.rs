@@ -229,9 +229,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds a TCP listener.
+    /// Binds a TCP listener (with `SO_REUSEADDR` and a listen backlog of 1024, so a burst
+    /// of connections waits in the kernel's queue rather than being retried a second later).
     pub async fn bind(addr: impl ToSocketAddrs) -> Result<Server> {
-        Ok(Server::from_listener(TcpListener::bind(addr).await?))
+        let mut last = None;
+        for addr in tokio::net::lookup_host(addr).await? {
+            match listen(addr) {
+                Ok(l) => return Ok(Server::from_listener(l)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(Error::Io(last.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+        })))
     }
 
     /// Uses an existing listener.
@@ -315,6 +325,8 @@ impl Server {
         } = self;
         let handler = Arc::new(handler);
         let registry = Arc::new(Mutex::new(Registry::default()));
+        // Connections still in their handshake when the shutdown starts are dropped at once.
+        let stopping = tokio_util::sync::CancellationToken::new();
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -345,10 +357,16 @@ impl Server {
             let hook = make_hook();
             let config = config.clone();
             let tls = tls.clone();
+            let stopping = stopping.clone();
             tasks.spawn(async move {
                 let _registration = registration;
-                match upgrade(tcp, tls, &config, hook).await {
+                let upgraded = tokio::select! {
+                    r = upgrade(tcp, tls, &config, hook) => r,
+                    _ = stopping.cancelled() => return,
+                };
+                match upgraded {
                     Ok(ws) => {
+                        signal.upgraded.store(true, Ordering::Release);
                         tracing::info!(%peer, protocol = ws.protocol(), compressed = ws.is_compressed(), "connection open");
                         handler(ws.with_shutdown(signal), peer).await;
                         tracing::info!(%peer, "connection done");
@@ -358,9 +376,14 @@ impl Server {
             });
         }
         drop(listener);
+        stopping.cancel();
         let open: Vec<Arc<ShutdownSignal>> = {
             let r = registry.lock().unwrap_or_else(|e| e.into_inner());
-            r.open.values().cloned().collect()
+            r.open
+                .values()
+                .filter(|s| s.upgraded.load(Ordering::Acquire))
+                .cloned()
+                .collect()
         };
         for signal in &open {
             signal.request();
@@ -396,6 +419,17 @@ impl Server {
         );
         Ok(report)
     }
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Registers a new connection, or says why it is refused.

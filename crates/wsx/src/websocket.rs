@@ -74,6 +74,8 @@ struct Heartbeat {
 pub(crate) struct ShutdownSignal {
     requested: AtomicBool,
     waker: AtomicWaker,
+    /// Set when the handshake completed (only such connections are reported on).
+    pub(crate) upgraded: AtomicBool,
     /// Set when the connection ended with a clean close handshake.
     pub(crate) clean: AtomicBool,
 }

@@ -91,6 +91,9 @@ pub enum RequestError {
     /// `Sec-WebSocket-Version` missing or not 13 (426, with `Sec-WebSocket-Version: 13`).
     #[error("unsupported WebSocket version, 13 required")]
     WebSocketVersion,
+    /// More than one `Origin` header (400): an origin policy could not tell which applies.
+    #[error("more than one Origin header")]
+    Origin,
     /// `Sec-WebSocket-Protocol` is not a list of tokens (400).
     #[error("invalid Sec-WebSocket-Protocol header")]
     Protocols,
@@ -288,6 +291,9 @@ pub fn parse_request(
         Ok(raw) if raw.len() == 16 => {}
         _ => return Err(RequestError::Key),
     }
+    if headers.count("origin") > 1 {
+        return Err(RequestError::Origin);
+    }
     let mut protocols = Vec::new();
     for value in headers.get_all("sec-websocket-protocol") {
         for p in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -472,6 +478,13 @@ mod tests {
             (GOOD.replace("Version: 13", "Version: 8"), 426),
             (without("Sec-WebSocket-Version: 13\r\n"), 426),
             (GOOD.replace("chat, superchat", "chat, super chat"), 400),
+            (
+                GOOD.replace(
+                    "Origin: http://example.com\r\n",
+                    "Origin: https://a\r\nOrigin: https://b\r\n",
+                ),
+                400,
+            ),
             (GOOD.replace("/chat?room=1", "chat"), 400),
             ("GET / HTTP/1.1\r\nBad Header\r\n\r\n".to_string(), 400),
         ];

@@ -1,0 +1,422 @@
+//! `wsx bench`: a closed-loop echo load generator.
+//!
+//! Every connection keeps `in_flight` messages outstanding: it sends, waits for each whole
+//! echo, checks it byte for byte, records its round-trip time and sends the next. Without
+//! compression it writes prebuilt masked frames and parses the echoes with the sans-I/O
+//! frame parser, so the generator itself costs little; with `--deflate` it goes through the
+//! `wsx` client (compression needs per-message state).
+
+use anyhow::{bail, Context as _};
+use futures_util::StreamExt;
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wsx::wsx_proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use wsx::wsx_proto::handshake::client::ClientHandshake;
+use wsx::wsx_proto::mask::apply_mask;
+use wsx::{Bytes, Message};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub url: String,
+    pub connections: usize,
+    pub size: usize,
+    pub binary: bool,
+    pub in_flight: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub deflate: bool,
+}
+
+/// Counters shared by all connections.
+#[derive(Default)]
+struct Shared {
+    messages: AtomicU64,
+    errors: AtomicU64,
+    mismatches: AtomicU64,
+    measuring: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// The outcome of a run.
+#[derive(Debug)]
+pub struct BenchReport {
+    pub connections: usize,
+    pub size: usize,
+    pub seconds: f64,
+    pub messages: u64,
+    pub errors: u64,
+    pub mismatches: u64,
+    pub latencies_us: Vec<u32>,
+}
+
+impl BenchReport {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+
+    /// Messages per second.
+    pub fn rate(&self) -> f64 {
+        self.messages as f64 / self.seconds
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "connections": self.connections,
+            "message_size": self.size,
+            "seconds": self.seconds,
+            "messages": self.messages,
+            "messages_per_second": self.rate(),
+            "mib_per_second": self.rate() * self.size as f64 / (1024.0 * 1024.0),
+            "latency_ms": {
+                "p50": self.percentile(0.50),
+                "p90": self.percentile(0.90),
+                "p99": self.percentile(0.99),
+                "max": self.percentile(1.0),
+            },
+            "errors": self.errors,
+            "mismatched_echoes": self.mismatches,
+        })
+    }
+
+    /// The report as lines of text.
+    pub fn to_text(&self) -> String {
+        format!(
+            "{} connections x {} B, {:.1} s: {} messages, {:.0} msg/s, {:.2} MiB/s\n\
+             latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}\n\
+             errors: {}, mismatched echoes: {}",
+            self.connections,
+            self.size,
+            self.seconds,
+            self.messages,
+            self.rate(),
+            self.rate() * self.size as f64 / (1024.0 * 1024.0),
+            self.percentile(0.50),
+            self.percentile(0.90),
+            self.percentile(0.99),
+            self.percentile(1.0),
+            self.errors,
+            self.mismatches
+        )
+    }
+}
+
+fn payload(size: usize, binary: bool) -> Vec<u8> {
+    if binary {
+        (0..size).map(|i| (i * 31 % 251) as u8).collect()
+    } else {
+        let words = b"wsx bench payload ";
+        (0..size).map(|i| words[i % words.len()]).collect()
+    }
+}
+
+/// Runs the benchmark.
+pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
+    if opts.connections == 0 || opts.in_flight == 0 {
+        bail!("--connections and --in-flight must be at least 1");
+    }
+    let shared = Arc::new(Shared::default());
+    let body = Arc::new(payload(opts.size, opts.binary));
+    let mut tasks = Vec::with_capacity(opts.connections);
+    // Open the connections first (in batches, so a large count does not flood the accept
+    // queue), then start the clock.
+    let mut conns = Vec::with_capacity(opts.connections);
+    for chunk_start in (0..opts.connections).step_by(256) {
+        let n = 256.min(opts.connections - chunk_start);
+        let mut batch = Vec::with_capacity(n);
+        for _ in 0..n {
+            batch.push(tokio::spawn(open(opts.clone())));
+        }
+        for b in batch {
+            conns.push(b.await??);
+        }
+    }
+    let progress = progress_bar(opts.duration + opts.warmup);
+    for conn in conns {
+        let shared = shared.clone();
+        let body = body.clone();
+        let opts = opts.clone();
+        tasks.push(tokio::spawn(async move {
+            drive(conn, opts, body, shared).await
+        }));
+    }
+    let ticker = progress.map(|bar| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                bar.set_position(start.elapsed().as_millis() as u64);
+                bar.set_message(format!(
+                    "{} messages",
+                    shared.messages.load(Ordering::Relaxed)
+                ));
+                if shared.stop.load(Ordering::Relaxed) {
+                    bar.finish_and_clear();
+                    break;
+                }
+            }
+        })
+    });
+    tokio::time::sleep(opts.warmup).await;
+    shared.messages.store(0, Ordering::Relaxed);
+    shared.measuring.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(opts.duration).await;
+    let seconds = start.elapsed().as_secs_f64();
+    let messages = shared.messages.load(Ordering::Relaxed);
+    shared.measuring.store(false, Ordering::Relaxed);
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    let grace = tokio::time::Instant::now() + Duration::from_secs(5);
+    for t in tasks {
+        let abort = t.abort_handle();
+        match tokio::time::timeout_at(grace, t).await {
+            Ok(Ok(Ok(mut l))) => latencies.append(&mut l),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!("connection failed: {e:#}");
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(_)) => {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                abort.abort();
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    if let Some(t) = ticker {
+        let _ = t.await;
+    }
+    latencies.sort_unstable();
+    Ok(BenchReport {
+        connections: opts.connections,
+        size: opts.size,
+        seconds,
+        messages,
+        errors: shared.errors.load(Ordering::Relaxed),
+        mismatches: shared.mismatches.load(Ordering::Relaxed),
+        latencies_us: latencies,
+    })
+}
+
+fn progress_bar(total: Duration) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total.as_millis() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+enum Conn {
+    Raw(TcpStream, Vec<u8>),
+    Ws(Box<wsx::WebSocket<wsx::MaybeTlsStream>>),
+}
+
+async fn open(opts: BenchOptions) -> anyhow::Result<Conn> {
+    let target = wsx::wsx_proto::handshake::client::Target::parse(&opts.url)?;
+    if opts.deflate || target.tls {
+        let config = wsx::Config {
+            deflate: opts.deflate.then(|| wsx::DeflateConfig {
+                threshold: 0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ws = wsx::ClientBuilder::new(opts.url.clone())
+            .config(config)
+            .danger_accept_invalid_certs(true)
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {}", opts.url))?;
+        return Ok(Conn::Ws(Box::new(ws)));
+    }
+    let mut tcp = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .with_context(|| format!("cannot connect to {}:{}", target.host, target.port))?;
+    tcp.set_nodelay(true)?;
+    let (hs, request) = ClientHandshake::builder(&opts.url)?.build()?;
+    tcp.write_all(&request).await?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((resp, n)) = hs.parse_response(&buf)? {
+            hs.finish(resp)?;
+            buf.drain(..n);
+            return Ok(Conn::Raw(tcp, buf));
+        }
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed during the handshake");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// One connection's closed loop; returns its latencies in microseconds.
+async fn drive(
+    conn: Conn,
+    opts: BenchOptions,
+    body: Arc<Vec<u8>>,
+    shared: Arc<Shared>,
+) -> anyhow::Result<Vec<u32>> {
+    match conn {
+        Conn::Raw(tcp, leftover) => drive_raw(tcp, leftover, &opts, &body, &shared).await,
+        Conn::Ws(ws) => drive_ws(*ws, &opts, &body, &shared).await,
+    }
+}
+
+async fn drive_raw(
+    mut tcp: TcpStream,
+    mut buf: Vec<u8>,
+    opts: &BenchOptions,
+    body: &[u8],
+    shared: &Shared,
+) -> anyhow::Result<Vec<u32>> {
+    // One prebuilt masked frame, sent again and again.
+    let opcode = if opts.binary {
+        OpCode::Binary
+    } else {
+        OpCode::Text
+    };
+    let key = rand_key();
+    let header = FrameHeader {
+        mask: Some(key),
+        ..FrameHeader::new(true, opcode, body.len() as u64)
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    let mut frame = head[..n].to_vec();
+    let start = frame.len();
+    frame.extend_from_slice(body);
+    apply_mask(&mut frame[start..], key);
+
+    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(opts.in_flight);
+    let mut latencies = Vec::new();
+    let mut burst = Vec::with_capacity(frame.len() * opts.in_flight);
+    for _ in 0..opts.in_flight {
+        burst.extend_from_slice(&frame);
+        sent_at.push_back(Instant::now());
+    }
+    tcp.write_all(&burst).await?;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        // Parse every complete echo in the buffer.
+        let mut pos = 0;
+        let mut to_send = 0;
+        loop {
+            let Some((h, hn)) = FrameHeader::parse(&buf[pos..])
+                .map_err(|e| anyhow::anyhow!("bad frame from server: {e:?}"))?
+            else {
+                break;
+            };
+            let len = h.payload_len as usize;
+            if buf.len() - pos < hn + len {
+                break;
+            }
+            let data = &buf[pos + hn..pos + hn + len];
+            pos += hn + len;
+            match h.opcode {
+                OpCode::Text | OpCode::Binary => {
+                    if data != body || !h.fin {
+                        shared.mismatches.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let Some(t) = sent_at.pop_front() {
+                        if shared.measuring.load(Ordering::Relaxed) {
+                            latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                            shared.messages.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    to_send += 1;
+                }
+                OpCode::Close => bail!("server closed the connection"),
+                _ => {} // pings are rare here; a benchmark does not answer them
+            }
+        }
+        buf.drain(..pos);
+        if shared.stop.load(Ordering::Relaxed) {
+            let _ = tcp.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]).await;
+            return Ok(latencies);
+        }
+        if to_send > 0 {
+            burst.clear();
+            for _ in 0..to_send {
+                burst.extend_from_slice(&frame);
+                sent_at.push_back(Instant::now());
+            }
+            tcp.write_all(&burst).await?;
+        }
+        // Echoes are always in flight, so a read completes while the server works; a dead
+        // server is bounded by the grace period in `run`.
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("server closed the connection");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn drive_ws(
+    mut ws: wsx::WebSocket<wsx::MaybeTlsStream>,
+    opts: &BenchOptions,
+    body: &[u8],
+    shared: &Shared,
+) -> anyhow::Result<Vec<u32>> {
+    let msg = if opts.binary {
+        Message::Binary(Bytes::copy_from_slice(body))
+    } else {
+        Message::Text(String::from_utf8_lossy(body).into_owned().into())
+    };
+    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(opts.in_flight);
+    let mut latencies = Vec::new();
+    for _ in 0..opts.in_flight {
+        ws.send(msg.clone()).await?;
+        sent_at.push_back(Instant::now());
+    }
+    loop {
+        match ws.next().await {
+            Some(Ok(m)) if m.is_data() => {
+                if m != msg {
+                    shared.mismatches.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(t) = sent_at.pop_front() {
+                    if shared.measuring.load(Ordering::Relaxed) {
+                        latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        shared.messages.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if shared.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                ws.send(msg.clone()).await?;
+                sent_at.push_back(Instant::now());
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("server closed the connection"),
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok(latencies)
+}
+
+fn rand_key() -> [u8; 4] {
+    let k = wsx::wsx_proto::handshake::generate_key();
+    let b = k.as_bytes();
+    [b[0], b[1], b[2], b[3]]
+}

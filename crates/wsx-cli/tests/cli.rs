@@ -1,0 +1,160 @@
+//! The `wsx` binary driven end to end over loopback: serve, connect (pipe mode), bench.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WSX: &str = env!("CARGO_BIN_EXE_wsx");
+
+struct Served(Child, SocketAddr);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn serve(extra: &[&str]) -> Served {
+    let addr = free_port();
+    let child = Command::new(WSX)
+        .args(["serve", "--listen", &addr.to_string()])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "wsx serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Served(child, addr)
+}
+
+fn run_with_input(args: &[&str], input: &[u8]) -> (i32, String, String) {
+    let mut child = Command::new(WSX)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Feed stdin from a thread while stdout and stderr are drained, so no pipe fills up.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    drop(watchdog);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn connect_pipes_lines_through_the_echo_server() {
+    let s = serve(&[]);
+    let url = format!("ws://{}/", s.1);
+    let input: String = (0..200)
+        .map(|i| format!("line {i} {}\n", "x".repeat(i * 10)))
+        .collect();
+    let (code, out, err) = run_with_input(&["connect", &url], input.as_bytes());
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(
+        out, input,
+        "every echo printed, in order, even those in flight at EOF"
+    );
+}
+
+#[test]
+fn connect_exit_codes_tell_failures_apart() {
+    // Nothing listening: handshake failure, exit 2, one clear line.
+    let url = format!("ws://{}/", free_port());
+    let (code, _, err) = run_with_input(&["connect", &url], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("refused"), "{err}");
+    assert!(!err.contains("panicked"));
+    // An HTTP error is shown with its status.
+    let s = serve(&["--allow-origin", "https://only.example"]);
+    let listener_url = format!("ws://{}/", s.1);
+    let (code, _, err) = run_with_input(&["connect", &listener_url], b"");
+    assert_eq!(code, 0, "no Origin header: allowed ({err})");
+    let bad = serve(&["--max-connections", "0"]);
+    let (code, _, err) = run_with_input(&["connect", &format!("ws://{}/", bad.1)], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("503"), "{err}");
+}
+
+#[test]
+fn bench_reports_json_and_checks_echoes() {
+    let s = serve(&[]);
+    let url = format!("ws://{}/", s.1);
+    let (code, out, err) = run_with_input(
+        &[
+            "bench", &url, "-c", "4", "-s", "100", "-d", "0.5", "--warmup", "0.1", "--json",
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "stderr: {err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["messages"].as_u64().unwrap() > 100, "{v}");
+    assert_eq!(v["errors"], 0);
+    assert_eq!(v["mismatched_echoes"], 0);
+    assert!(v["latency_ms"]["p99"].as_f64().unwrap() >= v["latency_ms"]["p50"].as_f64().unwrap());
+}
+
+#[test]
+fn serve_shuts_down_gracefully_on_sigterm() {
+    let mut s = serve(&["--shutdown-timeout", "5"]);
+    let mut client = Command::new(WSX)
+        .args(["connect", &format!("ws://{}/", s.1)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(b"hello\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = s.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = s.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "server did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let mut err = String::new();
+    s.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("1 of 1 connections closed cleanly"), "{err}");
+    let out = client.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1001"), "client saw: {stderr}");
+    drop(stdin);
+}
