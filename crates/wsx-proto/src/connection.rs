@@ -940,12 +940,16 @@ impl Sender {
         self.wbuf.len()
     }
 
-    /// Releases buffer memory that is not in use.
+    /// Releases buffer memory that is not in use, and the compressor's state when it does
+    /// not carry context from one message to the next.
     pub fn shrink_buffers(&mut self) {
         if self.wbuf.is_empty() {
             self.wbuf = BytesMut::new();
         }
         self.scratch = BytesMut::new();
+        if let Some(d) = self.deflate.as_mut() {
+            d.0.release();
+        }
     }
 }
 

@@ -163,7 +163,7 @@ impl ClientBuilder {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| Error::Tls(e.to_string()))?;
-                MaybeTlsStream::ClientTls(tls)
+                MaybeTlsStream::ClientTls(Box::new(tls))
             } else {
                 MaybeTlsStream::Plain(tcp)
             };

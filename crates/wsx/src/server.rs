@@ -360,8 +360,10 @@ impl Server {
             let stopping = stopping.clone();
             tasks.spawn(async move {
                 let _registration = registration;
+                // Boxed: the handshake's state (a TLS accept among it) is freed once done
+                // instead of sizing this task for the connection's whole life.
                 let upgraded = tokio::select! {
-                    r = upgrade(tcp, tls, &config, hook) => r,
+                    r = Box::pin(upgrade(tcp, tls, &config, hook)) => r,
                     _ = stopping.cancelled() => return,
                 };
                 match upgraded {
@@ -493,12 +495,12 @@ async fn upgrade<H: Hook>(
 ) -> Result<WebSocket<MaybeTlsStream>> {
     let _ = tcp.set_nodelay(true);
     let stream = match tls {
-        Some(acceptor) => MaybeTlsStream::ServerTls(
+        Some(acceptor) => MaybeTlsStream::ServerTls(Box::new(
             tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp))
                 .await
                 .map_err(|_| Error::Timeout("TLS handshake"))?
                 .map_err(|e| Error::Tls(e.to_string()))?,
-        ),
+        )),
         None => MaybeTlsStream::Plain(tcp),
     };
     accept_with(stream, config, hook).await

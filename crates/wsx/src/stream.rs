@@ -6,16 +6,16 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A TCP stream, possibly wrapped in TLS (client or server side).
+/// A TCP stream, possibly wrapped in TLS (client or server side). The TLS state is boxed so
+/// that plain connections stay small.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
 pub enum MaybeTlsStream<S = TcpStream> {
     /// Plain `ws://`.
     Plain(S),
     /// `wss://` as a client.
-    ClientTls(tokio_rustls::client::TlsStream<S>),
+    ClientTls(Box<tokio_rustls::client::TlsStream<S>>),
     /// `wss://` as a server.
-    ServerTls(tokio_rustls::server::TlsStream<S>),
+    ServerTls(Box<tokio_rustls::server::TlsStream<S>>),
 }
 
 impl<S> MaybeTlsStream<S> {
@@ -44,8 +44,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTlsStream<S> {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTlsStream::ClientTls(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTlsStream::ServerTls(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTlsStream::ClientTls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            MaybeTlsStream::ServerTls(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
 }
@@ -58,8 +58,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTlsStream<S> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTlsStream::ClientTls(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTlsStream::ServerTls(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTlsStream::ClientTls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            MaybeTlsStream::ServerTls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
@@ -70,8 +70,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTlsStream<S> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MaybeTlsStream::ClientTls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MaybeTlsStream::ServerTls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MaybeTlsStream::ClientTls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+            MaybeTlsStream::ServerTls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -86,16 +86,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTlsStream<S> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTlsStream::ClientTls(s) => Pin::new(s).poll_flush(cx),
-            MaybeTlsStream::ServerTls(s) => Pin::new(s).poll_flush(cx),
+            MaybeTlsStream::ClientTls(s) => Pin::new(&mut **s).poll_flush(cx),
+            MaybeTlsStream::ServerTls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTlsStream::ClientTls(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTlsStream::ServerTls(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTlsStream::ClientTls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+            MaybeTlsStream::ServerTls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 }

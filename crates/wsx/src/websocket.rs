@@ -23,6 +23,9 @@ use wsx_proto::{
 /// Read at least this much at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// A connection that has received nothing for this long gives its buffers back.
+const RELEASE_BUFFERS_AFTER: Duration = Duration::from_secs(1);
+
 /// Runtime options of an open connection.
 #[derive(Clone, Copy, Debug)]
 pub struct WebSocketOptions {
@@ -58,10 +61,12 @@ impl Default for WebSocketOptions {
     }
 }
 
-/// Keepalive and idle bookkeeping: one timer, re-armed lazily when it fires.
+/// Keepalive, idle timeout and buffer release: one timer, re-armed lazily when it fires.
 struct Heartbeat {
     timer: Pin<Box<Sleep>>,
     last_recv: Instant,
+    /// Buffers were released since the last received bytes.
+    released: bool,
     /// The ping in flight: when it was sent and its payload.
     ping: Option<(Instant, u64)>,
     counter: u64,
@@ -133,7 +138,7 @@ pub struct WebSocket<S> {
     pending_error: Option<Error>,
     close_event: Option<CloseEvent>,
     handshake: Option<Box<Handshake>>,
-    heartbeat: Option<Box<Heartbeat>>,
+    heartbeat: Box<Heartbeat>,
     write_timer: Option<Pin<Box<Sleep>>>,
     write_failed: bool,
     shutdown: Option<Arc<ShutdownSignal>>,
@@ -203,23 +208,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             pending_error: None,
             close_event: None,
             handshake: None,
-            heartbeat: (options.ping_interval.is_some() || options.idle_timeout.is_some()).then(
-                || {
-                    let now = Instant::now();
-                    let first = [options.ping_interval, options.idle_timeout]
-                        .into_iter()
-                        .flatten()
-                        .min()
-                        .unwrap_or(Duration::from_secs(3600));
-                    Box::new(Heartbeat {
-                        timer: Box::pin(tokio::time::sleep_until(now + first)),
-                        last_recv: now,
-                        ping: None,
-                        counter: 0,
-                        rtt: None,
-                    })
-                },
-            ),
+            heartbeat: {
+                let now = Instant::now();
+                Box::new(Heartbeat {
+                    timer: Box::pin(tokio::time::sleep_until(now + RELEASE_BUFFERS_AFTER)),
+                    last_recv: now,
+                    released: false,
+                    ping: None,
+                    counter: 0,
+                    rtt: None,
+                })
+            },
             write_timer: None,
             write_failed: false,
             shutdown: None,
@@ -234,7 +233,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Round-trip time of the last answered keepalive ping.
     pub fn rtt(&self) -> Option<Duration> {
-        self.heartbeat.as_ref().and_then(|h| h.rtt)
+        self.heartbeat.rtt
     }
 
     /// Queues a message without waiting: refused with [`TrySendError::Full`] while more than
@@ -417,9 +416,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Keepalive pings, pong timeout and idle timeout; registers the timer's waker.
     fn poll_heartbeat(&mut self, cx: &mut Context<'_>) {
         let opts = self.options;
-        let Some(hb) = self.heartbeat.as_mut() else {
-            return;
-        };
+        let hb = &mut self.heartbeat;
         while hb.timer.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
             if let Some((sent, _)) = hb.ping {
@@ -445,26 +442,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                 }
             }
+            if !hb.released && now >= hb.last_recv + RELEASE_BUFFERS_AFTER {
+                // Idle: hold no read or write buffer until traffic resumes.
+                self.conn.shrink_buffers();
+                hb.released = true;
+            }
             let far = now + Duration::from_secs(86400);
+            let release_due = if hb.released {
+                far
+            } else {
+                hb.last_recv + RELEASE_BUFFERS_AFTER
+            };
             let ping_due = match (hb.ping, opts.ping_interval) {
                 (Some((sent, _)), _) => sent + opts.pong_timeout,
                 (None, Some(every)) => hb.last_recv + every,
                 (None, None) => far,
             };
             let idle_due = opts.idle_timeout.map_or(far, |idle| hb.last_recv + idle);
-            let next = ping_due.min(idle_due).max(now + Duration::from_millis(1));
+            let next = ping_due
+                .min(idle_due)
+                .min(release_due)
+                .max(now + Duration::from_millis(1));
             hb.timer.as_mut().reset(next);
         }
     }
 
     /// Notes a pong: answers our keepalive ping when the payload matches.
     fn on_pong(&mut self, payload: &[u8]) {
-        if let Some(hb) = self.heartbeat.as_mut() {
-            if let Some((sent, n)) = hb.ping {
-                if payload == n.to_be_bytes() {
-                    hb.rtt = Some(sent.elapsed());
-                    hb.ping = None;
-                }
+        let hb = &mut self.heartbeat;
+        if let Some((sent, n)) = hb.ping {
+            if payload == n.to_be_bytes() {
+                hb.rtt = Some(sent.elapsed());
+                hb.ping = None;
             }
         }
     }
@@ -599,18 +608,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.conn.buffered_amount() > self.options.write_buffer_high_water {
                 return Poll::Pending;
             }
-            let buf = self.conn.read_buf();
-            if buf.capacity() - buf.len() < 1024 {
-                buf.reserve(READ_CHUNK);
-            }
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, self.conn.read_buf()) {
+            let polled = if self.conn.read_buf().capacity() == 0 {
+                // No buffer (a fresh or idle connection): read into the stack and keep only
+                // what arrived, so connections that stay quiet hold no read buffer.
+                let mut stack = [0u8; 2048];
+                let mut rb = tokio::io::ReadBuf::new(&mut stack);
+                match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => {
+                        let n = rb.filled().len();
+                        self.conn.receive(rb.filled());
+                        Poll::Ready(Ok(n))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            } else {
+                let buf = self.conn.read_buf();
+                if buf.capacity() - buf.len() < 1024 {
+                    buf.reserve(READ_CHUNK);
+                }
+                tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, self.conn.read_buf())
+            };
+            match polled {
                 Poll::Ready(Ok(0)) => {
                     self.eof = true;
                     self.conn.receive_eof();
                 }
                 Poll::Ready(Ok(_)) => {
-                    if let Some(hb) = self.heartbeat.as_mut() {
-                        hb.last_recv = Instant::now();
+                    let hb = &mut self.heartbeat;
+                    hb.last_recv = Instant::now();
+                    if hb.released {
+                        // Active again: make sure the timer comes back to release later.
+                        hb.released = false;
+                        let due = hb.last_recv + RELEASE_BUFFERS_AFTER;
+                        if due < hb.timer.deadline() {
+                            hb.timer.as_mut().reset(due);
+                        }
                     }
                 }
                 Poll::Ready(Err(e)) => {
