@@ -1,0 +1,103 @@
+//! Echo servers for the comparison benchmark (`scripts/bench-compare.sh`): wsx,
+//! tokio-tungstenite and fastwebsockets, each on a single-threaded tokio runtime so that
+//! pinning the process to one core measures one core's worth of server.
+//!
+//! `echo-servers wsx|tungstenite|fastwebsockets ADDR`
+//!
+//! Compression is off everywhere (the other two do not implement it). fastwebsockets has
+//! no handshake of its own without hyper, so its upgrade is done by the wsx-proto
+//! handshake code (the handshake is not what is measured).
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_default();
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:9001".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(&addr).await?;
+        eprintln!("{which} echo server on {addr}");
+        loop {
+            let (tcp, _) = listener.accept().await?;
+            let _ = tcp.set_nodelay(true);
+            match which.as_str() {
+                "wsx" => tokio::spawn(wsx_echo(tcp)),
+                "tungstenite" => tokio::spawn(tungstenite_echo(tcp)),
+                "fastwebsockets" => tokio::spawn(fastwebsockets_echo(tcp)),
+                other => {
+                    anyhow::bail!("unknown server {other:?}: wsx, tungstenite or fastwebsockets")
+                }
+            };
+        }
+    })
+}
+
+async fn wsx_echo(tcp: TcpStream) {
+    let mut config = wsx::ServerConfig::default();
+    config.config.deflate = None;
+    let Ok(mut ws) = wsx::accept_with(tcp, &config, wsx::NoHook).await else {
+        return;
+    };
+    while let Some(Ok(msg)) = ws.next().await {
+        if msg.is_data() && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn tungstenite_echo(tcp: TcpStream) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+        return;
+    };
+    while let Some(Ok(msg)) = ws.next().await {
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn fastwebsockets_echo(mut tcp: TcpStream) {
+    use wsx::wsx_proto::handshake::server;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let response = loop {
+        match server::parse_request(&buf, 16 * 1024) {
+            Ok(Some((req, _))) => match server::accept(&req, &Default::default(), server::NoHook) {
+                Ok((response, _)) => break response,
+                Err(_) => return,
+            },
+            Ok(None) => {}
+            Err(_) => return,
+        }
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    if tcp.write_all(&response).await.is_err() {
+        return;
+    }
+    let mut ws = fastwebsockets::FragmentCollector::new(
+        fastwebsockets::WebSocket::after_handshake(tcp, fastwebsockets::Role::Server),
+    );
+    loop {
+        let frame = match ws.read_frame().await {
+            Ok(f) => f,
+            Err(_) => break,
+        };
+        match frame.opcode {
+            fastwebsockets::OpCode::Close => break,
+            fastwebsockets::OpCode::Text | fastwebsockets::OpCode::Binary => {
+                if ws.write_frame(frame).await.is_err() {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+}
