@@ -92,10 +92,10 @@ async fn fastwebsockets_echo(mut tcp: TcpStream) {
         };
         match frame.opcode {
             fastwebsockets::OpCode::Close => break,
-            fastwebsockets::OpCode::Text | fastwebsockets::OpCode::Binary => {
-                if ws.write_frame(frame).await.is_err() {
-                    break;
-                }
+            fastwebsockets::OpCode::Text | fastwebsockets::OpCode::Binary
+                if ws.write_frame(frame).await.is_err() =>
+            {
+                break
             }
             _ => {}
         }
