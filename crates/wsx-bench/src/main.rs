@@ -92,12 +92,11 @@ async fn fastwebsockets_echo(mut tcp: TcpStream) {
         };
         match frame.opcode {
             fastwebsockets::OpCode::Close => break,
-            fastwebsockets::OpCode::Text | fastwebsockets::OpCode::Binary
-                if ws.write_frame(frame).await.is_err() =>
-            {
-                break
-            }
-            _ => {}
+            fastwebsockets::OpCode::Text | fastwebsockets::OpCode::Binary => {}
+            _ => continue,
+        }
+        if ws.write_frame(frame).await.is_err() {
+            break;
         }
     }
 }
