@@ -850,17 +850,18 @@ impl Sender {
             Some(_) => return Err(SendError::FragmentKindMismatch),
         };
         if kind == MessageKind::Text {
-            if self.sending.is_none() {
-                self.send_utf8.reset();
-            }
-            self.send_utf8
-                .feed(data)
-                .map_err(|_| SendError::InvalidUtf8)?;
+            // Check on a copy: a rejected fragment must leave the state as it was, or the
+            // next fragment would be judged from the wrong place (found by fuzzing).
+            let mut v = if self.sending.is_none() {
+                Utf8Validator::new()
+            } else {
+                self.send_utf8.clone()
+            };
+            v.feed(data).map_err(|_| SendError::InvalidUtf8)?;
             if fin {
-                self.send_utf8
-                    .finish()
-                    .map_err(|_| SendError::InvalidUtf8)?;
+                v.finish().map_err(|_| SendError::InvalidUtf8)?;
             }
+            self.send_utf8 = v;
         }
         self.write_frame(opcode, fin, false, data);
         self.sending = if fin { None } else { Some(kind) };

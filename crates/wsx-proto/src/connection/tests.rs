@@ -610,3 +610,36 @@ fn abort_sends_code_and_closes_uncleanly() {
     s.abort(CloseCode::ABNORMAL, "gone");
     assert!(s.take_output().is_empty());
 }
+
+#[test]
+fn rejected_text_fragment_leaves_the_message_state_unchanged() {
+    // Found by fuzzing: after a rejected fragment the next one was validated from scratch.
+    let (_, mut s) = pair();
+    s.send_fragment(MessageKind::Text, &[0xCE, 0xBA, 0xCF], false)
+        .unwrap();
+    assert_eq!(
+        s.send_fragment(MessageKind::Text, &[0x8C, 0xFF], false),
+        Err(SendError::InvalidUtf8)
+    );
+    assert_eq!(
+        s.send_fragment(MessageKind::Text, b"!", true),
+        Err(SendError::InvalidUtf8)
+    );
+    s.send_fragment(MessageKind::Text, &[0x8C], true).unwrap();
+
+    let (_, mut s) = pair();
+    s.send_fragment(MessageKind::Text, &[0xCE], false).unwrap();
+    assert_eq!(
+        s.send_fragment(MessageKind::Text, b"", true),
+        Err(SendError::InvalidUtf8)
+    );
+    assert_eq!(
+        s.send_fragment(MessageKind::Text, b"A", true),
+        Err(SendError::InvalidUtf8)
+    );
+    s.send_fragment(MessageKind::Text, &[0xBA], true).unwrap();
+    // What went on the wire is valid UTF-8 text: ce ba.
+    let (mut c, _) = pair();
+    c.receive(&s.take_output());
+    assert_eq!(events(&mut c), vec![Event::Message(Message::text("κ"))]);
+}

@@ -222,11 +222,16 @@ pub fn origin_allowed(origin: &str, patterns: &[String]) -> bool {
         let Some((o_scheme, o_rest)) = origin.split_once("://") else {
             return false;
         };
+        // Compare bytes: the origin comes from the client and may hold any UTF-8, so slicing
+        // it as a str at a byte offset could split a character.
         let suffix = format!(".{host}");
+        let (rest, suffix) = (o_rest.as_bytes(), suffix.as_bytes());
         scheme.eq_ignore_ascii_case(o_scheme)
-            && o_rest.len() > suffix.len()
-            && o_rest[o_rest.len() - suffix.len()..].eq_ignore_ascii_case(&suffix)
-            && !o_rest[..o_rest.len() - suffix.len()].contains(['/', '@'])
+            && rest.len() > suffix.len()
+            && rest[rest.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            && !rest[..rest.len() - suffix.len()]
+                .iter()
+                .any(|&b| b == b'/' || b == b'@')
     })
 }
 
@@ -543,6 +548,9 @@ mod tests {
         assert!(!origin_allowed("https://app.example.com.evil.com", &allow));
         assert!(!origin_allowed("null", &allow));
         assert!(origin_allowed("anything", &["*".to_string()]));
+        // Found by fuzzing: a multi-byte character where the suffix would start.
+        assert!(!origin_allowed("https://\u{e9}xample.org1", &allow));
+        assert!(origin_allowed("https://\u{e9}.example.org", &allow));
 
         let req = parse(GOOD).unwrap(); // Origin: http://example.com
         let mut config = ServerHandshakeConfig {
