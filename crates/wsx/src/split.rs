@@ -14,8 +14,7 @@
 //! run on the unsplit [`WebSocket`](crate::WebSocket) only.
 
 use crate::error::{Error, Result};
-use crate::websocket::{event_to_item, fired, WebSocketOptions};
-use bytes::BytesMut;
+use crate::websocket::{event_to_item, fired, poll_discard, WebSocketOptions};
 use futures_core::Stream;
 use futures_sink::Sink;
 use std::future::poll_fn;
@@ -191,10 +190,9 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
         }
         let clean = self.rx.close_event().is_some_and(|e| e.was_clean);
         if self.rx.role() == Role::Client && clean && !self.eof {
-            let mut scratch = BytesMut::with_capacity(256);
             loop {
-                match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut scratch) {
-                    Poll::Ready(Ok(n)) if n > 0 => scratch.clear(),
+                match poll_discard(&mut self.io, cx) {
+                    Poll::Ready(Ok(n)) if n > 0 => {}
                     Poll::Ready(_) => break,
                     Poll::Pending if self.timer_fired(cx) => break,
                     Poll::Pending => return Poll::Pending,

@@ -1,7 +1,6 @@
 //! [`WebSocket`]: a connection over any async byte stream, driven by the sans-I/O core.
 
 use crate::error::{Error, Result};
-use bytes::BytesMut;
 use futures_core::Stream;
 use futures_sink::Sink;
 use futures_util::task::AtomicWaker;
@@ -103,6 +102,18 @@ pub(crate) fn fired(
         .as_mut()
         .poll(cx)
         .is_ready()
+}
+
+/// Reads and throws away what the peer still sends (while waiting for its FIN after the
+/// close handshake); `Ready(Ok(0))` at end of stream.
+pub(crate) fn poll_discard<R: AsyncRead + Unpin>(
+    io: &mut R,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut sink = [0u8; 512];
+    let mut buf = tokio::io::ReadBuf::new(&mut sink);
+    ready!(Pin::new(io).poll_read(cx, &mut buf))?;
+    Poll::Ready(Ok(buf.filled().len()))
 }
 
 /// Where the transport is in its shutdown.
@@ -240,19 +251,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// the high-water mark is buffered. What can be written at once is written; the rest goes
     /// out on the next `flush`, `send` or read.
     pub fn try_send(&mut self, msg: Message) -> std::result::Result<(), TrySendError> {
-        if self.phase != Phase::Open || self.write_failed {
+        // Checked before the message goes to the core, so it can be handed back.
+        if self.phase != Phase::Open || self.write_failed || self.conn.state() != State::Open {
             return Err(TrySendError::Closed(msg));
         }
         if self.conn.buffered_amount() > self.options.write_buffer_high_water {
             return Err(TrySendError::Full(msg));
         }
-        match self.conn.send(msg) {
-            Ok(()) => {}
-            Err(wsx_proto::SendError::Closed) => {
-                return Err(TrySendError::Closed(Message::Close(None)));
-            }
-            Err(e) => return Err(TrySendError::Invalid(e)),
-        }
+        self.conn.send(msg).map_err(TrySendError::Invalid)?;
         let mut cx = Context::from_waker(Waker::noop());
         let _ = self.poll_flush_inner(&mut cx);
         Ok(())
@@ -523,14 +529,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     continue;
                 }
                 Phase::AwaitingEof => {
-                    let mut scratch = BytesMut::with_capacity(256);
                     loop {
-                        match tokio_util::io::poll_read_buf(
-                            Pin::new(&mut self.io),
-                            cx,
-                            &mut scratch,
-                        ) {
-                            Poll::Ready(Ok(n)) if n > 0 => scratch.clear(),
+                        match poll_discard(&mut self.io, cx) {
+                            Poll::Ready(Ok(n)) if n > 0 => {}
                             Poll::Ready(_) => break,
                             Poll::Pending if self.timer_fired(cx) => break,
                             Poll::Pending => return Poll::Pending,

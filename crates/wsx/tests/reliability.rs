@@ -345,3 +345,18 @@ async fn graceful_shutdown_closes_everyone_with_1001() {
     })
     .await
 }
+
+#[tokio::test]
+async fn try_send_hands_the_message_back_once_closing() {
+    bounded(async {
+        let addr = echo_server(ServerConfig::default()).await;
+        let mut ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+        ws.try_send(Message::text("before")).unwrap();
+        ws.send(Message::Close(None)).await.unwrap();
+        match ws.try_send(Message::text("after")) {
+            Err(wsx::TrySendError::Closed(m)) => assert_eq!(m, Message::text("after")),
+            other => panic!("{other:?}"),
+        }
+    })
+    .await
+}
