@@ -362,7 +362,10 @@ impl Server {
                 let _registration = registration;
                 // Boxed: the handshake's state (a TLS accept among it) is freed once done
                 // instead of sizing this task for the connection's whole life.
+                // Biased: a handshake that has already answered 101 is finished, not dropped,
+                // when the shutdown starts at the same moment.
                 let upgraded = tokio::select! {
+                    biased;
                     r = Box::pin(upgrade(tcp, tls, &config, hook)) => r,
                     _ = stopping.cancelled() => return,
                 };
@@ -379,15 +382,13 @@ impl Server {
         }
         drop(listener);
         stopping.cancel();
-        let open: Vec<Arc<ShutdownSignal>> = {
+        // Every registered connection is asked to close, including those whose handshake
+        // finishes during the shutdown: they close with 1001 as soon as their handler polls.
+        let signals: Vec<Arc<ShutdownSignal>> = {
             let r = registry.lock().unwrap_or_else(|e| e.into_inner());
-            r.open
-                .values()
-                .filter(|s| s.upgraded.load(Ordering::Acquire))
-                .cloned()
-                .collect()
+            r.open.values().cloned().collect()
         };
-        for signal in &open {
+        for signal in &signals {
             signal.request();
         }
         let deadline = tokio::time::sleep(config.shutdown_timeout);
@@ -404,6 +405,11 @@ impl Server {
             .open
             .len();
         tasks.abort_all();
+        // Reported on: the connections that completed their handshake.
+        let open: Vec<&Arc<ShutdownSignal>> = signals
+            .iter()
+            .filter(|s| s.upgraded.load(Ordering::Acquire))
+            .collect();
         let report = ShutdownReport {
             open: open.len(),
             closed_cleanly: open
