@@ -6,10 +6,12 @@
 //! frame parser, so the generator itself costs little; with `--deflate` it goes through the
 //! `wsx` client (compression needs per-message state).
 
+use crate::args::{parse_secs, secs};
 use anyhow::{bail, Context as _};
 use futures_util::StreamExt;
 use std::collections::VecDeque;
 use std::io::IsTerminal;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -419,4 +421,63 @@ fn rand_key() -> [u8; 4] {
     let k = wsx::wsx_proto::handshake::generate_key();
     let b = k.as_bytes();
     [b[0], b[1], b[2], b[3]]
+}
+
+/// Closed-loop echo load.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// ws:// or wss:// URL of an echo server.
+    pub url: String,
+    /// Concurrent connections.
+    #[arg(short = 'c', long, default_value_t = 100)]
+    pub connections: usize,
+    /// Message size in bytes.
+    #[arg(short = 's', long, default_value_t = 20)]
+    pub size: usize,
+    /// Send binary messages (default: text).
+    #[arg(long)]
+    pub binary: bool,
+    /// Messages in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: usize,
+    /// Measured seconds.
+    #[arg(short = 'd', long, default_value_t = 10.0, value_parser = parse_secs)]
+    pub duration: f64,
+    /// Unmeasured seconds before the measurement.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_secs)]
+    pub warmup: f64,
+    /// Negotiate permessage-deflate (uses the full client instead of prebuilt frames).
+    #[arg(long)]
+    pub deflate: bool,
+    /// Worker threads (1: a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `wsx bench` and prints its report; fails when any echo was wrong or lost.
+pub async fn run_cmd(b: BenchArgs) -> anyhow::Result<ExitCode> {
+    let report = run(BenchOptions {
+        url: b.url,
+        connections: b.connections,
+        size: b.size,
+        binary: b.binary,
+        in_flight: b.in_flight,
+        duration: secs(b.duration).unwrap_or(Duration::from_secs(1)),
+        warmup: secs(b.warmup).unwrap_or_default(),
+        deflate: b.deflate,
+    })
+    .await?;
+    if b.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.to_text());
+    }
+    Ok(if report.errors == 0 && report.mismatches == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
