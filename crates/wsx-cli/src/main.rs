@@ -46,10 +46,22 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match &cli.command {
+        // One thread: a current-thread runtime, whose run queue is strictly FIFO. (The
+        // multi-thread scheduler's local queue holds 256 tasks; with more connections ready
+        // at once the rest wait in its global queue, polled far less often, which shows up
+        // as a latency tail that is the generator's, not the server's.)
+        Command::Bench(b) if b.threads <= 1 => tokio::runtime::Builder::new_current_thread(),
+        Command::Bench(b) => {
+            let mut m = tokio::runtime::Builder::new_multi_thread();
+            m.worker_threads(b.threads);
+            m
+        }
+        // Connections run on the server's own worker threads; this one only accepts.
+        Command::Serve(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -18,6 +18,10 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Threads serving connections, each with a single-threaded runtime; a new connection
+    /// goes to the thread with the fewest (default: one per CPU).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     #[command(flatten)]
     deflate: DeflateArgs,
     #[command(flatten)]
@@ -110,8 +114,12 @@ impl ServeLimits {
 
 /// Runs `wsx serve` until SIGINT/SIGTERM and the graceful shutdown that follows.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let threads = args.threads.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
     serve(
         args.listen,
+        threads,
         args.tls_cert.zip(args.tls_key),
         args.deflate.config(),
         args.limits,
@@ -121,6 +129,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(
     listen: SocketAddr,
+    threads: usize,
     tls: Option<(PathBuf, PathBuf)>,
     deflate: Option<wsx::DeflateConfig>,
     limits: ServeLimits,
@@ -131,7 +140,8 @@ async fn serve(
     let mut server = wsx::Server::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?
-        .config(config);
+        .config(config)
+        .worker_threads(threads);
     let scheme = if let Some((cert, key)) = &tls {
         server = server.tls_pem(cert, key)?;
         "wss"
@@ -139,8 +149,9 @@ async fn serve(
         "ws"
     };
     tracing::info!(
-        "echo server listening on {scheme}://{}",
-        server.local_addr()?
+        "echo server listening on {scheme}://{} ({threads} thread{})",
+        server.local_addr()?,
+        if threads == 1 { "" } else { "s" }
     );
     let report = server
         .serve_until(

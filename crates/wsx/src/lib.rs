@@ -28,6 +28,7 @@ pub mod split;
 pub mod stream;
 pub mod tls;
 pub mod websocket;
+mod workers;
 
 pub use client::{connect, ClientBuilder};
 pub use error::{Error, Result};

@@ -288,21 +288,43 @@ async fn slow_request_head_gets_408() {
 
 #[tokio::test]
 async fn graceful_shutdown_closes_everyone_with_1001() {
+    graceful_shutdown(None).await
+}
+
+#[tokio::test]
+async fn graceful_shutdown_with_worker_threads() {
+    graceful_shutdown(Some(2)).await
+}
+
+/// Five echo connections, then a shutdown: each gets 1001 and closes cleanly. With worker
+/// threads, the handlers must have run on them, spread over both.
+async fn graceful_shutdown(workers: Option<usize>) {
     bounded(async {
-        let server = Server::bind("127.0.0.1:0")
+        let mut server = Server::bind("127.0.0.1:0")
             .await
             .unwrap()
             .config(ServerConfig {
                 shutdown_timeout: Duration::from_secs(5),
                 ..Default::default()
             });
+        if let Some(n) = workers {
+            server = server.worker_threads(n);
+        }
+        let threads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = threads.clone();
         let addr = server.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(server.serve_until(
-            |mut ws, _| async move {
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_data() && ws.send(msg).await.is_err() {
-                        break;
+            move |mut ws, _| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock()
+                        .unwrap()
+                        .push(std::thread::current().name().map(str::to_owned));
+                    while let Some(Ok(msg)) = ws.next().await {
+                        if msg.is_data() && ws.send(msg).await.is_err() {
+                            break;
+                        }
                     }
                 }
             },
@@ -342,6 +364,18 @@ async fn graceful_shutdown_closes_everyone_with_1001() {
         assert_eq!(report.dropped, 0);
         // No longer accepting.
         assert!(wsx::connect(&format!("ws://{addr}/")).await.is_err());
+        let mut names = threads.lock().unwrap().clone();
+        names.sort();
+        names.dedup();
+        match workers {
+            Some(_) => assert_eq!(
+                names,
+                [Some("wsx-worker-0".into()), Some("wsx-worker-1".into())]
+            ),
+            None => assert!(names
+                .iter()
+                .all(|n| !n.as_deref().unwrap_or("").starts_with("wsx-worker"))),
+        }
     })
     .await
 }
