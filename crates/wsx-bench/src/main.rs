@@ -19,6 +19,10 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Built once and shared, as a real server would (not per connection).
+    let mut config = wsx::ServerConfig::default();
+    config.config.deflate = None;
+    let wsx_config = std::sync::Arc::new(config);
     rt.block_on(async move {
         let listener = TcpListener::bind(&addr).await?;
         eprintln!("{which} echo server on {addr}");
@@ -26,7 +30,7 @@ fn main() -> anyhow::Result<()> {
             let (tcp, _) = listener.accept().await?;
             let _ = tcp.set_nodelay(true);
             match which.as_str() {
-                "wsx" => tokio::spawn(wsx_echo(tcp)),
+                "wsx" => tokio::spawn(wsx_echo(tcp, wsx_config.clone())),
                 "tungstenite" => tokio::spawn(tungstenite_echo(tcp)),
                 "fastwebsockets" => tokio::spawn(fastwebsockets_echo(tcp)),
                 other => {
@@ -37,9 +41,7 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn wsx_echo(tcp: TcpStream) {
-    let mut config = wsx::ServerConfig::default();
-    config.config.deflate = None;
+async fn wsx_echo(tcp: TcpStream, config: std::sync::Arc<wsx::ServerConfig>) {
     let Ok(mut ws) = wsx::accept_with(tcp, &config, wsx::NoHook).await else {
         return;
     };

@@ -82,11 +82,17 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebS
 /// request gets its HTTP error response (400, 403, 405, 426, 431, or the hook's status) and
 /// [`Error::Upgrade`]; a request head that does not arrive within the handshake timeout gets
 /// `408` and [`Error::Timeout`].
-pub async fn accept_with<S, H>(
-    mut stream: S,
-    config: &ServerConfig,
-    hook: H,
-) -> Result<WebSocket<S>>
+pub async fn accept_with<S, H>(stream: S, config: &ServerConfig, hook: H) -> Result<WebSocket<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Hook,
+{
+    // Boxed: the handshake's state (buffers, timer, parsed request) lives on the heap only
+    // while it runs, instead of sizing the caller's task (the connection's whole life) for it.
+    Box::pin(accept_boxed(stream, config, hook)).await
+}
+
+async fn accept_boxed<S, H>(mut stream: S, config: &ServerConfig, hook: H) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Hook,

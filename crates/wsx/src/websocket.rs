@@ -141,14 +141,13 @@ enum Phase {
 pub struct WebSocket<S> {
     io: S,
     conn: Connection,
-    protocol: Option<String>,
     options: WebSocketOptions,
     phase: Phase,
     eof: bool,
     timer: Option<Pin<Box<Sleep>>>,
-    pending_error: Option<Error>,
-    close_event: Option<CloseEvent>,
-    handshake: Option<Box<Handshake>>,
+    /// What most connections never need (a subprotocol, the handshake record, how it
+    /// ended): allocated on first use, so an idle connection does not carry it.
+    extras: Option<Box<Extras>>,
     heartbeat: Box<Heartbeat>,
     write_timer: Option<Pin<Box<Sleep>>>,
     write_failed: bool,
@@ -187,11 +186,23 @@ pub struct Handshake {
     pub response: Response,
 }
 
+/// The rarely used parts of a [`WebSocket`].
+#[derive(Default)]
+struct Extras {
+    protocol: Option<String>,
+    pending_error: Option<Error>,
+    close_event: Option<CloseEvent>,
+    handshake: Option<Handshake>,
+}
+
 impl<S> std::fmt::Debug for WebSocket<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebSocket")
             .field("conn", &self.conn)
-            .field("protocol", &self.protocol)
+            .field(
+                "protocol",
+                &self.extras.as_ref().and_then(|e| e.protocol.as_deref()),
+            )
             .field("phase", &self.phase)
             .finish()
     }
@@ -211,14 +222,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         WebSocket {
             io,
             conn,
-            protocol,
             options,
             phase: Phase::Open,
             eof: false,
             timer: None,
-            pending_error: None,
-            close_event: None,
-            handshake: None,
+            extras: protocol.map(|p| {
+                Box::new(Extras {
+                    protocol: Some(p),
+                    ..Default::default()
+                })
+            }),
             heartbeat: {
                 let now = Instant::now();
                 Box::new(Heartbeat {
@@ -266,18 +279,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Records the opening handshake (client side), see [`WebSocket::handshake`].
     pub(crate) fn with_handshake(mut self, handshake: Handshake) -> Self {
-        self.handshake = Some(Box::new(handshake));
+        self.extras_mut().handshake = Some(handshake);
         self
+    }
+
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Default::default)
+    }
+
+    /// Takes the error to report once the connection has wound down.
+    fn take_pending_error(&mut self) -> Option<Error> {
+        self.extras.as_mut()?.pending_error.take()
+    }
+
+    fn own_close_event(&self) -> Option<&CloseEvent> {
+        self.extras.as_ref()?.close_event.as_ref()
     }
 
     /// The request sent and the response received (client connections only).
     pub fn handshake(&self) -> Option<&Handshake> {
-        self.handshake.as_deref()
+        self.extras.as_ref()?.handshake.as_ref()
     }
 
     /// The subprotocol agreed in the handshake.
     pub fn protocol(&self) -> Option<&str> {
-        self.protocol.as_deref()
+        self.extras.as_ref()?.protocol.as_deref()
     }
 
     /// The connection state.
@@ -292,7 +318,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// How the connection ended (code, reason, clean or not), once it has.
     pub fn close_event(&self) -> Option<&CloseEvent> {
-        self.close_event.as_ref().or(self.conn.close_event())
+        self.own_close_event().or(self.conn.close_event())
     }
 
     /// Bytes queued for sending but not yet written.
@@ -411,7 +437,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if let Poll::Ready(Err(e)) = self.poll_flush_inner(cx) {
             tracing::debug!("write failed: {e}");
             if matches!(&e, Error::Io(io) if io.kind() == io::ErrorKind::TimedOut) {
-                self.pending_error = Some(Error::Timeout("write"));
+                self.extras_mut().pending_error = Some(Error::Timeout("write"));
             }
             self.write_failed = true;
             self.conn.receive_eof();
@@ -552,15 +578,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     continue;
                 }
                 Phase::Done => {
-                    if let Some(e) = self.pending_error.take() {
+                    if let Some(e) = self.take_pending_error() {
                         return Poll::Ready(Some(Err(e)));
                     }
                     self.phase = Phase::Finished;
                     self.conn.shrink_buffers();
-                    if let (Some(signal), Some(ev)) = (&self.shutdown, &self.close_event) {
+                    if let (Some(signal), Some(ev)) = (&self.shutdown, self.own_close_event()) {
                         signal.clean.store(ev.was_clean, Ordering::Release);
                     }
-                    return Poll::Ready(self.close_event.clone().map(|e| Ok(Event::Closed(e))));
+                    return Poll::Ready(
+                        self.own_close_event()
+                            .cloned()
+                            .map(|e| Ok(Event::Closed(e))),
+                    );
                 }
                 Phase::Finished => return Poll::Ready(None),
             }
@@ -579,11 +609,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if let Some(ev) = ev {
                 match ev {
                     Event::Closed(ce) => {
-                        self.close_event = Some(ce);
+                        self.extras_mut().close_event = Some(ce);
                         self.timer = None;
                         self.phase = Phase::Flushing;
                     }
-                    Event::Error(e) => self.pending_error = Some(Error::Protocol(e)),
+                    Event::Error(e) => self.extras_mut().pending_error = Some(Error::Protocol(e)),
                     Event::Message(Message::Pong(p)) => {
                         self.on_pong(&p);
                         return Poll::Ready(Some(Ok(Event::Message(Message::Pong(p)))));
@@ -650,7 +680,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Ready(Err(e)) => {
                     self.eof = true;
                     self.conn.receive_eof();
-                    self.pending_error = Some(Error::Io(e));
+                    self.extras_mut().pending_error = Some(Error::Io(e));
                 }
                 Poll::Pending => return Poll::Pending,
             }

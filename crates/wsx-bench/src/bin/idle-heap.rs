@@ -1,0 +1,121 @@
+//! Heap bytes per idle wsx connection, counted exactly (not RSS): a counting global
+//! allocator around the system one, an echo server on a current-thread runtime exactly as
+//! in `echo-servers wsx`, and 1000 loopback clients that complete the handshake and stay
+//! quiet. Prints the live bytes and allocations the 1000 connections added, per connection,
+//! plus the sizes of the main types. Deterministic for a given build, unlike RSS.
+//!
+//! `cargo run --release -p wsx-bench --bin idle-heap`
+
+use futures_util::StreamExt;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The system allocator, counting live bytes and blocks.
+struct Counting;
+
+static BYTES: AtomicIsize = AtomicIsize::new(0);
+static BLOCKS: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
+// `GlobalAlloc` contract is exactly System's; the counters are plain atomics. Exercised by
+// running this binary (every allocation of the process goes through it).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        BYTES.fetch_add(layout.size() as isize, Relaxed);
+        BLOCKS.fetch_add(1, Relaxed);
+        // SAFETY: same contract as ours (non-zero size layout from the caller).
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        BYTES.fetch_sub(layout.size() as isize, Relaxed);
+        BLOCKS.fetch_sub(1, Relaxed);
+        // SAFETY: `ptr` was allocated by `System` (via `alloc`/`realloc`) with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        BYTES.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
+        // SAFETY: forwarded unchanged; `ptr` came from `System` with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const CONNECTIONS: isize = 1000;
+
+async fn echo(tcp: tokio::net::TcpStream, config: Arc<wsx::ServerConfig>) {
+    let Ok(mut ws) = wsx::accept_with(tcp, &config, wsx::NoHook).await else {
+        return;
+    };
+    while let Some(Ok(msg)) = ws.next().await {
+        if msg.is_data() && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    println!(
+        "sizes: WebSocket<TcpStream> {} B, Connection {} B",
+        std::mem::size_of::<wsx::WebSocket<tokio::net::TcpStream>>(),
+        std::mem::size_of::<wsx::wsx_proto::Connection>()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    let mut config = wsx::ServerConfig::default();
+    config.config.deflate = None;
+    let config = Arc::new(config);
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(echo(tcp, config.clone()));
+        }
+    });
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let clients = std::thread::spawn(move || -> std::io::Result<(isize, isize)> {
+        let open = |n: isize| -> std::io::Result<Vec<std::net::TcpStream>> {
+            (0..n)
+                .map(|_| {
+                    let mut s = std::net::TcpStream::connect(addr)?;
+                    s.write_all(request)?;
+                    let mut head = [0u8; 512];
+                    let _ = s.read(&mut head)?;
+                    Ok(s)
+                })
+                .collect()
+        };
+        // Warm up the runtime's and allocator's one-time structures first.
+        let warm = open(20)?;
+        std::thread::sleep(Duration::from_millis(300));
+        let (bytes, blocks) = (BYTES.load(Relaxed), BLOCKS.load(Relaxed));
+        let idle = open(CONNECTIONS)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let grown = (BYTES.load(Relaxed) - bytes, BLOCKS.load(Relaxed) - blocks);
+        drop((warm, idle));
+        Ok(grown)
+    });
+    rt.block_on(async {
+        while !clients.is_finished() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let (bytes, blocks) = clients
+        .join()
+        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    println!(
+        "per idle connection: {} heap bytes live in {:.2} allocations",
+        bytes / CONNECTIONS,
+        blocks as f64 / CONNECTIONS as f64
+    );
+    Ok(())
+}
