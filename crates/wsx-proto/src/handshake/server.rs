@@ -11,6 +11,7 @@ use super::{
 use crate::deflate::{self, DeflateConfig, DeflateParams};
 use crate::handshake::client::Negotiated;
 use base64::Engine;
+use bytes::Bytes;
 
 /// A validated WebSocket upgrade request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,10 +239,45 @@ pub fn origin_allowed(origin: &str, patterns: &[String]) -> bool {
 /// Parses and validates a request head at the start of `buf`.
 ///
 /// Returns `Ok(None)` while the head is incomplete, then the request and the head length.
+/// Everything that is not a valid upgrade request is an error (see [`parse_head`] to let
+/// plain HTTP requests through).
 pub fn parse_request(
     buf: &[u8],
     max_head_size: usize,
 ) -> Result<Option<(Request, usize)>, RequestError> {
+    match parse_inner(buf, max_head_size, false)? {
+        None => Ok(None),
+        Some((ParsedRequest::Upgrade(r), n)) => Ok(Some((r, n))),
+        Some((ParsedRequest::Http(r), _)) => Err(r.refusal()),
+    }
+}
+
+/// What a request head turned out to be (see [`parse_head`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParsedRequest {
+    /// A valid WebSocket upgrade request.
+    Upgrade(Request),
+    /// A valid HTTP/1.1 `GET` or `HEAD` request that does not ask for a WebSocket upgrade
+    /// (no `Upgrade: websocket`; every `HEAD` request is one).
+    Http(HttpRequest),
+}
+
+/// Like [`parse_request`], but a valid HTTP/1.1 `GET` or `HEAD` request without
+/// `Upgrade: websocket` is returned as [`ParsedRequest::Http`] instead of failing, so that a
+/// server can answer it (static files, health checks) on the same port. A request that does
+/// ask for an upgrade is validated exactly as by [`parse_request`].
+pub fn parse_head(
+    buf: &[u8],
+    max_head_size: usize,
+) -> Result<Option<(ParsedRequest, usize)>, RequestError> {
+    parse_inner(buf, max_head_size, true)
+}
+
+fn parse_inner(
+    buf: &[u8],
+    max_head_size: usize,
+    allow_http: bool,
+) -> Result<Option<(ParsedRequest, usize)>, RequestError> {
     if head_over_limit(buf, max_head_size) {
         return Err(RequestError::HeadTooLarge(max_head_size));
     }
@@ -254,7 +290,7 @@ pub fn parse_request(
         Err(e) => return Err(RequestError::Malformed(e.to_string())),
     };
     let method = req.method.unwrap_or("");
-    if method != "GET" {
+    if method != "GET" && !(allow_http && method == "HEAD") {
         return Err(RequestError::Method(method.to_owned()));
     }
     if req.version != Some(1) {
@@ -268,11 +304,20 @@ pub fn parse_request(
     if headers.count("host") != 1 || headers.get("host").is_none_or(|h| h.trim().is_empty()) {
         return Err(RequestError::Host);
     }
-    if !headers
-        .get_all("upgrade")
-        .any(|v| has_token(v, "websocket"))
+    if method == "HEAD"
+        || !headers
+            .get_all("upgrade")
+            .any(|v| has_token(v, "websocket"))
     {
-        return Err(RequestError::Upgrade);
+        // Not an upgrade: plain HTTP (parse_request refuses it, with 400 for GET).
+        return Ok(Some((
+            ParsedRequest::Http(HttpRequest {
+                method: method.to_owned(),
+                target: target.to_owned(),
+                headers,
+            }),
+            n,
+        )));
     }
     if !headers
         .get_all("connection")
@@ -309,14 +354,120 @@ pub fn parse_request(
         }
     }
     Ok(Some((
-        Request {
+        ParsedRequest::Upgrade(Request {
             target: target.to_owned(),
             headers,
             key,
             protocols,
-        },
+        }),
         n,
     )))
+}
+
+/// A valid HTTP/1.1 `GET` or `HEAD` request that is not a WebSocket upgrade.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// `GET` or `HEAD`.
+    pub method: String,
+    /// The request target as sent (origin-form: path and query).
+    pub target: String,
+    /// All header fields.
+    pub headers: Headers,
+}
+
+impl HttpRequest {
+    /// The path part of the target (still percent-encoded).
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("/")
+    }
+
+    /// The query part of the target (after `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// Whether this is a `HEAD` request (the response carries no body).
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+
+    /// The error a server without an HTTP handler answers this request with: `405` for
+    /// `HEAD`, `400` (missing `Upgrade: websocket`) for `GET`.
+    pub fn refusal(&self) -> RequestError {
+        if self.is_head() {
+            RequestError::Method(self.method.clone())
+        } else {
+            RequestError::Upgrade
+        }
+    }
+}
+
+/// A plain HTTP response chosen by a [`Hook`] for an [`HttpRequest`]: any status from 200
+/// to 599, any headers, a body. The connection is closed after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code (200 to 599; anything else is sent as 500).
+    pub status: u16,
+    /// Header fields. `Content-Length`, `Connection` and `Transfer-Encoding` are set by
+    /// the server and dropped from here, except that a `Content-Length` given for a
+    /// response to `HEAD` is kept (the body need not be produced for `HEAD`).
+    pub headers: Headers,
+    /// The body (not sent in a response to `HEAD`).
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// A response with `status` and `body` (add `Content-Type` with
+    /// [`HttpResponse::with_header`]).
+    pub fn new(status: u16, body: impl Into<Bytes>) -> Self {
+        HttpResponse {
+            status,
+            headers: Headers::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header field.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// The status line and header fields, for a response to a `HEAD` request when `head`
+    /// is true (the body is written after this unless `head`). Always `Connection: close`.
+    pub fn head_bytes(&self, head: bool) -> Vec<u8> {
+        let status = if (200..=599).contains(&self.status) {
+            self.status
+        } else {
+            500
+        };
+        let declared = self
+            .headers
+            .get("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|_| head && self.headers.count("content-length") == 1);
+        let length = declared.unwrap_or(self.body.len() as u64);
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(
+            format!(
+                "HTTP/1.1 {status} {}\r\nContent-Length: {length}\r\nConnection: close\r\n",
+                status_reason(status)
+            )
+            .as_bytes(),
+        );
+        let mut rest = Headers::new();
+        for (name, value) in self.headers.iter() {
+            let framing = ["content-length", "connection", "transfer-encoding"]
+                .iter()
+                .any(|f| name.eq_ignore_ascii_case(f));
+            if !framing {
+                rest.append(name, value);
+            }
+        }
+        rest.write_safe_to(&mut out);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
 }
 
 /// The parts of the `101` response the application may shape from a [`Hook`].
@@ -334,6 +485,16 @@ pub struct Accept {
 pub trait Hook {
     /// Inspects `request`; shape `accept`, or return a rejection.
     fn on_request(self, request: &Request, accept: &mut Accept) -> Result<(), Rejection>;
+
+    /// Answers a valid HTTP/1.1 `GET` or `HEAD` request that is not a WebSocket upgrade
+    /// (see [`parse_head`]): return the response to send (the connection is closed after
+    /// it), or `None` (the default) to refuse it as before, with `400` for `GET` and `405`
+    /// for `HEAD` ([`HttpRequest::refusal`]). It runs on the connection's task, so keep it
+    /// quick.
+    fn on_http(&mut self, request: &HttpRequest) -> Option<HttpResponse> {
+        let _ = request;
+        None
+    }
 }
 
 impl<F> Hook for F
@@ -565,6 +726,99 @@ mod tests {
         let req = parse(&without("Origin: http://example.com\r\n")).unwrap();
         config.allowed_origins = Some(vec!["https://app.example.com".into()]);
         assert!(accept(&req, &config, NoHook).is_ok());
+    }
+
+    #[test]
+    fn plain_http_requests_are_told_apart() {
+        let plain = "GET /index.html?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n";
+        let (parsed, n) = parse_head(plain.as_bytes(), 16 * 1024).unwrap().unwrap();
+        assert_eq!(n, plain.len());
+        let ParsedRequest::Http(req) = parsed else {
+            panic!("not plain HTTP: {parsed:?}")
+        };
+        assert_eq!(req.method, "GET");
+        assert_eq!(req.path(), "/index.html");
+        assert_eq!(req.query(), Some("x=1"));
+        assert!(!req.is_head());
+        assert_eq!(req.headers.get("accept"), Some("*/*"));
+        // parse_request refuses the same request as before: 400, missing Upgrade.
+        assert_eq!(parse(plain).unwrap_err(), RequestError::Upgrade);
+
+        let head = plain.replace("GET", "HEAD");
+        let (parsed, _) = parse_head(head.as_bytes(), 16 * 1024).unwrap().unwrap();
+        assert!(matches!(&parsed, ParsedRequest::Http(r) if r.is_head()));
+        assert_eq!(parse(&head).unwrap_err().status(), 405);
+        // HEAD with upgrade headers is still plain HTTP (HEAD cannot upgrade).
+        let (parsed, _) = parse_head(GOOD.replace("GET", "HEAD").as_bytes(), 16 * 1024)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(parsed, ParsedRequest::Http(_)));
+
+        // A real upgrade request is validated exactly as by parse_request.
+        let (parsed, _) = parse_head(GOOD.as_bytes(), 16 * 1024).unwrap().unwrap();
+        assert_eq!(parsed, ParsedRequest::Upgrade(parse(GOOD).unwrap()));
+        let bad_upgrade = GOOD.replace("Version: 13", "Version: 8");
+        assert_eq!(
+            parse_head(bad_upgrade.as_bytes(), 16 * 1024)
+                .unwrap_err()
+                .status(),
+            426
+        );
+        // Still refused before any handler: other methods, HTTP/1.0, no Host, bad target.
+        for (req, status) in [
+            (plain.replace("GET", "POST"), 405),
+            (plain.replace("HTTP/1.1", "HTTP/1.0"), 400),
+            (plain.replace("Host: a\r\n", ""), 400),
+            (plain.replace("/index.html?x=1", "*"), 400),
+        ] {
+            let err = parse_head(req.as_bytes(), 16 * 1024).unwrap_err();
+            assert_eq!(err.status(), status, "{req:?}");
+        }
+        assert_eq!(parse_head(b"GET / HTTP/1.1\r\n", 16 * 1024), Ok(None));
+    }
+
+    #[test]
+    fn http_response_rendering() {
+        let r = HttpResponse::new(200, "hello")
+            .with_header("Content-Type", "text/plain")
+            .with_header("Content-Length", "999")
+            .with_header("Connection", "keep-alive")
+            .with_header("Transfer-Encoding", "chunked")
+            .with_header("X-Evil", "a\r\nSet-Cookie: x");
+        let head = String::from_utf8(r.head_bytes(false)).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("\r\nContent-Length: 5\r\n"), "{head}");
+        assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
+        assert!(head.contains("\r\nContent-Type: text/plain\r\n"), "{head}");
+        assert!(!head.contains("999") && !head.contains("keep-alive"), "{head}");
+        assert!(!head.contains("chunked") && !head.contains("Evil"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"));
+        assert_eq!(head.matches("Content-Length").count(), 1);
+        // HEAD: a declared length is kept, since the body need not be produced.
+        let r = HttpResponse::new(200, Bytes::new()).with_header("Content-Length", "1234");
+        let head = String::from_utf8(r.head_bytes(true)).unwrap();
+        assert!(head.contains("\r\nContent-Length: 1234\r\n"), "{head}");
+        assert_eq!(head.matches("Content-Length").count(), 1);
+        let r = HttpResponse::new(404, "missing\n");
+        let head = String::from_utf8(r.head_bytes(true)).unwrap();
+        assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(head.contains("\r\nContent-Length: 8\r\n"), "{head}");
+        // No 1xx from an application: it could fake a protocol switch.
+        let head = String::from_utf8(HttpResponse::new(101, "").head_bytes(false)).unwrap();
+        assert!(head.starts_with("HTTP/1.1 500 "), "{head}");
+    }
+
+    #[test]
+    fn hook_on_http_defaults_to_none() {
+        let req = HttpRequest {
+            method: "GET".into(),
+            target: "/".into(),
+            headers: Headers::new(),
+        };
+        assert_eq!(NoHook.on_http(&req), None);
+        let mut closure = |_: &Request, _: &mut Accept| Ok(());
+        assert_eq!(closure.on_http(&req), None);
+        assert_eq!(req.refusal().status(), 400);
     }
 
     #[test]
