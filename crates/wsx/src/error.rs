@@ -54,6 +54,10 @@ pub enum Error {
     /// sent.
     #[error("upgrade request refused with HTTP {status}: {0}", status = .0.status())]
     Upgrade(#[from] RequestError),
+    /// The request was plain HTTP (not an upgrade) and was answered by the hook's
+    /// `on_http` with this status (server side); the connection is closed.
+    #[error("plain HTTP request answered with HTTP {0}")]
+    HttpAnswered(u16),
     /// The peer broke the protocol; the connection was failed with
     /// [`ProtocolError::close_code`].
     #[error("protocol error: {0}")]
@@ -104,6 +108,7 @@ impl Error {
         match self {
             Error::Http { response, .. } => Some(response.status),
             Error::Upgrade(e) => Some(e.status()),
+            Error::HttpAnswered(status) => Some(*status),
             _ => None,
         }
     }

@@ -33,8 +33,8 @@ mod workers;
 pub use client::{connect, ClientBuilder};
 pub use error::{Error, Result};
 pub use server::{
-    accept, accept_with, Accept, Hook, NoHook, Rejection, Request, Server, ServerConfig,
-    ShutdownReport,
+    accept, accept_with, Accept, Hook, HttpRequest, HttpResponse, NoHook, Rejection, Request,
+    Server, ServerConfig, ShutdownReport,
 };
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;

@@ -16,10 +16,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::task::JoinSet;
 use wsx_proto::handshake::client::Negotiated;
-use wsx_proto::handshake::server::{self, RequestError, ServerHandshakeConfig};
+use wsx_proto::handshake::server::{self, ParsedRequest, RequestError, ServerHandshakeConfig};
 use wsx_proto::{Config, Connection, Role};
 
-pub use wsx_proto::handshake::server::{origin_allowed, Accept, Hook, NoHook, Rejection, Request};
+pub use wsx_proto::handshake::server::{
+    origin_allowed, Accept, Hook, HttpRequest, HttpResponse, NoHook, Rejection, Request,
+};
 
 /// Server settings: protocol limits, compression, subprotocols, origin policy, caps and
 /// timeouts.
@@ -44,6 +46,10 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Options of each accepted connection (keepalive, timeouts, write buffer).
     pub options: WebSocketOptions,
+    /// Keep each upgrade request's target (path and query) for
+    /// [`WebSocket::request_target`] (default off: it costs a small allocation per open
+    /// connection).
+    pub keep_request_target: bool,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +63,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: None,
             shutdown_timeout: Duration::from_secs(10),
             options: WebSocketOptions::default(),
+            keep_request_target: false,
         }
     }
 }
@@ -81,7 +88,9 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebS
 /// inspect it (origin, path, subprotocol, extra headers, or rejection), and answers. A bad
 /// request gets its HTTP error response (400, 403, 405, 426, 431, or the hook's status) and
 /// [`Error::Upgrade`]; a request head that does not arrive within the handshake timeout gets
-/// `408` and [`Error::Timeout`].
+/// `408` and [`Error::Timeout`]. A plain HTTP `GET` or `HEAD` request (not an upgrade) that
+/// the hook answers with [`Hook::on_http`] gets that response (written within the write
+/// timeout), then the stream is closed and [`Error::HttpAnswered`] returned.
 pub async fn accept_with<S, H>(stream: S, config: &ServerConfig, hook: H) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -104,15 +113,35 @@ where
     )
     .await
     {
-        Ok(Ok((negotiated, leftover))) => {
+        Ok(Ok(Outcome::Upgraded(negotiated, leftover, target))) => {
             let conn = Connection::new(Role::Server, &config.config, negotiated.deflate);
-            Ok(WebSocket::from_parts(
-                stream,
-                conn,
-                negotiated.protocol,
-                &leftover,
-                config.options,
-            ))
+            let ws =
+                WebSocket::from_parts(stream, conn, negotiated.protocol, &leftover, config.options);
+            Ok(if config.keep_request_target {
+                ws.with_request_target(target)
+            } else {
+                ws
+            })
+        }
+        Ok(Ok(Outcome::Http(response, head))) => {
+            // Outside the handshake timeout: a large body to a slow reader is bounded by
+            // the write timeout instead, and no 408 can follow a response already started.
+            let status = response.status;
+            let write = async {
+                stream.write_all(&response.head_bytes(head)).await?;
+                if !head {
+                    stream.write_all(&response.body).await?;
+                }
+                stream.flush().await?;
+                stream.shutdown().await
+            };
+            match config.options.write_timeout {
+                Some(t) => tokio::time::timeout(t, write)
+                    .await
+                    .map_err(|_| Error::Timeout("HTTP response"))??,
+                None => write.await?,
+            }
+            Err(Error::HttpAnswered(status))
         }
         Ok(Err(e)) => Err(e),
         Err(_) => {
@@ -127,19 +156,27 @@ where
     }
 }
 
-/// Reads the request head, decides, and writes the response.
+/// How a request head was answered.
+enum Outcome {
+    /// `101` sent: what was agreed, the bytes read after the head, the request target.
+    Upgraded(Negotiated, BytesMut, String),
+    /// A plain HTTP request the hook answers: the response, and whether it is for `HEAD`.
+    Http(HttpResponse, bool),
+}
+
+/// Reads the request head, decides, and writes the response (except a plain HTTP one).
 async fn upgrade_request<S, H>(
     stream: &mut S,
     hs: &ServerHandshakeConfig,
-    hook: H,
-) -> Result<(Negotiated, BytesMut)>
+    mut hook: H,
+) -> Result<Outcome>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Hook,
 {
     let mut buf = BytesMut::with_capacity(1024);
     let parsed = loop {
-        match server::parse_request(&buf, hs.max_head_size) {
+        match server::parse_head(&buf, hs.max_head_size) {
             Ok(Some(done)) => break Ok(done),
             Ok(None) => {}
             Err(e) => break Err(e),
@@ -153,12 +190,25 @@ where
             )));
         }
     };
-    let result = parsed.and_then(|(req, n)| server::accept(&req, hs, hook).map(|ok| (ok, n)));
-    match result {
-        Ok(((response, negotiated), head_len)) => {
+    let decided = match parsed {
+        Ok((ParsedRequest::Upgrade(req), n)) => {
+            server::accept(&req, hs, hook).map(|ok| (ok, n, req.target))
+        }
+        Ok((ParsedRequest::Http(req), _)) => match hook.on_http(&req) {
+            Some(response) => return Ok(Outcome::Http(response, req.is_head())),
+            None => Err(req.refusal()),
+        },
+        Err(e) => Err(e),
+    };
+    match decided {
+        Ok(((response, negotiated), head_len, target)) => {
             stream.write_all(&response).await?;
             stream.flush().await?;
-            Ok((negotiated, buf.split_off(head_len)))
+            Ok(Outcome::Upgraded(
+                negotiated,
+                buf.split_off(head_len),
+                target,
+            ))
         }
         Err(e) => {
             reject(stream, &e).await;
@@ -403,6 +453,9 @@ impl Server {
                         tracing::info!(%peer, protocol = ws.protocol(), compressed = ws.is_compressed(), "connection open");
                         handler(ws.with_shutdown(signal), peer).await;
                         tracing::info!(%peer, "connection done");
+                    }
+                    Err(Error::HttpAnswered(status)) => {
+                        tracing::debug!(%peer, status, "plain HTTP request answered")
                     }
                     Err(e) => tracing::debug!(%peer, "handshake failed: {e}"),
                 }

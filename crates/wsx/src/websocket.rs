@@ -193,6 +193,7 @@ struct Extras {
     pending_error: Option<Error>,
     close_event: Option<CloseEvent>,
     handshake: Option<Handshake>,
+    request_target: Option<String>,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -253,6 +254,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) fn with_shutdown(mut self, signal: Arc<ShutdownSignal>) -> Self {
         self.shutdown = Some(signal);
         self
+    }
+
+    /// Records the target of the upgrade request (server side).
+    pub(crate) fn with_request_target(mut self, target: String) -> Self {
+        self.extras_mut().request_target = Some(target);
+        self
+    }
+
+    /// The request target (path and query, as sent) of the upgrade request, on connections
+    /// accepted with [`crate::accept_with`] or [`crate::Server`] when
+    /// [`crate::ServerConfig::keep_request_target`] is set.
+    pub fn request_target(&self) -> Option<&str> {
+        self.extras.as_ref()?.request_target.as_deref()
     }
 
     /// Round-trip time of the last answered keepalive ping.

@@ -790,8 +790,14 @@ mod tests {
         assert!(head.contains("\r\nContent-Length: 5\r\n"), "{head}");
         assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
         assert!(head.contains("\r\nContent-Type: text/plain\r\n"), "{head}");
-        assert!(!head.contains("999") && !head.contains("keep-alive"), "{head}");
-        assert!(!head.contains("chunked") && !head.contains("Evil"), "{head}");
+        assert!(
+            !head.contains("999") && !head.contains("keep-alive"),
+            "{head}"
+        );
+        assert!(
+            !head.contains("chunked") && !head.contains("Evil"),
+            "{head}"
+        );
         assert!(head.ends_with("\r\n\r\n"));
         assert_eq!(head.matches("Content-Length").count(), 1);
         // HEAD: a declared length is kept, since the body need not be produced.
