@@ -2,26 +2,50 @@
 
 mod args;
 mod bench;
+mod broadcast;
 mod connect;
+mod exec;
 mod serve;
+mod static_files;
 
-use clap::{Parser, Subcommand};
-use std::io::IsTerminal;
+use clap::{CommandFactory, Parser, Subcommand};
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Parser)]
 #[command(name = "wsx", version, about = "WebSocket client, server and tools")]
 struct Cli {
+    /// Log format on stderr: text (colored on a terminal unless NO_COLOR is set) or json
+    /// (one JSON object per line). RUST_LOG sets the level (default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Set when `--log-format json` is in force: then stderr carries JSON lines only.
+static JSON_LOGS: AtomicBool = AtomicBool::new(false);
+
+/// Whether logs are JSON lines (so plain-text stderr messages must go through tracing).
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(Ordering::Relaxed)
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run an echo server: every text and binary message is sent back as is, on every path.
-    #[command(
-        after_help = "Examples:\n  wsx serve\n  wsx serve --listen 0.0.0.0:8080\n  wsx serve --tls-cert cert.pem --tls-key key.pem"
-    )]
+    /// Run a server on every path: echo (default), broadcast to the other clients, or bridge
+    /// each connection to a command; optionally also serve static files over HTTP.
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve(Box<serve::ServeArgs>),
     /// Load-test an echo server: N connections, each keeping messages in flight and
     /// checking every echo; reports msg/s, MiB/s and latency percentiles.
@@ -35,17 +59,61 @@ enum Command {
         after_help = "Examples:\n  wsx connect ws://127.0.0.1:9001/\n  echo hello | wsx connect wss://example.com/socket"
     )]
     Connect(Box<connect::ConnectArgs>),
+    /// Print a shell completion script for wsx.
+    #[command(
+        after_help = "Examples:\n  wsx completions bash > ~/.local/share/bash-completion/completions/wsx\n  wsx completions zsh > ~/.zfunc/_wsx\n  wsx completions fish > ~/.config/fish/completions/wsx.fish\n  wsx completions powershell >> $PROFILE"
+    )]
+    Completions {
+        /// The shell: bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
+    },
 }
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  wsx serve                                     # echo on ws://127.0.0.1:9001
+  wsx serve --listen 0.0.0.0:8080 --tls-cert cert.pem --tls-key key.pem
+  wsx serve --broadcast --static ./public       # chat: page and socket on one port
+  wsx serve --exec 'tr a-z A-Z'                 # each connection gets its own process
+  wsx serve --exec 'cat file.bin' --exec-binary
+  wsx serve --subprotocol chat.v2 --subprotocol chat.v1
+  wsx --log-format json serve
+
+Close codes: a broadcast client that falls behind (outgoing queue over --write-buffer
+bytes or --broadcast-backlog messages) gets 1008 \"too slow\"; an --exec connection
+closes with 1000 when the command exits 0, 1011 with \"exit status N\" otherwise, 1008
+when the command takes none of its input for --write-timeout.";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .init();
+    if let Command::Completions { shell } = cli.command {
+        // Into memory first: clap_complete panics on a failed write (e.g. a closed pipe).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "wsx", &mut script);
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(&script).and_then(|()| out.flush()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write the completion script: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+        LogFormat::Json => {
+            JSON_LOGS.store(true, Ordering::Relaxed);
+            logs.json().with_ansi(false).init()
+        }
+    }
     let mut builder = match &cli.command {
         // One thread: a current-thread runtime, whose run queue is strictly FIFO. (The
         // multi-thread scheduler's local queue holds 256 tasks; with more connections ready
@@ -73,6 +141,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(*args).await.map(|_| ExitCode::SUCCESS),
             Command::Connect(args) => connect::run(*args).await,
             Command::Bench(args) => bench::run_cmd(args).await,
+            Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         }
     });
     // A blocking stdin read (wsx connect) would otherwise hold up the runtime's shutdown
@@ -80,6 +149,10 @@ fn main() -> ExitCode {
     rt.shutdown_background();
     match result {
         Ok(code) => code,
+        Err(e) if json_logs() => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -1,10 +1,16 @@
-//! `wsx serve`: an echo server with TLS, deflate, limits and graceful shutdown.
+//! `wsx serve`: an echo, broadcast or exec server (optionally with static files) with TLS,
+//! deflate, limits and graceful shutdown.
 
 use crate::args::{limit, parse_secs, secs, DeflateArgs};
+use crate::broadcast::Hub;
+use crate::exec::ExecConfig;
+use crate::static_files::StaticFiles;
 use anyhow::Context as _;
 use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use wsx::{Accept, Hook, HttpRequest, HttpResponse, MaybeTlsStream, Rejection, Request, WebSocket};
 
 /// Arguments of `wsx serve`.
 #[derive(clap::Args, Debug)]
@@ -23,9 +29,63 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
     #[command(flatten)]
+    mode: ServeMode,
+    #[command(flatten)]
+    mode_options: ModeOptions,
+    /// Also serve the files in DIR over plain HTTP GET/HEAD on the same port (index.html
+    /// for directories; files up to 16 MiB; no path leaves DIR: `..` and symlinks out of
+    /// it get 403). WebSocket upgrades still work on every path.
+    #[arg(long = "static", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
+    /// Subprotocol to support (repeatable, in order of preference): the first of these that
+    /// the client offered is selected; a client that offers none of them (or none at all)
+    /// still connects, without a subprotocol.
+    #[arg(long = "subprotocol", value_name = "NAME", value_parser = parse_token)]
+    subprotocols: Vec<String>,
+    #[command(flatten)]
     deflate: DeflateArgs,
     #[command(flatten)]
     limits: ServeLimits,
+}
+
+/// What the server does with messages (one of these; --echo is the default).
+#[derive(clap::Args, Clone, Debug)]
+#[group(multiple = false)]
+struct ServeMode {
+    /// Send every text and binary message back to its sender (the default).
+    #[arg(long)]
+    echo: bool,
+    /// Send every text and binary message to every other connected client. A client whose
+    /// outgoing queue overflows (more than --write-buffer bytes unsent, or more than
+    /// --broadcast-backlog messages behind) is closed with 1008 "too slow".
+    #[arg(long)]
+    broadcast: bool,
+    /// Bridge each connection to its own `sh -c CMD`: text messages go to its stdin with a
+    /// newline (binary ones raw), each stdout line comes back as a text message, stderr goes
+    /// to the server's stderr; WSX_PEER and WSX_PATH are set. The connection closes with
+    /// 1000 when CMD exits 0, 1011 otherwise; when the client leaves, CMD's stdin is closed
+    /// and it is killed after --exec-grace.
+    #[arg(long, value_name = "CMD")]
+    exec: Option<String>,
+}
+
+/// Settings of --broadcast and --exec.
+#[derive(clap::Args, Clone, Debug)]
+struct ModeOptions {
+    /// With --broadcast: messages a client may fall behind the others before it is closed
+    /// with 1008.
+    #[arg(long, value_name = "N", default_value_t = crate::broadcast::DEFAULT_BACKLOG,
+          requires = "broadcast", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    broadcast_backlog: u32,
+    /// With --exec: send the command's stdout as binary messages, in chunks as read, rather
+    /// than as text lines.
+    #[arg(long, requires = "exec")]
+    exec_binary: bool,
+    /// With --exec: seconds the command gets to exit after the client left (and its stdin
+    /// was closed) before its process group is killed.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_secs,
+          requires = "exec")]
+    exec_grace: f64,
 }
 
 /// Server limits, timeouts and policies (see RELIABILITY.md).
@@ -112,17 +172,74 @@ impl ServeLimits {
     }
 }
 
+/// Accepts an argument that is an HTTP token (what a subprotocol name must be).
+fn parse_token(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid subprotocol name (an HTTP token)"
+        ))
+    }
+}
+
+/// What each connection runs.
+enum Mode {
+    Echo,
+    Broadcast(Hub),
+    Exec(ExecConfig),
+}
+
+/// The per-connection hook: accepts every upgrade and, with --static, answers plain HTTP.
+struct ServeHook(Option<Arc<StaticFiles>>);
+
+impl Hook for ServeHook {
+    fn on_request(self, _: &Request, _: &mut Accept) -> Result<(), Rejection> {
+        Ok(())
+    }
+
+    fn on_http(&mut self, request: &HttpRequest) -> Option<HttpResponse> {
+        self.0.as_ref().map(|files| files.respond(request))
+    }
+}
+
 /// Runs `wsx serve` until SIGINT/SIGTERM and the graceful shutdown that follows.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let threads = args.threads.map(usize::from).unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
+    let mut config = wsx::ServerConfig::default();
+    config.config.deflate = args.deflate.config();
+    config.protocols = args.subprotocols;
+    args.limits.apply(&mut config);
+    let mode = if args.mode.broadcast {
+        Mode::Broadcast(Hub::new(args.mode_options.broadcast_backlog as usize))
+    } else if let Some(command) = args.mode.exec {
+        // For WSX_PATH.
+        config.keep_request_target = true;
+        Mode::Exec(ExecConfig {
+            command,
+            binary: args.mode_options.exec_binary,
+            grace: secs(args.mode_options.exec_grace).unwrap_or_default(),
+            input_timeout: config.options.write_timeout,
+        })
+    } else {
+        Mode::Echo
+    };
+    let files = match &args.static_dir {
+        Some(dir) => Some(Arc::new(StaticFiles::new(dir)?)),
+        None => None,
+    };
     serve(
         args.listen,
         threads,
         args.tls_cert.zip(args.tls_key),
-        args.deflate.config(),
-        args.limits,
+        config,
+        mode,
+        files,
     )
     .await
 }
@@ -131,12 +248,11 @@ async fn serve(
     listen: SocketAddr,
     threads: usize,
     tls: Option<(PathBuf, PathBuf)>,
-    deflate: Option<wsx::DeflateConfig>,
-    limits: ServeLimits,
+    config: wsx::ServerConfig,
+    mode: Mode,
+    files: Option<Arc<StaticFiles>>,
 ) -> anyhow::Result<()> {
-    let mut config = wsx::ServerConfig::default();
-    config.config.deflate = deflate;
-    limits.apply(&mut config);
+    let protocols = config.protocols.clone();
     let mut server = wsx::Server::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?
@@ -148,42 +264,77 @@ async fn serve(
     } else {
         "ws"
     };
+    let what = match &mode {
+        Mode::Echo => "echo server".to_string(),
+        Mode::Broadcast(_) => "broadcast server".to_string(),
+        Mode::Exec(e) => format!("exec server (`{}`)", e.command),
+    };
     tracing::info!(
-        "echo server listening on {scheme}://{} ({threads} thread{})",
+        "{what} listening on {scheme}://{} ({threads} thread{})",
         server.local_addr()?,
         if threads == 1 { "" } else { "s" }
     );
+    if let Some(files) = &files {
+        let http = if scheme == "wss" { "https" } else { "http" };
+        tracing::info!(
+            "serving {} on {http}://{}/",
+            files.root().display(),
+            server.local_addr()?
+        );
+    }
+    if !protocols.is_empty() {
+        tracing::info!(
+            "subprotocols, in order of preference: {}",
+            protocols.join(", ")
+        );
+    }
+    let mode = Arc::new(mode);
     let report = server
         .serve_until(
-            |mut ws, peer| async move {
-                while let Some(msg) = ws.next().await {
-                    match msg {
-                        Ok(msg) if msg.is_data() => {
-                            if let Err(e) = ws.send(msg).await {
-                                tracing::info!(%peer, "send failed: {e}");
-                                break;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::info!(%peer, "connection failed: {e}");
-                            break;
-                        }
+            move |ws, peer| {
+                let mode = mode.clone();
+                async move {
+                    match &*mode {
+                        Mode::Echo => echo(ws, peer).await,
+                        Mode::Broadcast(hub) => hub.serve(ws, peer).await,
+                        Mode::Exec(exec) => crate::exec::serve(exec, ws, peer).await,
                     }
                 }
-                if let Some(ev) = ws.close_event() {
-                    tracing::info!(%peer, code = ev.code.0, reason = %ev.reason, clean = ev.was_clean, "closed");
-                }
             },
-            || wsx::NoHook,
+            move || ServeHook(files.clone()),
             shutdown_signal(),
         )
         .await?;
-    eprintln!(
-        "shutdown: {} of {} connections closed cleanly, {} dropped",
-        report.closed_cleanly, report.open, report.dropped
-    );
+    // In JSON mode the library's own shutdown log line (a JSON object) says the same.
+    if !crate::json_logs() {
+        eprintln!(
+            "shutdown: {} of {} connections closed cleanly, {} dropped",
+            report.closed_cleanly, report.open, report.dropped
+        );
+    }
     Ok(())
+}
+
+/// Echo mode: every text and binary message goes back to its sender.
+async fn echo(mut ws: WebSocket<MaybeTlsStream>, peer: SocketAddr) {
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(msg) if msg.is_data() => {
+                if let Err(e) = ws.send(msg).await {
+                    tracing::info!(%peer, "send failed: {e}");
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::info!(%peer, "connection failed: {e}");
+                break;
+            }
+        }
+    }
+    if let Some(ev) = ws.close_event() {
+        tracing::info!(%peer, code = ev.code.0, reason = %ev.reason, clean = ev.was_clean, "closed");
+    }
 }
 
 /// Completes on the first Ctrl-C (SIGINT) or SIGTERM; a second one exits at once (130).
@@ -194,7 +345,11 @@ async fn shutdown_signal() {
     );
     tokio::spawn(async {
         one_signal().await;
-        eprintln!("shutdown forced");
+        if crate::json_logs() {
+            tracing::warn!("shutdown forced");
+        } else {
+            eprintln!("shutdown forced");
+        }
         std::process::exit(130);
     });
 }
