@@ -66,7 +66,7 @@ impl Hub {
                         Ok(()) => {}
                         Err(TrySendError::Full(_)) => {
                             break Some(format!(
-                                "too slow: more than {} bytes queued",
+                                "too slow: {} bytes unsent",
                                 ws.buffered_amount()
                             ));
                         }

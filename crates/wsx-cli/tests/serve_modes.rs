@@ -1,0 +1,684 @@
+//! `wsx serve` modes driven end to end over loopback: --broadcast (including a client that
+//! never reads), --exec (with `cat`, `tr`, exit statuses, the kill after the grace period
+//! and no zombies), --static next to WebSocket upgrades, --subprotocol, --log-format json,
+//! and `wsx completions`. Every test is bounded in time.
+
+use futures_util::StreamExt;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wsx::{ClientBuilder, CloseCode, Config, Message, WebSocket};
+
+const WSX: &str = env!("CARGO_BIN_EXE_wsx");
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A running `wsx serve`, killed on drop; its stderr is collected by a thread.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Served {
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then the exit (bounded) and everything it wrote to stderr.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The reader thread sees EOF once the process is gone.
+        std::thread::sleep(Duration::from_millis(200));
+        self.stderr()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn serve(args: &[&str]) -> Served {
+    serve_with(&[], args)
+}
+
+/// `wsx GLOBAL... serve --listen ADDR ARGS...`
+fn serve_with(global: &[&str], args: &[&str]) -> Served {
+    let addr = free_port();
+    let addr_s = addr.to_string();
+    let mut all: Vec<&str> = global.to_vec();
+    all.extend_from_slice(&["serve", "--listen", &addr_s]);
+    all.extend_from_slice(args);
+    let mut child = Command::new(WSX)
+        .args(&all)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut pipe = BufReader::new(child.stderr.take().unwrap());
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while pipe.read_line(&mut line).unwrap_or(0) > 0 {
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "wsx serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Served {
+        child,
+        addr,
+        stderr,
+    }
+}
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("test timed out")
+}
+
+type Ws = WebSocket<wsx::MaybeTlsStream>;
+
+async fn connect(addr: SocketAddr, path: &str) -> Ws {
+    // No compression: debug-build deflate would dominate the timing of the bulk tests.
+    ClientBuilder::new(format!("ws://{addr}{path}"))
+        .config(Config {
+            deflate: None,
+            ..Default::default()
+        })
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// The next data message, within `wait`.
+async fn next_data(ws: &mut Ws, wait: Duration) -> Option<Message> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(m))) if m.is_data() => return Some(m),
+            Ok(Some(Ok(_))) => {}
+            _ => return None,
+        }
+    }
+}
+
+fn text(m: &Message) -> &str {
+    match m {
+        Message::Text(t) => t.as_str(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// Until the connection ends: the data messages received, and the close code.
+async fn rest_and_close(ws: &mut Ws) -> (Vec<Message>, Option<CloseCode>) {
+    let mut got = Vec::new();
+    while let Some(Ok(m)) = ws.next().await {
+        if m.is_data() {
+            got.push(m);
+        }
+    }
+    (got, ws.close_event().map(|e| e.code))
+}
+
+// ---------------------------------------------------------------------------------------
+// --broadcast
+
+/// Waits until `from`'s messages reach every one of `to`: then all of them are subscribed.
+async fn wait_until_all_subscribed(from: &mut Ws, to: &mut [&mut Ws]) {
+    let mut seen = vec![false; to.len()];
+    while !seen.iter().all(|s| *s) {
+        from.send(Message::text("probe")).await.unwrap();
+        for (i, ws) in to.iter_mut().enumerate() {
+            if next_data(ws, Duration::from_millis(50)).await.is_some() {
+                seen[i] = true;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_reaches_every_other_client_in_order() {
+    let s = serve(&["--broadcast"]);
+    bounded(async {
+        let mut a = connect(s.addr, "/").await;
+        let mut b = connect(s.addr, "/room").await;
+        let mut c = connect(s.addr, "/").await;
+        wait_until_all_subscribed(&mut a, &mut [&mut b, &mut c]).await;
+        const N: usize = 50;
+        for i in 0..N {
+            a.send(Message::text(format!("m-a-{i}"))).await.unwrap();
+            b.send(Message::text(format!("m-b-{i}"))).await.unwrap();
+            c.send(Message::Binary(format!("m-c-{i}").into_bytes().into()))
+                .await
+                .unwrap();
+        }
+        for (me, ws) in [("a", &mut a), ("b", &mut b), ("c", &mut c)] {
+            let mut next_of = std::collections::HashMap::new();
+            let mut count = 0;
+            while count < 2 * N {
+                let m = next_data(ws, Duration::from_secs(10))
+                    .await
+                    .unwrap_or_else(|| panic!("{me} got only {count} of {}", 2 * N));
+                let body = match &m {
+                    Message::Text(t) => t.to_string(),
+                    Message::Binary(b) => String::from_utf8(b.to_vec()).unwrap(),
+                    _ => unreachable!(),
+                };
+                if body == "probe" {
+                    continue; // in flight from the subscription wait
+                }
+                let mut parts = body.split('-').skip(1);
+                let from = parts.next().unwrap().to_string();
+                let i: usize = parts.next().unwrap().parse().unwrap();
+                assert_ne!(from, me, "{me} got its own message back");
+                assert_eq!(
+                    from == "c",
+                    matches!(m, Message::Binary(_)),
+                    "the kind is kept: {m:?}"
+                );
+                let expected = next_of.entry(from.clone()).or_insert(0usize);
+                assert_eq!(i, *expected, "{me}: messages from {from} out of order");
+                *expected += 1;
+                count += 1;
+            }
+            // Nothing more: in particular, not its own messages.
+            assert!(next_data(ws, Duration::from_millis(200)).await.is_none());
+        }
+        for ws in [&mut a, &mut b, &mut c] {
+            let ev = ws.close(None).await.unwrap();
+            assert!(ev.was_clean);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_closes_a_client_that_never_reads_without_stalling_the_others() {
+    // A long close timeout: the slow client reads what was queued before the close frame
+    // only at the end of the test.
+    let s = serve(&["--broadcast", "--no-deflate", "--close-timeout", "30"]);
+    bounded(async {
+        let mut sender = connect(s.addr, "/").await;
+        let mut reader = connect(s.addr, "/").await;
+        let mut slow = connect(s.addr, "/").await; // never polled until the end
+        wait_until_all_subscribed(&mut sender, &mut [&mut reader]).await;
+        // The slow client is subscribed too once it has sent something that arrives.
+        slow.send(Message::text("probe")).await.unwrap();
+        assert!(next_data(&mut reader, Duration::from_secs(5))
+            .await
+            .is_some());
+        while next_data(&mut reader, Duration::from_millis(100))
+            .await
+            .is_some()
+        {}
+
+        // 600 × 64 KiB = 37.5 MiB, paced so that a client reading steadily keeps up; far
+        // more than the 1 MiB write buffer plus the kernel's socket buffers of `slow`.
+        const N: usize = 600;
+        let started = Instant::now();
+        let send = async {
+            let mut tick = tokio::time::interval(Duration::from_millis(2));
+            for i in 0..N {
+                tick.tick().await;
+                let mut payload = vec![(i % 251) as u8; 64 * 1024];
+                payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                sender.send(Message::Binary(payload.into())).await.unwrap();
+            }
+        };
+        let receive = async {
+            for i in 0..N {
+                let m = next_data(&mut reader, Duration::from_secs(10))
+                    .await
+                    .unwrap_or_else(|| panic!("the reader stalled at message {i}"));
+                let Message::Binary(b) = m else {
+                    panic!("{m:?}")
+                };
+                assert_eq!(b.len(), 64 * 1024);
+                assert_eq!(u64::from_be_bytes(b[..8].try_into().unwrap()), i as u64);
+            }
+        };
+        tokio::join!(send, receive);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(30), "others stalled: {took:?}");
+        // The server closed the slow client with 1008.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !s.stderr().contains("closing a slow client") {
+            assert!(
+                Instant::now() < deadline,
+                "no slow client closed:\n{}",
+                s.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = s.stderr();
+        assert!(log.contains("code=1008"), "{log}");
+        // The slow client, reading at last, gets what was queued and then the 1008 close.
+        let (got, code) = rest_and_close(&mut slow).await;
+        assert!(
+            got.len() < N,
+            "the slow client's queue was bounded: {}",
+            got.len()
+        );
+        assert_eq!(code, Some(CloseCode::POLICY_VIOLATION), "{log}");
+        let reason = slow.close_event().unwrap().reason.clone();
+        assert!(reason.starts_with("too slow"), "{reason}");
+        eprintln!(
+            "reader got {N} messages in {took:?}; the slow client got {} before \"{reason}\"",
+            got.len()
+        );
+        // The reader is still served.
+        sender.send(Message::text("after")).await.unwrap();
+        let m = next_data(&mut reader, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(text(&m), "after");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// --exec
+
+/// Processes whose parent is `pid`, as "pid state command" (Linux /proc).
+fn children_of(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if fields.get(1) == Some(&pid.to_string().as_str()) {
+            out.push(format!("{name} {} {}", fields[0], &stat[..close + 1]));
+        }
+    }
+    out
+}
+
+/// Processes whose command line is exactly `wanted` (arguments joined by spaces).
+fn processes_with(wanted: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.trim_end() == wanted {
+                out.push(format!("{:?}: {cmdline}", entry.file_name()));
+            }
+        }
+    }
+    out
+}
+
+/// Waits (bounded) until the server has no child process left, not even a zombie.
+async fn assert_no_children(s: &Served) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let children = children_of(s.pid());
+        if children.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "children left: {children:?}\n{}",
+            s.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_cat_bridges_messages_and_leaves_no_process() {
+    let s = serve(&["--exec", "cat"]);
+    bounded(async {
+        let mut ws = connect(s.addr, "/").await;
+        for line in ["hello", "wörld", ""] {
+            ws.send(Message::text(line)).await.unwrap();
+            let m = next_data(&mut ws, Duration::from_secs(10)).await.unwrap();
+            assert_eq!(text(&m), line);
+        }
+        // Binary goes raw: two lines in one message come back as two messages.
+        ws.send(Message::Binary(b"raw 1\nraw 2\n".to_vec().into()))
+            .await
+            .unwrap();
+        for want in ["raw 1", "raw 2"] {
+            let m = next_data(&mut ws, Duration::from_secs(10)).await.unwrap();
+            assert_eq!(text(&m), want);
+        }
+        // Two connections, two processes.
+        let mut other = connect(s.addr, "/").await;
+        other.send(Message::text("second")).await.unwrap();
+        let m = next_data(&mut other, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(text(&m), "second");
+        assert_eq!(children_of(s.pid()).len(), 2, "one `cat` per connection");
+        // Client closes: stdin closed, cat exits, and is reaped.
+        assert!(ws.close(None).await.unwrap().was_clean);
+        assert!(other.close(None).await.unwrap().was_clean);
+        assert_no_children(&s).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_exit_status_becomes_the_close_code() {
+    // tr buffers its output until its input ends, which head ends after two lines.
+    let s = serve(&["--exec", "head -n 2 | tr a-z A-Z"]);
+    bounded(async {
+        let mut ws = connect(s.addr, "/").await;
+        ws.send(Message::text("abc")).await.unwrap();
+        ws.send(Message::text("Hello, World")).await.unwrap();
+        let (got, code) = rest_and_close(&mut ws).await;
+        let got: Vec<&str> = got.iter().map(text).collect();
+        assert_eq!(got, ["ABC", "HELLO, WORLD"]);
+        assert_eq!(code, Some(CloseCode::NORMAL));
+        assert_eq!(ws.close_event().unwrap().reason, "exit status 0");
+        assert!(ws.close_event().unwrap().was_clean);
+        assert_no_children(&s).await;
+    })
+    .await;
+
+    let s = serve(&["--exec", r#"echo "$WSX_PATH from $WSX_PEER"; exit 3"#]);
+    bounded(async {
+        let mut ws = connect(s.addr, "/some/path?x=1").await;
+        let (got, code) = rest_and_close(&mut ws).await;
+        assert_eq!(got.len(), 1);
+        let line = text(&got[0]);
+        assert!(line.starts_with("/some/path?x=1 from 127.0.0.1:"), "{line}");
+        assert_eq!(code, Some(CloseCode::INTERNAL_ERROR));
+        assert_eq!(ws.close_event().unwrap().reason, "exit status 3");
+        assert_no_children(&s).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_binary_sends_raw_chunks() {
+    let s = serve(&["--exec", r"printf 'a\nb\000c'", "--exec-binary"]);
+    bounded(async {
+        let mut ws = connect(s.addr, "/").await;
+        let (got, code) = rest_and_close(&mut ws).await;
+        let mut all = Vec::new();
+        for m in &got {
+            match m {
+                Message::Binary(b) => all.extend_from_slice(b),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(all, b"a\nb\0c");
+        assert_eq!(code, Some(CloseCode::NORMAL));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_kills_a_command_that_outlives_its_client() {
+    // `; :` keeps sh from exec'ing sleep: the sleep is a grandchild, in the process group.
+    let marker = format!("{}", 900_000 + std::process::id() % 90_000);
+    let cmd = format!("sleep {marker}; :");
+    let s = serve(&["--exec", &cmd, "--exec-grace", "0.5"]);
+    bounded(async {
+        let mut ws = connect(s.addr, "/").await;
+        ws.send(Message::text("ignored")).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while processes_with(&format!("sleep {marker}")).is_empty() {
+            assert!(Instant::now() < deadline, "the command did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = Instant::now();
+        assert!(ws.close(None).await.unwrap().was_clean);
+        assert_no_children(&s).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let still = processes_with(&format!("sleep {marker}"));
+            if still.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not killed: {still:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = left.elapsed();
+        assert!(
+            took >= Duration::from_millis(400),
+            "killed before the grace: {took:?}"
+        );
+        let log = s.stderr();
+        assert!(log.contains("killing it"), "{log}");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// --static
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn http(addr: SocketAddr, request: &str) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head")
+        + 4;
+    let body = out.split_off(end);
+    (String::from_utf8(out).unwrap(), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_files_and_websocket_on_one_port() {
+    let base = std::env::temp_dir().join(format!("wsx-serve-static-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let root = base.join("public");
+    std::fs::create_dir_all(root.join("js")).unwrap();
+    std::fs::write(root.join("index.html"), "<!doctype html><p>chat</p>").unwrap();
+    std::fs::write(root.join("js/app.js"), "new WebSocket(location.href)").unwrap();
+    std::fs::write(base.join("secret.txt"), "do not serve").unwrap();
+    let _cleanup = TempDir(base.clone());
+    let root_s = root.to_str().unwrap().to_string();
+    let s = serve(&["--static", &root_s]);
+    let req = |method: &str, path: &str| format!("{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+
+    let (head, body) = http(s.addr, &req("GET", "/js/app.js"));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/javascript; charset=utf-8\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("Content-Length: 28\r\n"), "{head}");
+    assert_eq!(body, b"new WebSocket(location.href)");
+
+    let (head, body) = http(s.addr, &req("GET", "/"));
+    assert!(head.contains("Content-Type: text/html; charset=utf-8\r\n"));
+    assert_eq!(body, b"<!doctype html><p>chat</p>");
+
+    let (head, body) = http(s.addr, &req("HEAD", "/js/app.js"));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: 28\r\n"), "{head}");
+    assert!(body.is_empty(), "HEAD has no body");
+
+    let (head, _) = http(s.addr, &req("GET", "/nope.html"));
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+    for path in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/js/%2E%2E/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+    ] {
+        let (head, body) = http(s.addr, &req("GET", path));
+        assert!(head.starts_with("HTTP/1.1 403 "), "{path}: {head}");
+        assert!(!String::from_utf8_lossy(&body).contains("do not serve"));
+    }
+    let (head, _) = http(s.addr, &req("POST", "/js/app.js"));
+    assert!(head.starts_with("HTTP/1.1 405 "), "{head}");
+
+    // The same port still upgrades, on any path, including one that is a file.
+    bounded(async {
+        for path in ["/", "/js/app.js", "/socket"] {
+            let mut ws = connect(s.addr, path).await;
+            ws.send(Message::text("echo?")).await.unwrap();
+            let m = next_data(&mut ws, Duration::from_secs(10)).await.unwrap();
+            assert_eq!(text(&m), "echo?");
+            ws.close(None).await.unwrap();
+        }
+    })
+    .await;
+    let log = s.stop();
+    assert!(log.contains("status=403"), "requests are logged: {log}");
+}
+
+// ---------------------------------------------------------------------------------------
+// --subprotocol
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subprotocol_is_the_servers_first_choice_among_the_offered() {
+    let s = serve(&["--subprotocol", "chat.v2", "--subprotocol", "chat.v1"]);
+    bounded(async {
+        let cases: [(&[&str], Option<&str>); 5] = [
+            (&["chat.v1", "chat.v2"], Some("chat.v2")), // the server's order wins
+            (&["chat.v1"], Some("chat.v1")),
+            (&["other", "chat.v1"], Some("chat.v1")),
+            (&["other"], None), // none in common: connected without a subprotocol
+            (&[], None),
+        ];
+        for (offer, want) in cases {
+            let mut b = ClientBuilder::new(format!("ws://{}/", s.addr));
+            for p in offer {
+                b = b.protocol(*p);
+            }
+            let mut ws = b.connect().await.unwrap();
+            assert_eq!(ws.protocol(), want, "offered {offer:?}");
+            ws.send(Message::text("x")).await.unwrap();
+            assert!(next_data(&mut ws, Duration::from_secs(10)).await.is_some());
+            ws.close(None).await.unwrap();
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// --log-format json, completions, help
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let s = serve_with(&["--log-format", "json"], &["--broadcast"]);
+    bounded(async {
+        let mut ws = connect(s.addr, "/").await;
+        ws.send(Message::text("hi")).await.unwrap();
+        ws.close(None).await.unwrap();
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = s.stop();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 4, "{log}");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+        assert!(v["fields"].is_object(), "{line}");
+    }
+    assert!(log.contains("broadcast server listening"), "{log}");
+    assert!(log.contains("connection open"), "{log}");
+    assert!(log.contains("1 of 1 connections closed cleanly") || log.contains("\"open\":0"));
+    assert!(!log.contains("\x1b["), "no colors in JSON");
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(WSX).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn completions_print_a_script_for_each_shell() {
+    let (code, out, err) = run(&["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("_wsx()"), "{out}");
+    assert!(out.contains("complete -F _wsx"), "{out}");
+    assert!(out.contains("--broadcast") && out.contains("--log-format"));
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let (code, out, err) = run(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(out.contains("serve") && out.contains("--exec"), "{shell}");
+    }
+    let (code, _, err) = run(&["completions", "tcsh"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid value"), "{err}");
+}
+
+#[test]
+fn help_shows_examples_of_every_mode() {
+    let (code, out, _) = run(&["serve", "--help"]);
+    assert_eq!(code, 0);
+    for example in [
+        "wsx serve --broadcast",
+        "wsx serve --exec",
+        "--static",
+        "--subprotocol",
+        "--log-format json",
+        "1008",
+    ] {
+        assert!(out.contains(example), "{example} missing from:\n{out}");
+    }
+    for cmd in ["connect", "bench", "completions"] {
+        let (code, out, _) = run(&[cmd, "--help"]);
+        assert_eq!(code, 0);
+        assert!(out.contains("Examples:"), "{cmd}: {out}");
+    }
+    // Modes exclude each other.
+    let (code, _, err) = run(&["serve", "--broadcast", "--exec", "cat"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
