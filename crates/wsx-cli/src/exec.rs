@@ -177,7 +177,7 @@ pub async fn serve(config: &ExecConfig, mut ws: WebSocket<MaybeTlsStream>, peer:
                     None => break End::ClientGone,
                 },
                 () = &mut writer, if !writer_done => writer_done = true,
-                out = output.next(), if !output.eof() => {
+                out = output.next(), if !output.finished() => {
                     if let Some(msg) = out {
                         if let Err(e) = ws.send(msg).await {
                             tracing::info!(%peer, "send failed: {e}");
@@ -210,7 +210,7 @@ pub async fn serve(config: &ExecConfig, mut ws: WebSocket<MaybeTlsStream>, peer:
             // holding stdout open must not hold the connection).
             let deadline = tokio::time::sleep(DRAIN_AFTER_EXIT);
             tokio::pin!(deadline);
-            while !output.eof() {
+            while !output.finished() {
                 tokio::select! {
                     out = output.next() => if let Some(msg) = out {
                         if ws.send(msg).await.is_err() {
@@ -229,7 +229,7 @@ pub async fn serve(config: &ExecConfig, mut ws: WebSocket<MaybeTlsStream>, peer:
                 tokio::select! {
                     () = &mut writer, if !writer_done => writer_done = true,
                     // Keep the pipe moving so the child does not block writing to it.
-                    _ = output.next(), if !output.eof() => {}
+                    _ = output.next(), if !output.finished() => {}
                     status = child.wait() => break status.ok(),
                     () = &mut grace => break None,
                 }
@@ -296,7 +296,7 @@ impl Output {
     }
 
     /// Whether everything has been returned.
-    fn eof(&self) -> bool {
+    fn finished(&self) -> bool {
         self.done
     }
 
@@ -398,7 +398,7 @@ mod tests {
         while let Some(m) = out.next().await {
             got.push(m);
         }
-        assert!(out.eof());
+        assert!(out.finished());
         child.wait().await.unwrap();
         got
     }

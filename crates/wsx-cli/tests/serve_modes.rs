@@ -487,6 +487,37 @@ async fn exec_kills_a_command_that_outlives_its_client() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_closes_with_1008_when_the_command_takes_no_input() {
+    let s = serve(&[
+        "--exec",
+        "sleep 30",
+        "--write-timeout",
+        "1",
+        "--exec-grace",
+        "0.2",
+    ]);
+    bounded(async {
+        let mut ws = connect(s.addr, "/").await;
+        // 2.5 MiB: more than the stdin queue and the pipe hold.
+        for _ in 0..40 {
+            ws.send(Message::Binary(vec![b'x'; 64 * 1024].into()))
+                .await
+                .unwrap();
+        }
+        let started = Instant::now();
+        let (_, code) = rest_and_close(&mut ws).await;
+        assert_eq!(code, Some(CloseCode::POLICY_VIOLATION), "{}", s.stderr());
+        assert_eq!(
+            ws.close_event().unwrap().reason,
+            "command not reading its input"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_no_children(&s).await;
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // --static
 
