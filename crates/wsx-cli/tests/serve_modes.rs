@@ -226,8 +226,16 @@ async fn broadcast_reaches_every_other_client_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcast_closes_a_client_that_never_reads_without_stalling_the_others() {
     // A long close timeout: the slow client reads what was queued before the close frame
-    // only at the end of the test.
-    let s = serve(&["--broadcast", "--no-deflate", "--close-timeout", "30"]);
+    // only at the end of the test. A 4 MiB write buffer gives the steady reader slack when
+    // the machine is busy (the slow client still overflows it many times over).
+    let s = serve(&[
+        "--broadcast",
+        "--no-deflate",
+        "--close-timeout",
+        "30",
+        "--write-buffer",
+        "4194304",
+    ]);
     bounded(async {
         let mut sender = connect(s.addr, "/").await;
         let mut reader = connect(s.addr, "/").await;
@@ -244,7 +252,7 @@ async fn broadcast_closes_a_client_that_never_reads_without_stalling_the_others(
         {}
 
         // 600 × 64 KiB = 37.5 MiB, paced so that a client reading steadily keeps up; far
-        // more than the 1 MiB write buffer plus the kernel's socket buffers of `slow`.
+        // more than the 4 MiB write buffer plus the kernel's socket buffers of `slow`.
         const N: usize = 600;
         let started = Instant::now();
         let send = async {
