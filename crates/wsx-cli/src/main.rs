@@ -3,6 +3,8 @@
 mod args;
 mod bench;
 mod connect;
+mod interactive;
+mod pipe;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -29,11 +31,9 @@ enum Command {
         after_help = "Examples:\n  wsx bench ws://127.0.0.1:9001/\n  wsx bench ws://127.0.0.1:9001/ -c 10 -s 16384 --binary -d 5 --json"
     )]
     Bench(bench::BenchArgs),
-    /// Connect to a server: each stdin line is sent as a text message, received messages are
-    /// printed; end of input closes the connection with 1000.
-    #[command(
-        after_help = "Examples:\n  wsx connect ws://127.0.0.1:9001/\n  echo hello | wsx connect wss://example.com/socket"
-    )]
+    /// Connect to a server: an interactive prompt on a terminal, or stdin piped as messages
+    /// (one text message per line by default) with received messages on stdout.
+    #[command(after_help = connect::AFTER_HELP)]
     Connect(Box<connect::ConnectArgs>),
 }
 
