@@ -616,7 +616,10 @@ async fn run_session(
                 Some(Ok(msg)) => match &msg {
                     Message::Text(_) | Message::Binary(_) => {
                         session.received += 1;
-                        if output_error.is_none() {
+                        // After the last of --max-messages, echoes still in flight are
+                        // dropped.
+                        let wanted = session.max_messages.is_none_or(|m| session.received <= m);
+                        if output_error.is_none() && wanted {
                             if let Err(e) = ui.data(&msg).await {
                                 // stdout is gone (e.g. `| head`): close, report as an error.
                                 output_error = Some(e);

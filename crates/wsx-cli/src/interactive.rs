@@ -287,8 +287,9 @@ impl Screen {
         } else {
             line
         };
+        // With a newline: rustyline adds one only while the editor is in raw mode.
         let printed = match &mut self.printer {
-            Some(p) => p.print(line.clone()).is_ok(),
+            Some(p) => p.print(format!("{line}\n")).is_ok(),
             None => false,
         };
         if !printed {
