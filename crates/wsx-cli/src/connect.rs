@@ -49,9 +49,11 @@ Examples:
   wsx connect ws://127.0.0.1:9001/ --ping-interval 1 --reconnect --max-messages 10
 
 Exit status:
-  0  normal close (1000, 1001, or no status code after a clean close handshake)
+  0  normal close: 1000, 1001 or no status code after a clean close handshake, or the
+     close wsx started (end of input, /quit, /close, --max-messages) completed
   1  other errors: I/O, protocol error, a close code other than those above
-  2  the handshake failed: DNS, connection refused, TLS, HTTP status (printed with the body)
+  2  the handshake failed: DNS, connection refused, TLS, HTTP status (printed with the
+     body); also invalid command-line arguments
   3  the connection was lost without a close frame (1006)";
 
 /// Longest backoff between reconnection attempts (unless `--reconnect` asks for more).

@@ -569,7 +569,7 @@ mod interactive {
     }
 
     impl Term {
-        fn start(args: &[&str], state_home: &std::path::Path) -> Term {
+        fn start(args: &[&str], state_home: &std::path::Path, env: &[(&str, &str)]) -> Term {
             let pty = native_pty_system()
                 .openpty(PtySize {
                     rows: 30,
@@ -584,6 +584,9 @@ mod interactive {
             cmd.env("XDG_STATE_HOME", state_home);
             cmd.env("TERM", "xterm-256color");
             cmd.env_remove("NO_COLOR");
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
             let child = pty.slave.spawn_command(cmd).unwrap();
             drop(pty.slave);
             let screen = Arc::new(Mutex::new(vt100::Parser::new(nz(30), nz(100), 0)));
@@ -621,6 +624,18 @@ mod interactive {
                 );
                 std::thread::sleep(Duration::from_millis(10));
             }
+        }
+
+        /// Whether the first cell of the first row starting with `prefix` has a color.
+        fn colored(&self, prefix: &str) -> bool {
+            let parser = self.screen.lock().unwrap();
+            let screen = parser.screen();
+            let row = screen
+                .rows(0, 100)
+                .position(|r| r.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no row starts with {prefix:?}"));
+            let cell = screen.cell(row as u16, 0).unwrap();
+            cell.fgcolor() != vt100::Color::Default
         }
 
         fn type_str(&mut self, s: &str) {
@@ -664,11 +679,12 @@ mod interactive {
     fn commands_messages_and_history_in_a_terminal() {
         let s = server(Behavior::Echo);
         let state = temp_dir("interactive");
-        let mut t = Term::start(&[&s.url(), "--subprotocol", "chat.v1"], &state);
+        let mut t = Term::start(&[&s.url(), "--subprotocol", "chat.v1"], &state, &[]);
         t.wait_for("connected to");
         t.wait_for("subprotocol: chat.v1");
         t.type_str("hello there\r");
         t.wait_for("< hello there");
+        assert!(t.colored("< hello there"), "colors on a terminal");
         t.type_str("/ping abc\r");
         t.wait_for("< pong \"abc\" rtt ");
         t.type_str("/binary 00 ff 10\r");
@@ -713,11 +729,26 @@ mod interactive {
         let state = temp_dir("recall");
         std::fs::create_dir_all(state.join("wsx")).unwrap();
         std::fs::write(state.join("wsx").join("history"), "#V2\nfrom history\n").unwrap();
-        let mut t = Term::start(&[&s.url(), "--ping-interval", "0.2"], &state);
+        let mut t = Term::start(
+            &[&s.url(), "--ping-interval", "0.2", "--timestamps"],
+            &state,
+            &[],
+        );
         t.wait_for("connected to");
         // Up arrow recalls the saved line.
         t.type_str("\x1b[A\r");
         t.wait_for("< from history");
+        let screen = t.contents();
+        let line = screen
+            .lines()
+            .find(|l| l.contains("< from history"))
+            .unwrap();
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert_eq!(rest, "< from history");
+        assert!(
+            time.len() == 12 && time.as_bytes()[2] == b':' && time.as_bytes()[8] == b'.',
+            "HH:MM:SS.mmm prefix: {line:?}"
+        );
         // Type without Enter; pongs arrive meanwhile and print above the line.
         t.type_str("half typed");
         let before = t.contents().matches("< pong").count();
@@ -745,10 +776,11 @@ mod interactive {
             "bye",
         ));
         let state = temp_dir("restore");
-        let mut t = Term::start(&[&s.url()], &state);
+        let mut t = Term::start(&[&s.url()], &state, &[("NO_COLOR", "1")]);
         t.wait_for("connected to");
         t.type_str("unsent");
         t.wait_for("< close 1000 (normal closure) \"bye\"");
+        assert!(!t.colored("< close"), "NO_COLOR is honored");
         assert_eq!(t.wait_exit(), 0, "{}", t.contents());
         // The line editor had the terminal in raw mode; it is back to canonical with echo.
         #[cfg(target_os = "linux")]
@@ -760,4 +792,97 @@ mod interactive {
         assert!(!t.screen.lock().unwrap().screen().bracketed_paste());
         let _ = std::fs::remove_dir_all(&state);
     }
+}
+
+/// wss:// with a private CA (`--ca`) and a server that requires a client certificate
+/// (`--client-cert` / `--client-key`).
+#[test]
+fn tls_with_ca_and_client_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("wsx-test-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        (cert, key)
+    };
+    let (server_cert, server_key) = leaf("localhost");
+    let (client_cert, client_key) = leaf("client.example");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("client.pem"), client_cert.pem()).unwrap();
+    std::fs::write(dir.join("client.key"), client_key.serialize_pem()).unwrap();
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![server_cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let server = wsx::Server::bind("127.0.0.1:0")
+                .await
+                .unwrap()
+                .tls_config(Arc::new(config));
+            tx.send(server.local_addr().unwrap()).unwrap();
+            let _ = server
+                .serve(|mut ws, _| async move {
+                    while let Some(Ok(msg)) = ws.next().await {
+                        if msg.is_data() && futures_util::SinkExt::send(&mut ws, msg).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                })
+                .await;
+        });
+    });
+    let port = rx.recv().unwrap().port();
+    let url = format!("wss://localhost:{port}/");
+    let ca = dir.join("ca.pem");
+    let (cert, key) = (dir.join("client.pem"), dir.join("client.key"));
+    let args = [
+        url.as_str(),
+        "--ca",
+        ca.to_str().unwrap(),
+        "--client-cert",
+        cert.to_str().unwrap(),
+        "--client-key",
+        key.to_str().unwrap(),
+    ];
+    let (code, out, err) = run(&args, b"over tls\n");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, b"over tls\n");
+    // Without the client certificate the server refuses: a handshake failure.
+    let (code, _, err) = run(&args[..3], b"x\n");
+    assert_eq!(code, 2, "{err}");
+    // Without our CA the server certificate is not trusted: a handshake failure.
+    let (code, _, err) = run(&[url.as_str()], b"x\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("TLS"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
