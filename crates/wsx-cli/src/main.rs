@@ -5,6 +5,8 @@ mod bench;
 mod broadcast;
 mod connect;
 mod exec;
+mod interactive;
+mod pipe;
 mod serve;
 mod static_files;
 
@@ -53,11 +55,9 @@ enum Command {
         after_help = "Examples:\n  wsx bench ws://127.0.0.1:9001/\n  wsx bench ws://127.0.0.1:9001/ -c 10 -s 16384 --binary -d 5 --json"
     )]
     Bench(bench::BenchArgs),
-    /// Connect to a server: each stdin line is sent as a text message, received messages are
-    /// printed; end of input closes the connection with 1000.
-    #[command(
-        after_help = "Examples:\n  wsx connect ws://127.0.0.1:9001/\n  echo hello | wsx connect wss://example.com/socket"
-    )]
+    /// Connect to a server: an interactive prompt on a terminal, or stdin piped as messages
+    /// (one text message per line by default) with received messages on stdout.
+    #[command(after_help = connect::AFTER_HELP)]
     Connect(Box<connect::ConnectArgs>),
     /// Print a shell completion script for wsx.
     #[command(
