@@ -1,6 +1,6 @@
 //! `wsx connect`: a client that pipes stdin lines to a server and prints what comes back.
 
-use crate::args::DeflateArgs;
+use crate::args::{DeflateArgs, ProxyArgs};
 use futures_util::StreamExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +20,8 @@ pub struct ConnectArgs {
     ca: Option<PathBuf>,
     #[command(flatten)]
     deflate: DeflateArgs,
+    #[command(flatten)]
+    proxy: ProxyArgs,
     /// Print the handshake request and response headers to stderr.
     #[arg(long)]
     show_handshake: bool,
@@ -34,6 +36,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         args.ca,
         args.deflate.config(),
         args.show_handshake,
+        args.proxy,
     )
     .await
 }
@@ -44,8 +47,10 @@ async fn connect(
     ca: Option<PathBuf>,
     deflate: Option<wsx::DeflateConfig>,
     show_handshake: bool,
+    proxy: ProxyArgs,
 ) -> anyhow::Result<ExitCode> {
     let mut builder = wsx::ClientBuilder::new(url.clone()).danger_accept_invalid_certs(insecure);
+    builder = proxy.apply(builder);
     if let Some(ca) = ca {
         builder = builder.add_ca_file(ca);
     }
