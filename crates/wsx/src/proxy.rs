@@ -6,7 +6,7 @@
 //! | URL | protocol |
 //! |---|---|
 //! | `http://[user:pass@]host[:port]` | HTTP `CONNECT` (RFC 9110 §9.3.6), port 80 by default; credentials are sent as `Proxy-Authorization: Basic` |
-//! | `socks5://[user:pass@]host[:port]` | SOCKS5 (RFC 1928), port 1080 by default; the *client* resolves the target's name and sends the proxy an IP address |
+//! | `socks5://[user:pass@]host[:port]` | SOCKS5 (RFC 1928), port 1080 by default; the *client* resolves the target's name and sends the proxy its first IP address |
 //! | `socks5h://[user:pass@]host[:port]` | SOCKS5; the *proxy* resolves the target's name |
 //!
 //! A URL without a scheme (`proxy.example:3128`) is taken as `http://`, as curl does. User
