@@ -73,3 +73,30 @@ impl DeflateArgs {
         Some(c)
     }
 }
+
+/// Proxy settings of the client subcommands. Without either flag the proxy comes from the
+/// environment, as in the library (`https_proxy` / `HTTPS_PROXY` for wss://, `http_proxy`
+/// for ws://, then `all_proxy` / `ALL_PROXY`; `no_proxy` / `NO_PROXY` exempt hosts;
+/// loopback targets always connect directly).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ProxyArgs {
+    /// Connect through this proxy: http://[user:pass@]host[:port] (HTTP CONNECT),
+    /// socks5://... (names resolved here) or socks5h://... (names resolved by the proxy).
+    /// Default: from the *_proxy environment variables.
+    #[arg(long, value_name = "PROXY_URL", conflicts_with = "no_proxy")]
+    pub proxy: Option<wsx::Proxy>,
+    /// Connect directly, ignoring the *_proxy environment variables.
+    #[arg(long)]
+    pub no_proxy: bool,
+}
+
+impl ProxyArgs {
+    /// Applies the flags to a client builder.
+    pub fn apply(&self, builder: wsx::ClientBuilder) -> wsx::ClientBuilder {
+        match (&self.proxy, self.no_proxy) {
+            (Some(p), _) => builder.proxy(p.clone()),
+            (None, true) => builder.no_proxy(),
+            (None, false) => builder,
+        }
+    }
+}

@@ -9,7 +9,7 @@
 //! the server never waits for us to read while we wait for it to read), and input is only
 //! taken when the writing half has room, so large input streams with backpressure.
 
-use crate::args::{parse_secs, secs, DeflateArgs};
+use crate::args::{parse_secs, secs, DeflateArgs, ProxyArgs};
 use crate::interactive;
 use crate::pipe::{self, PipeMode};
 use futures_util::{SinkExt, StreamExt};
@@ -93,6 +93,8 @@ pub struct ConnectArgs {
     connect_timeout: f64,
     #[command(flatten)]
     deflate: DeflateArgs,
+    #[command(flatten)]
+    proxy: ProxyArgs,
     /// Print the handshake request and response headers to stderr.
     #[arg(long)]
     show_handshake: bool,
@@ -411,6 +413,7 @@ fn builder(args: &ConnectArgs) -> wsx::ClientBuilder {
             deflate: args.deflate.config(),
             ..Default::default()
         });
+    b = args.proxy.apply(b);
     if let Some(t) = secs(args.connect_timeout) {
         b = b.connect_timeout(t).handshake_timeout(t);
     } else {

@@ -1,6 +1,7 @@
 //! Connecting: `ws://` and `wss://` clients.
 
 use crate::error::{Error, Result};
+use crate::proxy::Proxy;
 use crate::stream::MaybeTlsStream;
 use crate::tls::ClientTlsOptions;
 use crate::websocket::{Handshake, WebSocket, WebSocketOptions};
@@ -32,6 +33,16 @@ pub async fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream>> {
 }
 
 /// Configures and opens a client connection.
+///
+/// # Proxies
+///
+/// By default `connect` reads the proxy environment variables, as curl, browsers and Python
+/// `websockets` (since 15) do: `https_proxy` / `HTTPS_PROXY` for `wss://`, `http_proxy`
+/// for `ws://`, then `all_proxy` / `ALL_PROXY`, with `no_proxy` / `NO_PROXY` exemptions
+/// and loopback targets always direct (details in [`Proxy::from_env`]).
+/// [`ClientBuilder::proxy`] sets the proxy explicitly and [`ClientBuilder::no_proxy`]
+/// connects directly whatever the environment says. `wsx connect` behaves the same
+/// (`--proxy URL`, `--no-proxy`).
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
     url: String,
@@ -43,6 +54,15 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     handshake_timeout: Duration,
     options: WebSocketOptions,
+    proxy: ProxyChoice,
+}
+
+/// Where [`ClientBuilder::connect`] gets its proxy from.
+#[derive(Clone, Debug)]
+enum ProxyChoice {
+    Env,
+    Direct,
+    Use(Proxy),
 }
 
 impl ClientBuilder {
@@ -58,6 +78,7 @@ impl ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             options: WebSocketOptions::default(),
+            proxy: ProxyChoice::Env,
         }
     }
 
@@ -103,7 +124,21 @@ impl ClientBuilder {
         self
     }
 
-    /// Time allowed for DNS and the TCP connection (default 10 s).
+    /// Connects through this proxy (HTTP `CONNECT` or SOCKS5), whatever the environment
+    /// says, loopback targets included.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = ProxyChoice::Use(proxy);
+        self
+    }
+
+    /// Connects directly, ignoring the `*_proxy` environment variables.
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = ProxyChoice::Direct;
+        self
+    }
+
+    /// Time allowed for DNS and the TCP connection (default 10 s); through a proxy, for
+    /// connecting to the proxy and setting up the tunnel.
     pub fn connect_timeout(mut self, t: Duration) -> Self {
         self.connect_timeout = t;
         self
@@ -144,13 +179,27 @@ impl ClientBuilder {
         Ok(b)
     }
 
-    /// Resolves, connects (TCP, then TLS for `wss://`) and performs the handshake.
+    /// Resolves, connects (TCP, through the proxy's tunnel if there is one, then TLS for
+    /// `wss://`) and performs the handshake.
     pub async fn connect(self) -> Result<WebSocket<MaybeTlsStream>> {
         let hs = self.handshake()?;
         let target = hs.target().clone();
-        let tcp = tokio::time::timeout(self.connect_timeout, connect_tcp(&target))
-            .await
-            .map_err(|_| Error::Timeout("connect"))??;
+        let proxy = match &self.proxy {
+            ProxyChoice::Env => {
+                crate::proxy::proxy_for_target(&target, &|name: &str| std::env::var(name).ok())?
+            }
+            ProxyChoice::Direct => None,
+            ProxyChoice::Use(p) => Some(p.clone()),
+        };
+        let tcp = match proxy {
+            Some(p) => {
+                p.tunnel(&target.host, target.port, self.connect_timeout)
+                    .await?
+            }
+            None => tokio::time::timeout(self.connect_timeout, connect_tcp(&target))
+                .await
+                .map_err(|_| Error::Timeout("connect"))??,
+        };
         let _ = tcp.set_nodelay(true);
         let fut = async {
             let stream = if target.tls {

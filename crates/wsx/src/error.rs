@@ -30,6 +30,16 @@ pub enum Error {
         /// The socket error.
         source: std::io::Error,
     },
+    /// Connecting through a proxy failed, or a proxy setting is invalid. `proxy` is the
+    /// proxy's URL without the password, or `from $VAR` for a bad environment variable.
+    #[error("proxy {proxy}: {error}")]
+    Proxy {
+        /// Which proxy.
+        proxy: String,
+        /// What went wrong.
+        #[source]
+        error: crate::proxy::ProxyError,
+    },
     /// TLS setup or handshake failed.
     #[error("TLS: {0}")]
     Tls(String),

@@ -3,7 +3,8 @@
 //! A WebSocket client and server for tokio, built on the sans-I/O core [`wsx_proto`]:
 //! RFC 6455 with permessage-deflate (RFC 7692), `ws://` and `wss://` (rustls).
 //!
-//! - [`connect`] / [`ClientBuilder`]: open a client connection.
+//! - [`connect`] / [`ClientBuilder`]: open a client connection, directly or through an
+//!   HTTP `CONNECT` or SOCKS5 [`Proxy`] (from the `*_proxy` environment variables by default).
 //! - [`accept`] / [`accept_with`]: upgrade an accepted stream; [`Server`]: bind, accept and
 //!   run a handler per connection.
 //! - [`WebSocket`]: a `Stream` of received [`Message`]s and a `Sink` of messages to send.
@@ -23,6 +24,7 @@
 
 pub mod client;
 pub mod error;
+pub mod proxy;
 pub mod server;
 pub mod split;
 pub mod stream;
@@ -32,6 +34,7 @@ mod workers;
 
 pub use client::{connect, ClientBuilder};
 pub use error::{Error, Result};
+pub use proxy::{Proxy, ProxyError, ProxyKind};
 pub use server::{
     accept, accept_with, Accept, Hook, HttpRequest, HttpResponse, NoHook, Rejection, Request,
     Server, ServerConfig, ShutdownReport,
