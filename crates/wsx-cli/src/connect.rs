@@ -23,6 +23,10 @@ pub struct ConnectArgs {
     /// Print the handshake request and response headers to stderr.
     #[arg(long)]
     show_handshake: bool,
+    /// Print every frame to stderr, one line each: time, → sent / ← received, opcode,
+    /// flags, lengths, close code or payload preview.
+    #[arg(long, short = 'v')]
+    show_frames: bool,
 }
 
 /// Runs `wsx connect`; the exit code tells a clean close (0), a failed handshake (2) and
@@ -34,6 +38,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         args.ca,
         args.deflate.config(),
         args.show_handshake,
+        args.show_frames,
     )
     .await
 }
@@ -44,6 +49,7 @@ async fn connect(
     ca: Option<PathBuf>,
     deflate: Option<wsx::DeflateConfig>,
     show_handshake: bool,
+    show_frames: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut builder = wsx::ClientBuilder::new(url.clone()).danger_accept_invalid_certs(insecure);
     if let Some(ca) = ca {
@@ -73,7 +79,9 @@ async fn connect(
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = tokio::io::stdout();
     let mut input_open = true;
+    let mut frames = show_frames.then(|| crate::trace::FramePrinter::enable(&mut ws));
     loop {
+        crate::trace::print(&mut frames, &mut ws);
         tokio::select! {
             line = stdin.next_line(), if input_open => match line? {
                 Some(line) => ws.send(Message::text(line)).await?,
@@ -102,10 +110,12 @@ async fn connect(
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
+                    crate::trace::print(&mut frames, &mut ws);
                     eprintln!("error: {e}");
                     return Ok(ExitCode::FAILURE);
                 }
                 None => {
+                    crate::trace::print(&mut frames, &mut ws);
                     let ev = ws.close_event().cloned();
                     return Ok(ev.map_or(ExitCode::FAILURE, |e| exit_for(&e)));
                 }

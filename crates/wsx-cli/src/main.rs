@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod connect;
 mod serve;
+mod trace;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
