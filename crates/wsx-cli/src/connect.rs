@@ -98,6 +98,10 @@ pub struct ConnectArgs {
     /// Print the handshake request and response headers to stderr.
     #[arg(long)]
     show_handshake: bool,
+    /// Print every frame to stderr, one line each: time, → sent / ← received, opcode,
+    /// flags, lengths, close code or payload preview.
+    #[arg(long, short = 'v')]
+    show_frames: bool,
 
     /// Pipe mode even when stdin is a terminal.
     #[arg(long)]
@@ -352,6 +356,7 @@ struct Session {
     max_messages: Option<u64>,
     close: CloseFrame,
     received: u64,
+    show_frames: bool,
 }
 
 /// Runs `wsx connect`; the exit code tells a normal close (0), other errors (1), a failed
@@ -398,6 +403,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         max_messages: args.max_messages,
         close: CloseFrame::new(CloseCode(args.close_code), args.close_reason.clone()),
         received: 0,
+        show_frames: args.show_frames,
     };
     let code = run_loop(&args, builder, ws, &mut ui, &mut inputs, &mut session).await;
     if let Ui::Terminal(s) = &mut ui {
@@ -590,6 +596,10 @@ async fn run_session(
     inputs: &mut Inputs,
     session: &mut Session,
 ) -> End {
+    let mut ws = ws;
+    let mut frames = session
+        .show_frames
+        .then(|| crate::trace::FramePrinter::enable(&mut ws));
     let (mut reader, mut writer) = ws.split();
     // Messages to send; the bool marks interval pings. Input is taken only when it is
     // empty, so it holds at most one data message plus a ping or a close.
@@ -615,6 +625,9 @@ async fn run_session(
         we_closed = true;
     }
     loop {
+        if let Some(f) = &mut frames {
+            f.print_split(&mut reader, &writer);
+        }
         let writing = (!queue.is_empty() || dirty) && write_error.is_none();
         tokio::select! {
             msg = reader.next() => match msg {
@@ -693,6 +706,9 @@ async fn run_session(
                 inputs.ended = true;
             },
         }
+    }
+    if let Some(f) = &mut frames {
+        f.print_split(&mut reader, &writer);
     }
     let _ = write_error; // the reader's view of the end is what counts
     if let Some(m) = input_error {

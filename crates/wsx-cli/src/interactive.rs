@@ -92,7 +92,7 @@ fn parse_binary(s: &str) -> Result<Bytes, String> {
         return Err(USAGE.into());
     }
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits ({USAGE})"));
     }
     digits

@@ -9,6 +9,7 @@ mod interactive;
 mod pipe;
 mod serve;
 mod static_files;
+mod trace;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::io::{IsTerminal, Write};

@@ -19,8 +19,11 @@ use crate::error::{ProtocolError, SendError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::{apply_mask, apply_mask_at};
 use crate::message::{Message, Utf8Bytes};
+use crate::trace::{pop_earliest, Direction, FrameTrace, TraceConfig, Tracer};
 use crate::utf8::Utf8Validator;
 use bytes::{Buf, Bytes, BytesMut};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 /// Which end of the connection this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +152,7 @@ pub struct Receiver {
     close_event: Option<CloseEvent>,
     pong: Option<Bytes>,
     close_reply: Option<Option<CloseFrame>>,
+    trace: Option<Box<Tracer>>,
 }
 
 /// The sending side of a connection: encodes, masks and compresses frames into an output
@@ -161,6 +165,7 @@ pub struct Sender {
     send_utf8: Utf8Validator,
     deflate: Option<Box<(Compressor, usize)>>,
     close_sent: bool,
+    trace: Option<Box<Tracer>>,
 }
 
 /// A WebSocket connection in the OPEN state or later (see the module documentation).
@@ -209,6 +214,7 @@ impl Connection {
                 close_event: None,
                 pong: None,
                 close_reply: None,
+                trace: None,
             },
             tx: Sender {
                 role,
@@ -219,6 +225,7 @@ impl Connection {
                 deflate: settings
                     .map(|(p, s)| Box::new((p.compressor(is_server, s.level), s.threshold))),
                 close_sent: false,
+                trace: None,
             },
         }
     }
@@ -390,6 +397,38 @@ impl Connection {
         self.rx.shrink_buffers();
         self.tx.shrink_buffers();
     }
+
+    /// Turns the frame trace on (`Some`) or off (`None`); see [`crate::trace`]. Every frame
+    /// received and sent from then on is recorded, to be drained with
+    /// [`Connection::take_frame_traces`]. Turning it on again, or off, discards the records
+    /// not yet taken. Off by default.
+    pub fn set_frame_trace(&mut self, config: Option<TraceConfig>) {
+        let seq = Arc::new(AtomicU64::new(0));
+        self.rx.trace = config.map(|c| Box::new(Tracer::new(c, seq.clone())));
+        self.tx.trace = config.map(|c| Box::new(Tracer::new(c, seq)));
+    }
+
+    /// Whether the frame trace is on.
+    pub fn frame_trace_enabled(&self) -> bool {
+        self.rx.trace.is_some()
+    }
+
+    /// The oldest frame trace record not yet taken (both directions, in the order the core
+    /// saw or produced the frames).
+    pub fn pop_frame_trace(&mut self) -> Option<FrameTrace> {
+        pop_earliest(&mut self.rx.trace, &mut self.tx.trace)
+    }
+
+    /// Drains the frame trace records, oldest first (see [`Connection::pop_frame_trace`]).
+    pub fn take_frame_traces(&mut self) -> impl Iterator<Item = FrameTrace> + '_ {
+        std::iter::from_fn(move || self.pop_frame_trace())
+    }
+
+    /// How many frame trace records were dropped because the queue was full (see
+    /// [`TraceConfig::capacity`]) since the trace was turned on.
+    pub fn frame_traces_dropped(&self) -> u64 {
+        self.rx.frame_traces_dropped() + self.tx.frame_traces_dropped()
+    }
 }
 
 impl Receiver {
@@ -408,12 +447,24 @@ impl Receiver {
         self.closed
     }
 
-    /// Approximate memory held: buffers and decompression state.
+    /// Approximate memory held: buffers, decompression state and frame trace records.
     pub fn memory_usage(&self) -> usize {
         self.rbuf.capacity()
             + self.inflated.capacity()
             + self.incoming.as_ref().map_or(0, |m| m.buf.capacity())
             + self.inflate.as_ref().map_or(0, |d| d.memory_estimate())
+            + self.trace.as_ref().map_or(0, |t| t.memory_usage())
+    }
+
+    /// The oldest trace record of a received frame not yet taken (see
+    /// [`Connection::set_frame_trace`]; the trace stays on after [`Connection::split`]).
+    pub fn pop_frame_trace(&mut self) -> Option<FrameTrace> {
+        self.trace.as_mut()?.pop()
+    }
+
+    /// How many trace records of received frames were dropped because the queue was full.
+    pub fn frame_traces_dropped(&self) -> u64 {
+        self.trace.as_ref().map_or(0, |t| t.dropped())
     }
 
     /// Releases buffer memory that is not in use.
@@ -486,7 +537,15 @@ impl Receiver {
                 let Some((header, n)) = FrameHeader::parse(&self.rbuf)? else {
                     return Ok(None);
                 };
-                let check_text = self.check_header(&header)?;
+                let check_text = match self.check_header(&header) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let end = (n as u64).saturating_add(header.payload_len);
+                        let end = usize::try_from(end).unwrap_or(usize::MAX);
+                        self.trace_rejected(&header, n, end, header.mask, e.clone());
+                        return Err(e);
+                    }
+                };
                 self.rbuf.advance(n);
                 self.frame = Some(PartialFrame {
                     header,
@@ -505,10 +564,11 @@ impl Receiver {
                 if let Some(key) = frame.header.mask {
                     apply_mask_at(fresh, key, frame.done);
                 }
-                if frame.check_text {
-                    self.utf8
-                        .feed(fresh)
-                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                if frame.check_text && self.utf8.feed(fresh).is_err() {
+                    let header = frame.header;
+                    // Bytes up to `avail` are unmasked already.
+                    self.trace_rejected(&header, 0, avail, None, ProtocolError::InvalidUtf8);
+                    return Err(ProtocolError::InvalidUtf8);
                 }
                 frame.done = avail;
             }
@@ -518,10 +578,79 @@ impl Receiver {
             let header = frame.header;
             self.frame = None;
             let payload = self.rbuf.split_to(len);
-            if let Some(ev) = self.on_frame(header, payload)? {
+            // The one check the trace costs per frame while it is off.
+            let ev = if self.trace.is_some() {
+                self.on_frame_traced(header, payload)
+            } else {
+                self.on_frame(header, payload)
+            };
+            if let Some(ev) = ev? {
                 return Ok(Some(ev));
             }
         }
+    }
+
+    /// [`Receiver::on_frame`] with the frame recorded in the trace: as received, then with
+    /// what it inflated to or why it was rejected.
+    #[inline(never)]
+    fn on_frame_traced(
+        &mut self,
+        header: FrameHeader,
+        payload: BytesMut,
+    ) -> Result<Option<Event>, ProtocolError> {
+        let compressed =
+            !header.opcode.is_control() && self.incoming.as_ref().is_some_and(|m| m.compressed);
+        let before = self.incoming.as_ref().map_or(0, |m| m.size);
+        if let Some(t) = self.trace.as_mut() {
+            t.record(Direction::Incoming, &header, &payload, None, None);
+        }
+        let res = self.on_frame(header, payload);
+        let Some(t) = self.trace.as_mut() else {
+            return res;
+        };
+        match &res {
+            Err(e) => t.reject_last(e),
+            Ok(ev) if compressed => {
+                // What this frame inflated to: the fragment (streaming), the tail of the
+                // message (its last frame), or the tail of the reassembly buffer.
+                let plain: Option<&[u8]> = match ev {
+                    Some(Event::Fragment(f)) => Some(&f.data),
+                    Some(Event::Message(Message::Text(s))) => s.as_bytes().get(before..),
+                    Some(Event::Message(Message::Binary(b))) => b.get(before..),
+                    None => self.incoming.as_ref().and_then(|m| m.buf.get(before..)),
+                    Some(_) => None,
+                };
+                if let Some(p) = plain {
+                    t.set_plain_last(p);
+                }
+            }
+            Ok(_) => {}
+        }
+        res
+    }
+
+    /// Records a frame rejected before its payload was processed: the payload bytes it has
+    /// so far are `rbuf[start..end]` (cut to what is buffered), still masked with `mask`.
+    #[cold]
+    fn trace_rejected(
+        &mut self,
+        header: &FrameHeader,
+        start: usize,
+        end: usize,
+        mask: Option<[u8; 4]>,
+        err: ProtocolError,
+    ) {
+        let Some(t) = self.trace.as_mut() else {
+            return;
+        };
+        // Enough for the preview, and for the code and reason of a close frame.
+        let keep = MAX_CONTROL_PAYLOAD.max(t.preview_len());
+        let end = end.min(self.rbuf.len()).min(start.saturating_add(keep));
+        let mut payload = self.rbuf.get(start..end).unwrap_or_default().to_vec();
+        if let Some(key) = mask {
+            apply_mask(&mut payload, key);
+        }
+        t.record(Direction::Incoming, header, &payload, None, Some(err));
     }
 
     /// Applies the framing rules to a new header; returns whether its payload is text to be
@@ -750,11 +879,23 @@ impl Sender {
         self.close_sent
     }
 
-    /// Approximate memory held: buffers and compression state.
+    /// Approximate memory held: buffers, compression state and frame trace records.
     pub fn memory_usage(&self) -> usize {
         self.wbuf.capacity()
             + self.scratch.capacity()
             + self.deflate.as_ref().map_or(0, |d| d.0.memory_estimate())
+            + self.trace.as_ref().map_or(0, |t| t.memory_usage())
+    }
+
+    /// The oldest trace record of a sent frame not yet taken (see
+    /// [`Connection::set_frame_trace`]; the trace stays on after [`Connection::split`]).
+    pub fn pop_frame_trace(&mut self) -> Option<FrameTrace> {
+        self.trace.as_mut()?.pop()
+    }
+
+    /// How many trace records of sent frames were dropped because the queue was full.
+    pub fn frame_traces_dropped(&self) -> u64 {
+        self.trace.as_ref().map_or(0, |t| t.dropped())
     }
 
     /// Queues a frame the receiver owes the peer. A pong or close after our own close frame
@@ -764,7 +905,7 @@ impl Sender {
             return;
         }
         match reply {
-            Reply::Pong(p) => self.write_frame(OpCode::Pong, true, false, &p),
+            Reply::Pong(p) => self.write_frame(OpCode::Pong, true, false, &p, None),
             Reply::Close(f) => self.write_close(f.as_ref()),
         }
     }
@@ -809,12 +950,12 @@ impl Sender {
                 out.clear();
                 d.0.compress(payload, &mut out)
                     .map_err(|_| SendError::Compression)?;
-                self.write_frame(opcode, true, true, &out);
+                self.write_frame(opcode, true, true, &out, Some(payload));
                 self.scratch = out;
                 return Ok(());
             }
         }
-        self.write_frame(opcode, true, false, payload);
+        self.write_frame(opcode, true, false, payload, None);
         Ok(())
     }
 
@@ -825,7 +966,7 @@ impl Sender {
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(SendError::ControlFrameTooLong);
         }
-        self.write_frame(opcode, true, false, payload);
+        self.write_frame(opcode, true, false, payload, None);
         Ok(())
     }
 
@@ -863,7 +1004,7 @@ impl Sender {
             }
             self.send_utf8 = v;
         }
-        self.write_frame(opcode, fin, false, data);
+        self.write_frame(opcode, fin, false, data, None);
         self.sending = if fin { None } else { Some(kind) };
         Ok(())
     }
@@ -891,12 +1032,20 @@ impl Sender {
             len = buf.len();
             payload[..len].copy_from_slice(&buf);
         }
-        self.write_frame(OpCode::Close, true, false, &payload[..len]);
+        self.write_frame(OpCode::Close, true, false, &payload[..len], None);
         self.close_sent = true;
         self.sending = None;
     }
 
-    fn write_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) {
+    /// Queues one frame. `plain` is the message before compression, for the trace.
+    fn write_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        rsv1: bool,
+        payload: &[u8],
+        plain: Option<&[u8]>,
+    ) {
         let mask = match self.role {
             Role::Client => Some(rand::random::<[u8; 4]>()),
             Role::Server => None,
@@ -918,6 +1067,9 @@ impl Sender {
         self.wbuf.extend_from_slice(payload);
         if let Some(key) = mask {
             apply_mask(&mut self.wbuf[start..], key);
+        }
+        if let Some(t) = self.trace.as_mut() {
+            t.record(Direction::Outgoing, &header, payload, plain, None);
         }
     }
 

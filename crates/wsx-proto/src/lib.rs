@@ -10,6 +10,7 @@
 //! - [`Connection`]: the OPEN / CLOSING / CLOSED state machine: framing, masking,
 //!   fragmentation, control frames, UTF-8 validation, close handshake, compression.
 //! - [`frame`], [`mask`], [`utf8`], [`close`]: the building blocks, usable on their own.
+//! - [`trace`]: an opt-in record of every frame received and sent, for debugging tools.
 //!
 //! ```
 //! use wsx_proto::{Config, Connection, Event, Message, Role};
@@ -35,6 +36,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod trace;
 pub mod utf8;
 
 pub use bytes::{Bytes, BytesMut};
@@ -43,3 +45,4 @@ pub use config::Config;
 pub use connection::{CloseEvent, Connection, Event, Fragment, MessageKind, Role, State};
 pub use error::{ProtocolError, SendError};
 pub use message::{Message, Utf8Bytes};
+pub use trace::{FrameTrace, TraceConfig};

@@ -44,6 +44,7 @@ pub use stream::MaybeTlsStream;
 pub use websocket::{Handshake, TrySendError, WebSocket, WebSocketOptions};
 pub use wsx_proto;
 pub use wsx_proto::deflate::DeflateConfig;
+pub use wsx_proto::trace::{self, FrameTrace, TraceConfig};
 pub use wsx_proto::{
     Bytes, CloseCode, CloseEvent, CloseFrame, Config, Event, Message, MessageKind, ProtocolError,
     State, Utf8Bytes,

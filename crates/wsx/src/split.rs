@@ -154,6 +154,18 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
         self.rx.close_event()
     }
 
+    /// The oldest trace record of a received frame not yet taken, when the frame trace was
+    /// turned on before splitting ([`WebSocket::set_frame_trace`](crate::WebSocket::set_frame_trace)).
+    /// Records of both halves share one sequence (`FrameTrace::seq`) for merging.
+    pub fn pop_frame_trace(&mut self) -> Option<wsx_proto::FrameTrace> {
+        self.rx.pop_frame_trace()
+    }
+
+    /// Trace records of received frames dropped because nobody took them in time.
+    pub fn frame_traces_dropped(&self) -> u64 {
+        self.rx.frame_traces_dropped()
+    }
+
     /// The next message; `None` once the connection is closed.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
         poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
@@ -275,6 +287,17 @@ impl<S: AsyncRead + AsyncWrite> Stream for WsReader<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
+    /// The oldest trace record of a sent frame not yet taken (see
+    /// [`WsReader::pop_frame_trace`]).
+    pub fn pop_frame_trace(&self) -> Option<wsx_proto::FrameTrace> {
+        lock(&self.writer).tx.pop_frame_trace()
+    }
+
+    /// Trace records of sent frames dropped because nobody took them in time.
+    pub fn frame_traces_dropped(&self) -> u64 {
+        lock(&self.writer).tx.frame_traces_dropped()
+    }
+
     /// Sends a message and flushes it.
     pub async fn send(&mut self, msg: Message) -> Result<()> {
         poll_fn(|cx| self.poll_ready_inner(cx)).await?;

@@ -16,7 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 use wsx_proto::handshake::client::Response;
 use wsx_proto::{
-    CloseCode, CloseEvent, CloseFrame, Connection, Event, Message, MessageKind, Role, State,
+    CloseCode, CloseEvent, CloseFrame, Connection, Event, FrameTrace, Message, MessageKind, Role,
+    State, TraceConfig,
 };
 
 /// Read at least this much at a time.
@@ -348,6 +349,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The protocol state machine (for inspection).
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Turns the frame-level trace on (`Some`) or off (`None`), like the frames pane of
+    /// browser devtools; see [`wsx_proto::trace`] for what each [`FrameTrace`] holds.
+    ///
+    /// Every frame the connection receives or queues for sending from then on is recorded:
+    /// messages sent by any path (`send`, `try_send`, the `Sink`), keepalive pings, and the
+    /// pongs and close replies sent without help. Drain the records with
+    /// [`WebSocket::take_frame_traces`], e.g. after each `next()`; records that are not
+    /// drained are kept up to [`TraceConfig::capacity`] per direction, then the oldest are
+    /// dropped ([`WebSocket::frame_traces_dropped`]). Off by default, where it costs one
+    /// branch per frame. After [`WebSocket::split`] the halves keep tracing (see
+    /// [`wsx_proto::connection::Receiver::pop_frame_trace`]) but offer no way to drain it.
+    pub fn set_frame_trace(&mut self, config: Option<TraceConfig>) {
+        self.conn.set_frame_trace(config);
+    }
+
+    /// Drains the frame trace records, oldest first, both directions interleaved in the
+    /// order the frames were parsed or queued. Empty while the trace is off.
+    pub fn take_frame_traces(&mut self) -> impl Iterator<Item = FrameTrace> + '_ {
+        self.conn.take_frame_traces()
+    }
+
+    /// How many frame trace records were dropped because they were not drained in time.
+    pub fn frame_traces_dropped(&self) -> u64 {
+        self.conn.frame_traces_dropped()
     }
 
     /// Splits into a reading half (a `Stream`) and a writing half (a `Sink`) for use from

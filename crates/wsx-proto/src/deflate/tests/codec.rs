@@ -49,7 +49,7 @@ fn text(seed: u64, len: usize) -> Vec<u8> {
     let mut i = 0;
     while out.len() < len {
         out.extend_from_slice(WORDS[usize::from(r[i % r.len()] % 16)].as_bytes());
-        if r[i % r.len()] % 7 == 0 {
+        if r[i % r.len()].is_multiple_of(7) {
             out.extend_from_slice(format!("{}", r[(i + 1) % r.len()]).as_bytes());
         }
         i += 1;
