@@ -10,7 +10,7 @@
 //! to hand over a pong or a close reply.
 //!
 //! The halves keep the close timeout and answer pings, but the automatic keepalive pings,
-//! the idle timeout and the write timeout of [`WebSocketOptions`](crate::WebSocketOptions)
+//! the idle timeout and the write timeout of [`WebSocketOptions`]
 //! run on the unsplit [`WebSocket`](crate::WebSocket) only.
 
 use crate::error::{Error, Result};
