@@ -71,6 +71,8 @@ struct Heartbeat {
     ping: Option<(Instant, u64)>,
     counter: u64,
     rtt: Option<Duration>,
+    /// The waker the timer was last polled with, while it is known to hold it.
+    polled_with: Option<Waker>,
 }
 
 /// A request to shut the connection down, shared with a server (see
@@ -243,6 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     ping: None,
                     counter: 0,
                     rtt: None,
+                    polled_with: None,
                 })
             },
             write_timer: None,
@@ -490,6 +493,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn poll_heartbeat(&mut self, cx: &mut Context<'_>) {
         let opts = self.options;
         let hb = &mut self.heartbeat;
+        // Polling a timer re-registers it with the driver: about 250 instructions, on every
+        // poll of the connection (callgrind, 100 x 20 B echo). Until it fires or the
+        // connection moves to another task, the registration it has is enough.
+        if !hb.timer.is_elapsed()
+            && hb
+                .polled_with
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return;
+        }
+        if !hb
+            .polled_with
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            hb.polled_with = Some(cx.waker().clone());
+        }
         while hb.timer.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
             if let Some((sent, _)) = hb.ping {
@@ -683,8 +704,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             let polled = if self.conn.read_buf().capacity() == 0 {
                 // No buffer (a fresh or idle connection): read into the stack and keep only
                 // what arrived, so connections that stay quiet hold no read buffer.
-                let mut stack = [0u8; 2048];
-                let mut rb = tokio::io::ReadBuf::new(&mut stack);
+                // Uninitialized: zeroing 2 KiB on every read showed up as 7.5% of the
+                // server's instructions per message (callgrind, 100 x 20 B echo).
+                let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+                let mut rb = tokio::io::ReadBuf::uninit(&mut stack);
                 match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
                     Poll::Ready(Ok(())) => {
                         let n = rb.filled().len();
@@ -715,6 +738,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         let due = hb.last_recv + RELEASE_BUFFERS_AFTER;
                         if due < hb.timer.deadline() {
                             hb.timer.as_mut().reset(due);
+                            hb.polled_with = None;
                         }
                     }
                 }
