@@ -360,7 +360,7 @@ class Server:
         env = dict(os.environ, NO_COLOR="1")
         env.setdefault("RUST_LOG", "info")
         self.log = open(self.log_path, "wb")
-        cmd = [self.binary, "serve", "--listen", f"{HOST}:0", *self.args]
+        cmd = [self.binary, "serve", "--listen", f"{HOST}:0", *self.args, *os.environ.get("WSX_FAULTS_SERVE_ARGS", "").split()]
         self.log.write(("$ " + " ".join(cmd) + "\n").encode())
         self.log.flush()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,

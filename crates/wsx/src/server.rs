@@ -223,6 +223,14 @@ async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, e: &RequestError) {
     let _ = stream.shutdown().await;
 }
 
+/// An accepted socket on its way to the task that serves it.
+enum Socket {
+    /// Registered with the accepting runtime's reactor (served there).
+    Registered(TcpStream),
+    /// Deregistered, to be registered with a worker thread's reactor.
+    Detached(std::net::TcpStream),
+}
+
 /// What a graceful shutdown achieved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -436,8 +444,31 @@ impl Server {
             let tls = tls.clone();
             let stopping = stopping.clone();
             let placed = workers.as_ref().map(|w| w.pick());
+            // A socket is driven by the reactor it is registered with: one that moves to a
+            // worker thread is re-registered there, or every readiness event would be
+            // relayed from this thread to the worker.
+            let tcp = match &placed {
+                None => Socket::Registered(tcp),
+                Some(_) => match tcp.into_std() {
+                    Ok(std) => Socket::Detached(std),
+                    Err(e) => {
+                        tracing::debug!(%peer, "cannot move the connection to a worker: {e}");
+                        continue;
+                    }
+                },
+            };
             let task = async move {
                 let _registration = registration;
+                let tcp = match tcp {
+                    Socket::Registered(tcp) => tcp,
+                    Socket::Detached(std) => match TcpStream::from_std(std) {
+                        Ok(tcp) => tcp,
+                        Err(e) => {
+                            tracing::debug!(%peer, "cannot register the connection: {e}");
+                            return;
+                        }
+                    },
+                };
                 // Boxed: the handshake's state (a TLS accept among it) is freed once done
                 // instead of sizing this task for the connection's whole life.
                 // Biased: a handshake that has already answered 101 is finished, not dropped,

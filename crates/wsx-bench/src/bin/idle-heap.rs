@@ -69,6 +69,12 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let probe = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let tcp = tokio::net::TcpStream::connect(l.local_addr()?).await?;
+        std::io::Result::Ok(std::mem::size_of_val(&echo(tcp, Arc::default())))
+    })?;
+    println!("sizes: the echo task's future {probe} B");
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     let mut config = wsx::ServerConfig::default();
