@@ -166,6 +166,23 @@ pub struct Sender {
     deflate: Option<Box<(Compressor, usize)>>,
     close_sent: bool,
     trace: Option<Box<Tracer>>,
+    /// Output that goes out before `wbuf`: large payloads queued without copying (see
+    /// [`ZERO_COPY_MIN`]), with the frames before them. Allocated on first use.
+    queued: Option<Box<Queued>>,
+}
+
+/// Payloads at least this large are queued as they are (a reference to the message's
+/// buffer) instead of being copied into the output buffer, when nothing has to change in
+/// them on the way out: a server's uncompressed frames (a client masks its payload). The
+/// I/O layer writes header and payload with one vectored write.
+pub const ZERO_COPY_MIN: usize = 64 * 1024;
+
+/// Chunks of output ahead of the output buffer.
+#[derive(Default)]
+struct Queued {
+    chunks: std::collections::VecDeque<Bytes>,
+    /// Their total length.
+    len: usize,
 }
 
 /// A WebSocket connection in the OPEN state or later (see the module documentation).
@@ -180,7 +197,7 @@ impl std::fmt::Debug for Connection {
             .field("role", &self.rx.role)
             .field("state", &self.state())
             .field("buffered_in", &self.rx.rbuf.len())
-            .field("buffered_out", &self.tx.wbuf.len())
+            .field("buffered_out", &self.tx.buffered_amount())
             .field("deflate", &self.is_compressed())
             .finish()
     }
@@ -226,6 +243,7 @@ impl Connection {
                     .map(|(p, s)| Box::new((p.compressor(is_server, s.level), s.threshold))),
                 close_sent: false,
                 trace: None,
+                queued: None,
             },
         }
     }
@@ -250,7 +268,7 @@ impl Connection {
             // A pong still waiting is moot once we close.
             self.rx.pong = None;
             self.tx.reply(Reply::Close(reply));
-        } else if self.tx.wbuf.len() < PONG_OUTPUT_LIMIT {
+        } else if self.tx.buffered_amount() < PONG_OUTPUT_LIMIT {
             if let Some(p) = self.rx.pong.take() {
                 self.tx.reply(Reply::Pong(p));
             }
@@ -374,10 +392,17 @@ impl Connection {
         self.tx.output()
     }
 
-    /// Marks `n` bytes of [`Connection::output`] as written.
+    /// Marks `n` bytes of output as written ([`Connection::output`], or across the slices
+    /// of [`Connection::output_vectored`]).
     pub fn advance_output(&mut self, n: usize) {
         self.tx.advance_output(n);
         self.pump_replies();
+    }
+
+    /// Fills `dst` with the output waiting to be written, in order, for a vectored write;
+    /// returns how many slices it filled (0: nothing to write).
+    pub fn output_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        self.tx.output_vectored(dst)
     }
 
     /// Takes all bytes waiting to be written.
@@ -882,6 +907,7 @@ impl Sender {
     /// Approximate memory held: buffers, compression state and frame trace records.
     pub fn memory_usage(&self) -> usize {
         self.wbuf.capacity()
+            + self.queued.as_ref().map_or(0, |q| q.len)
             + self.scratch.capacity()
             + self.deflate.as_ref().map_or(0, |d| d.0.memory_estimate())
             + self.trace.as_ref().map_or(0, |t| t.memory_usage())
@@ -924,6 +950,12 @@ impl Sender {
 
     fn send_with(&mut self, msg: Message, compress: bool) -> Result<(), SendError> {
         match msg {
+            Message::Text(t) if self.zero_copy(t.len(), compress) => {
+                self.send_queued(OpCode::Text, t.into_bytes())
+            }
+            Message::Binary(b) if self.zero_copy(b.len(), compress) => {
+                self.send_queued(OpCode::Binary, b)
+            }
             Message::Text(t) => self.send_data(OpCode::Text, t.as_bytes(), compress),
             Message::Binary(b) => self.send_data(OpCode::Binary, &b, compress),
             Message::Ping(p) => self.send_control(OpCode::Ping, &p),
@@ -956,6 +988,38 @@ impl Sender {
             }
         }
         self.write_frame(opcode, true, false, payload, None);
+        Ok(())
+    }
+
+    /// Whether a data message of `len` bytes goes out without being copied.
+    fn zero_copy(&self, len: usize, compress: bool) -> bool {
+        len >= ZERO_COPY_MIN
+            && self.role == Role::Server
+            && !(compress && self.deflate.as_ref().is_some_and(|d| len >= d.1))
+            && !self.close_sent
+            && self.sending.is_none()
+    }
+
+    /// Sends a whole unmasked, uncompressed message, queueing `payload` itself.
+    fn send_queued(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
+        let header = FrameHeader::new(true, opcode, payload.len() as u64);
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        if let Some(t) = self.trace.as_mut() {
+            t.record(Direction::Outgoing, &header, &payload, None, None);
+        }
+        let q = self.queued.get_or_insert_with(Default::default);
+        // What is in the output buffer was queued before: it goes first.
+        if !self.wbuf.is_empty() {
+            let earlier = self.wbuf.split().freeze();
+            q.len += earlier.len();
+            q.chunks.push_back(earlier);
+        }
+        q.len += n + payload.len();
+        q.chunks.push_back(Bytes::copy_from_slice(&head[..n]));
+        if !payload.is_empty() {
+            q.chunks.push_back(payload);
+        }
         Ok(())
     }
 
@@ -1073,24 +1137,71 @@ impl Sender {
         }
     }
 
-    /// Bytes waiting to be written to the transport.
+    /// Bytes waiting to be written to the transport: the first contiguous piece of them
+    /// (see [`Sender::output_vectored`] for all of it). Empty when nothing is waiting.
     pub fn output(&self) -> &[u8] {
-        &self.wbuf
+        match self.queued.as_ref().and_then(|q| q.chunks.front()) {
+            Some(first) => first,
+            None => &self.wbuf,
+        }
     }
 
-    /// Marks `n` bytes of [`Sender::output`] as written.
-    pub fn advance_output(&mut self, n: usize) {
+    /// Fills `dst` with the output waiting to be written, in order; returns how many
+    /// slices it filled.
+    pub fn output_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let queued = self.queued.as_ref().map(|q| q.chunks.iter());
+        let pieces = queued
+            .into_iter()
+            .flatten()
+            .map(|c| &c[..])
+            .chain(std::iter::once(&self.wbuf[..]))
+            .filter(|p| !p.is_empty());
+        let mut n = 0;
+        for (slot, piece) in dst.iter_mut().zip(pieces) {
+            *slot = std::io::IoSlice::new(piece);
+            n += 1;
+        }
+        n
+    }
+
+    /// Marks `n` bytes of output as written (they may span several pieces).
+    pub fn advance_output(&mut self, mut n: usize) {
+        if let Some(q) = self.queued.as_mut() {
+            while n > 0 {
+                let Some(front) = q.chunks.front_mut() else {
+                    break;
+                };
+                let k = n.min(front.len());
+                front.advance(k);
+                q.len -= k;
+                n -= k;
+                if front.is_empty() {
+                    q.chunks.pop_front();
+                }
+            }
+        }
         self.wbuf.advance(n.min(self.wbuf.len()));
     }
 
     /// Takes all bytes waiting to be written.
     pub fn take_output(&mut self) -> BytesMut {
-        self.wbuf.split()
+        match self.queued.as_mut().filter(|q| q.len > 0) {
+            None => self.wbuf.split(),
+            Some(q) => {
+                let mut out = BytesMut::with_capacity(q.len + self.wbuf.len());
+                for c in q.chunks.drain(..) {
+                    out.extend_from_slice(&c);
+                }
+                q.len = 0;
+                out.extend_from_slice(&self.wbuf.split());
+                out
+            }
+        }
     }
 
     /// Number of bytes queued but not yet written.
     pub fn buffered_amount(&self) -> usize {
-        self.wbuf.len()
+        self.wbuf.len() + self.queued.as_ref().map_or(0, |q| q.len)
     }
 
     /// Releases buffer memory that is not in use, and the compressor's state when it does
@@ -1098,6 +1209,9 @@ impl Sender {
     pub fn shrink_buffers(&mut self) {
         if self.wbuf.is_empty() {
             self.wbuf = BytesMut::new();
+        }
+        if self.queued.as_ref().is_some_and(|q| q.len == 0) {
+            self.queued = None;
         }
         self.scratch = BytesMut::new();
         if let Some(d) = self.deflate.as_mut() {

@@ -39,7 +39,7 @@ pub(crate) struct WriteSide<S> {
 impl<S: AsyncRead + AsyncWrite> WriteSide<S> {
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.tx.output().is_empty() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.tx.output()))?;
+            let n = ready!(crate::websocket::write_some(&mut self.io, &self.tx, cx))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }

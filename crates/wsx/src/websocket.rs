@@ -112,6 +112,48 @@ pub(crate) fn fired(
         .is_ready()
 }
 
+/// What the core has to write: a [`Connection`] or, after a split, its [`wsx_proto::connection::Sender`].
+pub(crate) trait Output {
+    fn output(&self) -> &[u8];
+    fn output_vectored<'a>(&'a self, dst: &mut [io::IoSlice<'a>]) -> usize;
+}
+
+impl Output for Connection {
+    fn output(&self) -> &[u8] {
+        Connection::output(self)
+    }
+    fn output_vectored<'a>(&'a self, dst: &mut [io::IoSlice<'a>]) -> usize {
+        Connection::output_vectored(self, dst)
+    }
+}
+
+impl Output for wsx_proto::connection::Sender {
+    fn output(&self) -> &[u8] {
+        wsx_proto::connection::Sender::output(self)
+    }
+    fn output_vectored<'a>(&'a self, dst: &mut [io::IoSlice<'a>]) -> usize {
+        wsx_proto::connection::Sender::output_vectored(self, dst)
+    }
+}
+
+/// Writes what `conn` has queued: with one vectored write when the output is in several
+/// pieces (a frame header and a large payload queued without a copy) and the transport
+/// takes vectored writes, else the first piece.
+pub(crate) fn write_some<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    conn: &impl Output,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if io.is_write_vectored() {
+        let mut slices = [io::IoSlice::new(&[]); 8];
+        let k = conn.output_vectored(&mut slices);
+        if k > 1 {
+            return Pin::new(io).poll_write_vectored(cx, &slices[..k]);
+        }
+    }
+    Pin::new(io).poll_write(cx, conn.output())
+}
+
 /// Reads and throws away what the peer still sends (while waiting for its FIN after the
 /// close handshake); `Ready(Ok(0))` at end of stream.
 pub(crate) fn poll_discard<R: AsyncRead + Unpin>(
@@ -447,7 +489,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
         while !self.conn.output().is_empty() {
-            match Pin::new(&mut self.io).poll_write(cx, self.conn.output()) {
+            match write_some(&mut self.io, &self.conn, cx) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
                     self.conn.advance_output(n);

@@ -643,3 +643,97 @@ fn rejected_text_fragment_leaves_the_message_state_unchanged() {
     c.receive(&s.take_output());
     assert_eq!(events(&mut c), vec![Event::Message(Message::text("κ"))]);
 }
+
+/// Writes everything `from` has queued the way a vectored I/O layer would: slices of at most
+/// `max_slices` pieces, each write taking at most `take` bytes.
+fn drain_vectored(from: &mut Connection, max_slices: usize, take: usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    loop {
+        let mut slots = vec![std::io::IoSlice::new(&[]); max_slices];
+        let k = from.output_vectored(&mut slots);
+        if k == 0 {
+            assert_eq!(from.buffered_amount(), 0);
+            return wire;
+        }
+        let mut n = 0;
+        for s in &slots[..k] {
+            let room = take - n;
+            let part = &s[..s.len().min(room)];
+            wire.extend_from_slice(part);
+            n += part.len();
+            if n == take {
+                break;
+            }
+        }
+        let before = from.buffered_amount();
+        from.advance_output(n);
+        assert_eq!(from.buffered_amount(), before - n);
+    }
+}
+
+#[test]
+fn large_server_payloads_go_out_without_a_copy_and_in_order() {
+    let (mut client, mut server) = pair();
+    let big = Bytes::from((0..200_000u32).map(|i| (i * 7) as u8).collect::<Vec<u8>>());
+    let text: String = "κόσμε ".repeat(ZERO_COPY_MIN / 10);
+    server.send(Message::text("before")).unwrap();
+    server.send(Message::Binary(big.clone())).unwrap();
+    server
+        .send(Message::Ping(Bytes::from_static(b"p")))
+        .unwrap();
+    server.send(Message::text(text.clone())).unwrap();
+    server.send(Message::text("after")).unwrap();
+    // The big payload is referenced, not copied: one of the slices is its buffer.
+    let mut slots = vec![std::io::IoSlice::new(&[]); 16];
+    let k = server.output_vectored(&mut slots);
+    assert!(k >= 5, "{k} slices");
+    assert!(slots[..k]
+        .iter()
+        .any(|s| s.as_ptr() == big.as_ptr() && s.len() == big.len()));
+    let total = server.buffered_amount();
+    assert!(total > big.len() + text.len());
+    // Written a few odd-sized bytes at a time, the stream is exactly the messages in order.
+    for (slices, take) in [(1, 7), (3, 1000), (16, 65_536), (2, usize::MAX)] {
+        let (mut c2, mut s2) = pair();
+        s2.send(Message::text("before")).unwrap();
+        s2.send(Message::Binary(big.clone())).unwrap();
+        s2.send(Message::Ping(Bytes::from_static(b"p"))).unwrap();
+        s2.send(Message::text(text.clone())).unwrap();
+        s2.send(Message::text("after")).unwrap();
+        let wire = drain_vectored(&mut s2, slices, take);
+        assert_eq!(wire.len(), total);
+        c2.receive(&wire);
+        let evs = events(&mut c2);
+        assert_eq!(
+            evs,
+            vec![
+                Event::Message(Message::text("before")),
+                Event::Message(Message::Binary(big.clone())),
+                Event::Message(Message::Ping(Bytes::from_static(b"p"))),
+                Event::Message(Message::text(text.clone())),
+                Event::Message(Message::text("after")),
+            ]
+        );
+    }
+    // take_output gives the same bytes.
+    pump(&mut server, &mut client);
+    assert_eq!(events(&mut client).len(), 5);
+    assert_eq!(server.buffered_amount(), 0);
+    assert!(server.output().is_empty());
+}
+
+#[test]
+fn client_payloads_are_always_copied_and_masked() {
+    let (mut client, mut server) = pair();
+    let big = Bytes::from(vec![0x5a; ZERO_COPY_MIN * 2]);
+    client.send(Message::Binary(big.clone())).unwrap();
+    let mut slots = vec![std::io::IoSlice::new(&[]); 4];
+    assert_eq!(client.output_vectored(&mut slots), 1);
+    assert_ne!(slots[0].as_ptr(), big.as_ptr());
+    let wire = drain_vectored(&mut client, 4, 10_000);
+    server.receive(&wire);
+    assert_eq!(
+        events(&mut server),
+        vec![Event::Message(Message::Binary(big))]
+    );
+}
