@@ -148,10 +148,12 @@ pub struct Receiver {
     close_received: bool,
     closed: bool,
     eof: bool,
-    pending: Option<Event>,
-    close_event: Option<CloseEvent>,
+    /// A `Closed` event (for `close_event`) is due after the event just returned.
+    closed_pending: bool,
+    close_event: Option<Box<CloseEvent>>,
     pong: Option<Bytes>,
-    close_reply: Option<Option<CloseFrame>>,
+    /// The close frame owed to the peer (boxed: needed once per connection at most).
+    close_reply: Option<Box<Option<CloseFrame>>>,
     trace: Option<Box<Tracer>>,
 }
 
@@ -227,7 +229,7 @@ impl Connection {
                 close_received: false,
                 closed: false,
                 eof: false,
-                pending: None,
+                closed_pending: false,
                 close_event: None,
                 pong: None,
                 close_reply: None,
@@ -267,7 +269,7 @@ impl Connection {
         if let Some(reply) = self.rx.close_reply.take() {
             // A pong still waiting is moot once we close.
             self.rx.pong = None;
-            self.tx.reply(Reply::Close(reply));
+            self.tx.reply(Reply::Close(*reply));
         } else if self.tx.buffered_amount() < PONG_OUTPUT_LIMIT {
             if let Some(p) = self.rx.pong.take() {
                 self.tx.reply(Reply::Pong(p));
@@ -464,7 +466,7 @@ impl Receiver {
 
     /// How the connection ended, once the receiving side is done.
     pub fn close_event(&self) -> Option<&CloseEvent> {
-        self.close_event.as_ref()
+        self.close_event.as_deref()
     }
 
     /// True once a close frame was received, the connection failed, or the stream ended.
@@ -532,15 +534,16 @@ impl Receiver {
     pub fn take_reply(&mut self) -> Option<Reply> {
         if let Some(c) = self.close_reply.take() {
             self.pong = None;
-            return Some(Reply::Close(c));
+            return Some(Reply::Close(*c));
         }
         self.pong.take().map(Reply::Pong)
     }
 
     /// The next event, or `None` when more input is needed (or nothing more will happen).
     pub fn poll_event(&mut self) -> Option<Event> {
-        if let Some(ev) = self.pending.take() {
-            return Some(ev);
+        if self.closed_pending {
+            self.closed_pending = false;
+            return self.close_event.as_deref().cloned().map(Event::Closed);
         }
         if self.stopped_reading() {
             return None;
@@ -767,17 +770,17 @@ impl Receiver {
         self.rbuf = BytesMut::new();
         // Echo the peer's code (RFC 6455 §5.5.1), or an empty close if it sent none. The
         // sender drops the echo if it already sent a close frame.
-        self.close_reply = Some(
+        self.close_reply = Some(Box::new(
             frame
                 .as_ref()
                 .map(|f| CloseFrame::new(f.code, Utf8Bytes::new())),
-        );
+        ));
         let (code, reason) = match &frame {
             Some(f) => (f.code, f.reason.to_string()),
             None => (CloseCode::NO_STATUS, String::new()),
         };
-        let ev = self.finish(code, reason, true);
-        self.pending = Some(Event::Closed(ev));
+        self.finish(code, reason, true);
+        self.closed_pending = true;
         Ok(Event::Message(Message::Close(frame)))
     }
 
@@ -863,19 +866,19 @@ impl Receiver {
             return;
         }
         if code.is_allowed_on_wire() {
-            self.close_reply = Some(Some(CloseFrame::new(code, reason)));
+            self.close_reply = Some(Box::new(Some(CloseFrame::new(code, reason))));
         }
-        let ev = self.finish(code, reason.to_owned(), false);
-        self.pending = Some(Event::Closed(ev));
+        self.finish(code, reason.to_owned(), false);
+        self.closed_pending = true;
     }
 
     /// Fails the connection: queue a close frame with the error's code and stop reading.
     fn fail(&mut self, err: ProtocolError) -> Event {
         let code = err.close_code();
         let reason = err.to_string();
-        self.close_reply = Some(Some(CloseFrame::new(code, reason.as_str())));
-        let ev = self.finish(code, reason, false);
-        self.pending = Some(Event::Closed(ev));
+        self.close_reply = Some(Box::new(Some(CloseFrame::new(code, reason.as_str()))));
+        self.finish(code, reason, false);
+        self.closed_pending = true;
         Event::Error(err)
     }
 
@@ -888,7 +891,7 @@ impl Receiver {
             reason,
             was_clean,
         };
-        self.close_event = Some(ev.clone());
+        self.close_event = Some(Box::new(ev.clone()));
         ev
     }
 }
