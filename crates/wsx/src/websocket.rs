@@ -115,12 +115,16 @@ pub(crate) fn fired(
 /// What the core has to write: a [`Connection`] or, after a split, its [`wsx_proto::connection::Sender`].
 pub(crate) trait Output {
     fn output(&self) -> &[u8];
+    fn buffered_amount(&self) -> usize;
     fn output_vectored<'a>(&'a self, dst: &mut [io::IoSlice<'a>]) -> usize;
 }
 
 impl Output for Connection {
     fn output(&self) -> &[u8] {
         Connection::output(self)
+    }
+    fn buffered_amount(&self) -> usize {
+        Connection::buffered_amount(self)
     }
     fn output_vectored<'a>(&'a self, dst: &mut [io::IoSlice<'a>]) -> usize {
         Connection::output_vectored(self, dst)
@@ -130,6 +134,9 @@ impl Output for Connection {
 impl Output for wsx_proto::connection::Sender {
     fn output(&self) -> &[u8] {
         wsx_proto::connection::Sender::output(self)
+    }
+    fn buffered_amount(&self) -> usize {
+        wsx_proto::connection::Sender::buffered_amount(self)
     }
     fn output_vectored<'a>(&'a self, dst: &mut [io::IoSlice<'a>]) -> usize {
         wsx_proto::connection::Sender::output_vectored(self, dst)
@@ -144,14 +151,15 @@ pub(crate) fn write_some<S: AsyncWrite + Unpin>(
     conn: &impl Output,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    if io.is_write_vectored() {
+    let first = conn.output();
+    if first.len() < conn.buffered_amount() && io.is_write_vectored() {
         let mut slices = [io::IoSlice::new(&[]); 8];
         let k = conn.output_vectored(&mut slices);
         if k > 1 {
             return Pin::new(io).poll_write_vectored(cx, &slices[..k]);
         }
     }
-    Pin::new(io).poll_write(cx, conn.output())
+    Pin::new(io).poll_write(cx, first)
 }
 
 /// Reads and throws away what the peer still sends (while waiting for its FIN after the
