@@ -313,6 +313,12 @@ impl Connection {
         self.rx.read_buf()
     }
 
+    /// Bytes still missing from the frame being received (0 between frames): an I/O layer
+    /// can make room for a large frame once instead of growing its buffer step by step.
+    pub fn frame_remaining(&self) -> usize {
+        self.rx.frame_remaining()
+    }
+
     /// Appends received bytes (ignored once the connection stopped reading).
     pub fn receive(&mut self, data: &[u8]) {
         self.rx.receive(data);
@@ -506,6 +512,14 @@ impl Receiver {
     /// Bytes added after a close frame was received, or after a failure, are ignored.
     pub fn read_buf(&mut self) -> &mut BytesMut {
         &mut self.rbuf
+    }
+
+    /// Bytes still missing from the frame being received (0 between frames).
+    pub fn frame_remaining(&self) -> usize {
+        self.frame.as_ref().map_or(0, |f| {
+            // check_header bounded the length by max_frame_size, so it fits usize.
+            (f.header.payload_len as usize).saturating_sub(self.rbuf.len())
+        })
     }
 
     /// Appends received bytes.

@@ -25,6 +25,10 @@ use wsx_proto::{
 const READ_CHUNK: usize = 16 * 1024;
 /// The largest read buffer the adaptive sizing grows to.
 const MAX_READ_CHUNK: usize = 256 * 1024;
+/// The most room made at once for the rest of a frame whose header has arrived (a peer
+/// announcing a huge frame does not get it reserved up front; beyond this the buffer grows
+/// as the bytes arrive).
+const MAX_FRAME_RESERVE: usize = 4 * 1024 * 1024;
 
 /// A connection that has received nothing for this long gives its buffers back.
 const RELEASE_BUFFERS_AFTER: Duration = Duration::from_secs(1);
@@ -780,8 +784,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 // 16 KiB echo took 2 reads per message. So the buffer grows while reads fill
                 // it, and small-message connections keep a small one.
                 let chunk = self.heartbeat.read_chunk;
+                // A large frame whose header is in: room for all of it at once (up to
+                // MAX_FRAME_RESERVE), rather than regrowing (and copying) step by step.
+                let missing = self.conn.frame_remaining().min(MAX_FRAME_RESERVE);
                 let buf = self.conn.read_buf();
-                if buf.capacity() - buf.len() < chunk / 2 {
+                let free = buf.capacity() - buf.len();
+                if missing > free {
+                    buf.reserve(missing);
+                } else if free < chunk / 2 {
                     buf.reserve(chunk);
                 }
                 let room = buf.capacity() - buf.len();
