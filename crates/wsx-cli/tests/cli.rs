@@ -1,73 +1,18 @@
 //! The `wsx` binary driven end to end over loopback: serve, connect (pipe mode), bench.
 
+mod common;
+
+use common::{free_port, run_cmd, serve_with, Served, WSX};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const WSX: &str = env!("CARGO_BIN_EXE_wsx");
-
-struct Served(Child, SocketAddr);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 fn serve(extra: &[&str]) -> Served {
-    let addr = free_port();
-    let child = Command::new(WSX)
-        .args(["serve", "--listen", &addr.to_string()])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "wsx serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Served(child, addr)
+    serve_with(extra, Stdio::piped())
 }
 
 fn run_with_input(args: &[&str], input: &[u8]) -> (i32, String, String) {
-    let mut child = Command::new(WSX)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Feed stdin from a thread while stdout and stderr are drained, so no pipe fills up.
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let pid = child.id();
-    let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(30));
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    drop(watchdog);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_cmd(Command::new(WSX).args(args), input)
 }
 
 #[test]

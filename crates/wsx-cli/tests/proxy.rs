@@ -1,13 +1,13 @@
 //! `wsx connect` through proxies: `--proxy`, the `*_proxy` environment variables and
 //! `--no-proxy`, against `wsx serve` and small in-test proxies on 127.0.0.1.
 
+mod common;
+
+use common::{run_cmd, serve_with, Served, WSX};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-const WSX: &str = env!("CARGO_BIN_EXE_wsx");
 
 const PROXY_VARS: [&str; 8] = [
     "http_proxy",
@@ -20,31 +20,8 @@ const PROXY_VARS: [&str; 8] = [
     "NO_PROXY",
 ];
 
-struct Served(Child, SocketAddr);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn serve() -> Served {
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let child = Command::new(WSX)
-        .args(["serve", "--listen", &addr.to_string()])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "wsx serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Served(child, addr)
+    serve_with(&[], Stdio::null())
 }
 
 /// Runs `wsx` with `input` on stdin and only the given proxy variables set; killed after
@@ -54,34 +31,7 @@ fn run(args: &[&str], env: &[(&str, String)], input: &[u8]) -> (i32, String, Str
     for v in PROXY_VARS {
         cmd.env_remove(v);
     }
-    let mut child = cmd
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let pid = child.id();
-    let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(30));
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    drop(watchdog);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_cmd(cmd.envs(env.iter().map(|(k, v)| (k, v))).args(args), input)
 }
 
 /// Copies both ways between two sockets until either side ends.

@@ -1,67 +1,21 @@
 //! `wsx connect --show-frames` end to end over loopback: one stderr line per frame.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const WSX: &str = env!("CARGO_BIN_EXE_wsx");
-
-struct Served(Child, SocketAddr);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{run_cmd, serve_with, Served, WSX};
+use std::process::{Command, Stdio};
 
 fn serve() -> Served {
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let child = Command::new(WSX)
-        .args(["serve", "--listen", &addr.to_string()])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "wsx serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Served(child, addr)
+    serve_with(&[], Stdio::null())
 }
 
 /// Runs `wsx` with `input` on stdin; exit code and stderr.
 fn run(args: &[&str], input: &str) -> (i32, String) {
-    let mut child = Command::new(WSX)
-        .args(args)
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_owned();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let pid = child.id();
-    let _watchdog = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(30));
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, _, err) = run_cmd(
+        Command::new(WSX).args(args).env_remove("NO_COLOR"),
+        input.as_bytes(),
+    );
+    (code, err)
 }
 
 /// The frame lines: `   0.012s → text ...` (the time column checked), time cut off.
