@@ -170,10 +170,7 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 
 /// An HTTP token (RFC 9110): header names and subprotocols.
 fn parse_token(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if ok {
+    if wsx::wsx_proto::handshake::is_token(s) {
         Ok(s.to_owned())
     } else {
         Err(format!("{s:?} is not a valid token"))

@@ -174,10 +174,7 @@ impl ServeLimits {
 
 /// Accepts an argument that is an HTTP token (what a subprotocol name must be).
 fn parse_token(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if ok {
+    if wsx::wsx_proto::handshake::is_token(s) {
         Ok(s.to_owned())
     } else {
         Err(format!(

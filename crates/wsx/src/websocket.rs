@@ -569,19 +569,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         // Polling a timer re-registers it with the driver: about 250 instructions, on every
         // poll of the connection (callgrind, 100 x 20 B echo). Until it fires or the
         // connection moves to another task, the registration it has is enough.
-        if !hb.timer.is_elapsed()
-            && hb
-                .polled_with
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            return;
-        }
-        if !hb
+        let same_task = hb
             .polled_with
             .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if same_task && !hb.timer.is_elapsed() {
+            return;
+        }
+        if !same_task {
             hb.polled_with = Some(cx.waker().clone());
         }
         while hb.timer.as_mut().poll(cx).is_ready() {

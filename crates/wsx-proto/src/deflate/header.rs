@@ -16,6 +16,7 @@
 //! quoted strings, so one malformed element never swallows its neighbours:
 //! the caller gets one `Result` per element and can decline just that one.
 
+use crate::handshake::is_token;
 use std::fmt;
 
 /// One parsed extension: its name and its parameters, in order of
@@ -41,33 +42,6 @@ impl fmt::Display for SyntaxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} in `{}`", self.reason, self.element)
     }
-}
-
-/// Whether `b` is a `tchar` (RFC 7230 §3.2.6).
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
-}
-
-/// Whether `s` is a non-empty `token`.
-pub(crate) fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_tchar)
 }
 
 fn trim_ows(s: &str) -> &str {

@@ -47,8 +47,9 @@ pub(crate) fn has_token(value: &str, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Whether `s` is an HTTP token (RFC 7230 §3.2.6).
-pub(crate) fn is_token(s: &str) -> bool {
+/// Whether `s` is an HTTP token (RFC 7230 §3.2.6): what header names, subprotocol names
+/// and extension parameters must be.
+pub fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
