@@ -304,12 +304,12 @@ impl ClientHandshake {
     /// length (bytes after it belong to the WebSocket stream, or to the body of an error
     /// response). The response is not validated yet: see [`ClientHandshake::finish`].
     pub fn parse_response(&self, buf: &[u8]) -> Result<Option<(Response, usize)>, ResponseError> {
-        if head_over_limit(buf, self.max_head_size) {
-            return Err(ResponseError::HeadTooLarge(self.max_head_size));
-        }
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut headers);
         match resp.parse(buf) {
+            Ok(status) if head_over_limit(status, buf, self.max_head_size) => {
+                Err(ResponseError::HeadTooLarge(self.max_head_size))
+            }
             Ok(httparse::Status::Partial) => Ok(None),
             Ok(httparse::Status::Complete(n)) => {
                 if resp.version != Some(1) {
@@ -524,6 +524,15 @@ mod tests {
         let big = format!("HTTP/1.1 101 OK\r\nX: {}\r\n\r\n", "a".repeat(100));
         assert_eq!(
             hs.parse_response(big.as_bytes()),
+            Err(ResponseError::HeadTooLarge(64))
+        );
+        // Leading empty lines do not end the head early (the parser skips them).
+        let mut endless = b"\r\n\r\nHTTP/1.1 101 OK\r\nX: ".to_vec();
+        endless.resize(64, b'a');
+        assert_eq!(hs.parse_response(&endless), Ok(None));
+        endless.push(b'a');
+        assert_eq!(
+            hs.parse_response(&endless),
             Err(ResponseError::HeadTooLarge(64))
         );
         assert!(matches!(

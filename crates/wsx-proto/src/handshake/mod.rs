@@ -55,16 +55,15 @@ pub fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Finds the end of an HTTP head (`\r\n\r\n`) in `buf`, returning the head's length.
-pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
-}
-
-/// The configured head size limit was exceeded, or a head of that size was incomplete.
-pub(crate) fn head_over_limit(buf: &[u8], limit: usize) -> bool {
-    match head_end(buf) {
-        Some(n) => n > limit,
-        None => buf.len() > limit,
+/// Whether a head parse went past the configured size limit: the head httparse completed
+/// is longer than `limit`, or it is still incomplete although `buf` already holds more than
+/// `limit` bytes. Judged from httparse's own answer, not from a search for `\r\n\r\n`:
+/// httparse skips empty lines before the start line, so a blank-line search could see a
+/// "head" end that httparse does not, and leave the buffer to grow without bound.
+pub(crate) fn head_over_limit(parsed: httparse::Status<usize>, buf: &[u8], limit: usize) -> bool {
+    match parsed {
+        httparse::Status::Complete(n) => n > limit,
+        httparse::Status::Partial => buf.len() > limit,
     }
 }
 

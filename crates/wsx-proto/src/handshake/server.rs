@@ -278,16 +278,18 @@ fn parse_inner(
     max_head_size: usize,
     allow_http: bool,
 ) -> Result<Option<(ParsedRequest, usize)>, RequestError> {
-    if head_over_limit(buf, max_head_size) {
-        return Err(RequestError::HeadTooLarge(max_head_size));
-    }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let n = match req.parse(buf) {
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Ok(httparse::Status::Complete(n)) => n,
+    let status = match req.parse(buf) {
+        Ok(status) => status,
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
         Err(e) => return Err(RequestError::Malformed(e.to_string())),
+    };
+    if head_over_limit(status, buf, max_head_size) {
+        return Err(RequestError::HeadTooLarge(max_head_size));
+    }
+    let httparse::Status::Complete(n) = status else {
+        return Ok(None);
     };
     let method = req.method.unwrap_or("");
     if method != "GET" && !(allow_http && method == "HEAD") {
@@ -686,6 +688,24 @@ mod tests {
         assert_eq!(
             parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n", 16 * 1024),
             Ok(None)
+        );
+        // Empty lines before the request line are skipped by the parser (RFC 9112 §2.2), so
+        // they must not make a never-ending head look finished: found by fuzzing, this kept
+        // the handshake buffer growing without bound.
+        let mut endless = b"\r\n\r\nGET / HTTP/1.1\r\nX-Pad: ".to_vec();
+        endless.resize(4 * 1024, b'a');
+        assert_eq!(parse_request(&endless, 4 * 1024), Ok(None));
+        endless.push(b'a');
+        assert_eq!(parse_request(&endless, 4 * 1024).unwrap_err().status(), 431);
+        let padded = format!("\r\n\r\n{GOOD}");
+        assert!(parse_request(padded.as_bytes(), padded.len())
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            parse_request(padded.as_bytes(), padded.len() - 1)
+                .unwrap_err()
+                .status(),
+            431
         );
         let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
         let req = GOOD.replace("Origin:", &format!("{many}Origin:"));
