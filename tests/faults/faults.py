@@ -562,6 +562,10 @@ async def bad_handshakes(ctx):
                               headers=[("Sec-WebSocket-Version", "8")]), 426),
         ("head-20KiB", request(headers=[("X-Pad", "a" * 20480)]), 431),
         ("200-headers", request(headers=[(f"X-H{i}", "1") for i in range(200)]), 431),
+        # Empty lines before the request line are skipped, so they must not make an
+        # endless head look finished (the buffer would grow until the handshake timeout).
+        ("blank-lines-endless-head", b"\r\n\r\nGET / HTTP/1.1\r\nX-Pad: " + b"a" * 20480,
+         431),
         ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64 + b"\r\n\r\n",
          400),
     ]
