@@ -36,9 +36,9 @@ pub enum Error {
     Proxy {
         /// Which proxy.
         proxy: String,
-        /// What went wrong.
+        /// What went wrong (boxed: it is large, and rare).
         #[source]
-        error: crate::proxy::ProxyError,
+        error: Box<crate::proxy::ProxyError>,
     },
     /// TLS setup or handshake failed.
     #[error("TLS: {0}")]
@@ -59,7 +59,7 @@ pub enum Error {
     },
     /// The server's 101 response is not a valid WebSocket handshake.
     #[error("invalid handshake response: {0}")]
-    Handshake(ResponseError),
+    Handshake(Box<ResponseError>),
     /// The client's upgrade request was refused (server side); the HTTP error response was
     /// sent.
     #[error("upgrade request refused with HTTP {status}: {0}", status = .0.status())]
@@ -97,7 +97,7 @@ impl From<ResponseError> for Error {
                 response,
                 body: Bytes::new(),
             },
-            other => Error::Handshake(other),
+            other => Error::Handshake(Box::new(other)),
         }
     }
 }

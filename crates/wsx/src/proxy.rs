@@ -436,7 +436,7 @@ impl Proxy {
         };
         Err(crate::Error::Proxy {
             proxy: self.to_string(),
-            error,
+            error: Box::new(error),
         })
     }
 
@@ -548,7 +548,7 @@ pub(crate) fn proxy_for_target(
                 .map(Some)
                 .map_err(|error| crate::Error::Proxy {
                     proxy: format!("from ${name}"),
-                    error,
+                    error: Box::new(error),
                 });
         }
     }
@@ -1223,10 +1223,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(
             &e,
-            crate::Error::Proxy {
-                error: ProxyError::Unsupported(_),
-                ..
-            }
+            crate::Error::Proxy { error, .. } if matches!(**error, ProxyError::Unsupported(_))
         ));
         assert!(e.to_string().contains("$https_proxy"), "{e}");
         let e = Proxy::from_env_with("wss://example.com/", env(&[("ALL_PROXY", "gopher://x")]))

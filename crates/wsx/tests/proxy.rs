@@ -80,7 +80,7 @@ where
 
 fn proxy_err(e: Error) -> ProxyError {
     match e {
-        Error::Proxy { error, .. } => error,
+        Error::Proxy { error, .. } => *error,
         other => panic!("expected a proxy error, got {other:?}"),
     }
 }
