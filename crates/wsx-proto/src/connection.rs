@@ -143,8 +143,7 @@ pub struct Receiver {
     frame: Option<PartialFrame>,
     incoming: Option<Incoming>,
     utf8: Utf8Validator,
-    inflate: Option<Box<Decompressor>>,
-    inflated: BytesMut,
+    inflate: Option<Box<Inflate>>,
     close_received: bool,
     closed: bool,
     eof: bool,
@@ -162,10 +161,9 @@ pub struct Receiver {
 pub struct Sender {
     role: Role,
     wbuf: BytesMut,
-    scratch: BytesMut,
     sending: Option<MessageKind>,
     send_utf8: Utf8Validator,
-    deflate: Option<Box<(Compressor, usize)>>,
+    deflate: Option<Box<Deflate>>,
     close_sent: bool,
     trace: Option<Box<Tracer>>,
     /// Output that goes out before `wbuf`: large payloads queued without copying (see
@@ -185,6 +183,22 @@ struct Queued {
     chunks: std::collections::VecDeque<Bytes>,
     /// Their total length.
     len: usize,
+}
+
+/// The receiver's permessage-deflate state (boxed: most connections have none).
+struct Inflate {
+    codec: Decompressor,
+    /// What the current frame inflated to, in streaming mode.
+    out: BytesMut,
+}
+
+/// The sender's permessage-deflate state (boxed: most connections have none).
+struct Deflate {
+    codec: Compressor,
+    /// Smaller payloads are sent uncompressed.
+    threshold: usize,
+    /// Where a message is compressed to before it is framed.
+    scratch: BytesMut,
 }
 
 /// A WebSocket connection in the OPEN state or later (see the module documentation).
@@ -222,10 +236,12 @@ impl Connection {
                 frame: None,
                 incoming: None,
                 utf8: Utf8Validator::new(),
-                inflate: settings
-                    .as_ref()
-                    .map(|(p, _)| Box::new(p.decompressor(is_server))),
-                inflated: BytesMut::new(),
+                inflate: settings.as_ref().map(|(p, _)| {
+                    Box::new(Inflate {
+                        codec: p.decompressor(is_server),
+                        out: BytesMut::new(),
+                    })
+                }),
                 close_received: false,
                 closed: false,
                 eof: false,
@@ -238,11 +254,15 @@ impl Connection {
             tx: Sender {
                 role,
                 wbuf: BytesMut::new(),
-                scratch: BytesMut::new(),
                 sending: None,
                 send_utf8: Utf8Validator::new(),
-                deflate: settings
-                    .map(|(p, s)| Box::new((p.compressor(is_server, s.level), s.threshold))),
+                deflate: settings.map(|(p, s)| {
+                    Box::new(Deflate {
+                        codec: p.compressor(is_server, s.level),
+                        threshold: s.threshold,
+                        scratch: BytesMut::new(),
+                    })
+                }),
                 close_sent: false,
                 trace: None,
                 queued: None,
@@ -483,9 +503,11 @@ impl Receiver {
     /// Approximate memory held: buffers, decompression state and frame trace records.
     pub fn memory_usage(&self) -> usize {
         self.rbuf.capacity()
-            + self.inflated.capacity()
             + self.incoming.as_ref().map_or(0, |m| m.buf.capacity())
-            + self.inflate.as_ref().map_or(0, |d| d.memory_estimate())
+            + self
+                .inflate
+                .as_ref()
+                .map_or(0, |d| d.out.capacity() + d.codec.memory_estimate())
             + self.trace.as_ref().map_or(0, |t| t.memory_usage())
     }
 
@@ -505,7 +527,9 @@ impl Receiver {
         if self.rbuf.is_empty() && self.frame.is_none() {
             self.rbuf = BytesMut::new();
         }
-        self.inflated = BytesMut::new();
+        if let Some(d) = self.inflate.as_mut() {
+            d.out = BytesMut::new();
+        }
     }
 
     /// The buffer received bytes go into; an I/O layer may read into it directly.
@@ -804,11 +828,12 @@ impl Receiver {
         };
         let limit = self.max_message_size;
         let data: Option<BytesMut> = if msg.compressed {
-            let Some(decompressor) = self.inflate.as_mut() else {
+            let Some(inflate) = self.inflate.as_deref_mut() else {
                 return Err(ProtocolError::ReservedBits);
             };
+            let decompressor = &mut inflate.codec;
             let out = if self.streaming {
-                &mut self.inflated
+                &mut inflate.out
             } else {
                 &mut msg.buf
             };
@@ -828,7 +853,7 @@ impl Receiver {
                     .map_err(|_| ProtocolError::InvalidUtf8)?;
             }
             if self.streaming {
-                Some(self.inflated.split())
+                Some(out.split())
             } else {
                 None
             }
@@ -925,8 +950,10 @@ impl Sender {
     pub fn memory_usage(&self) -> usize {
         self.wbuf.capacity()
             + self.queued.as_ref().map_or(0, |q| q.len)
-            + self.scratch.capacity()
-            + self.deflate.as_ref().map_or(0, |d| d.0.memory_estimate())
+            + self
+                .deflate
+                .as_ref()
+                .map_or(0, |d| d.scratch.capacity() + d.codec.memory_estimate())
             + self.trace.as_ref().map_or(0, |t| t.memory_usage())
     }
 
@@ -994,13 +1021,16 @@ impl Sender {
             return Err(SendError::FragmentInProgress);
         }
         if let Some(d) = self.deflate.as_mut() {
-            if compress && payload.len() >= d.1 {
-                let mut out = std::mem::take(&mut self.scratch);
+            if compress && payload.len() >= d.threshold {
+                let mut out = std::mem::take(&mut d.scratch);
                 out.clear();
-                d.0.compress(payload, &mut out)
+                d.codec
+                    .compress(payload, &mut out)
                     .map_err(|_| SendError::Compression)?;
                 self.write_frame(opcode, true, true, &out, Some(payload));
-                self.scratch = out;
+                if let Some(d) = self.deflate.as_mut() {
+                    d.scratch = out;
+                }
                 return Ok(());
             }
         }
@@ -1012,7 +1042,7 @@ impl Sender {
     fn zero_copy(&self, len: usize, compress: bool) -> bool {
         len >= ZERO_COPY_MIN
             && self.role == Role::Server
-            && !(compress && self.deflate.as_ref().is_some_and(|d| len >= d.1))
+            && !(compress && self.deflate.as_ref().is_some_and(|d| len >= d.threshold))
             && !self.close_sent
             && self.sending.is_none()
     }
@@ -1230,9 +1260,9 @@ impl Sender {
         if self.queued.as_ref().is_some_and(|q| q.len == 0) {
             self.queued = None;
         }
-        self.scratch = BytesMut::new();
         if let Some(d) = self.deflate.as_mut() {
-            d.0.release();
+            d.scratch = BytesMut::new();
+            d.codec.release();
         }
     }
 }
