@@ -41,7 +41,7 @@ pub use server::{
 };
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
-pub use websocket::{Handshake, TrySendError, WebSocket, WebSocketOptions};
+pub use websocket::{Handshake, SendFuture, TrySendError, WebSocket, WebSocketOptions};
 pub use wsx_proto;
 pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::trace::{self, FrameTrace, TraceConfig};

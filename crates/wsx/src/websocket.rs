@@ -68,6 +68,80 @@ impl Default for WebSocketOptions {
     }
 }
 
+/// [`WebSocketOptions`] as each connection keeps them: 32 bytes instead of 88, since every
+/// idle connection carries a copy. Timeouts are whole milliseconds, rounded up, at most
+/// about 49 days (longer ones are clamped to that).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PackedOptions {
+    pub(crate) write_buffer_high_water: usize,
+    close_timeout: u32,
+    pong_timeout: u32,
+    ping_interval: u32,
+    idle_timeout: u32,
+    write_timeout: u32,
+}
+
+/// The packed form of `None`.
+const NO_TIMEOUT: u32 = u32::MAX;
+
+fn pack_ms(d: Duration) -> u32 {
+    d.as_nanos()
+        .div_ceil(1_000_000)
+        .min(u128::from(NO_TIMEOUT - 1)) as u32
+}
+
+fn pack_opt_ms(d: Option<Duration>) -> u32 {
+    d.map_or(NO_TIMEOUT, pack_ms)
+}
+
+fn unpack_opt_ms(ms: u32) -> Option<Duration> {
+    (ms != NO_TIMEOUT).then(|| Duration::from_millis(ms.into()))
+}
+
+impl PackedOptions {
+    pub(crate) fn new(o: &WebSocketOptions) -> Self {
+        PackedOptions {
+            write_buffer_high_water: o.write_buffer_high_water,
+            close_timeout: pack_ms(o.close_timeout),
+            pong_timeout: pack_ms(o.pong_timeout),
+            ping_interval: pack_opt_ms(o.ping_interval),
+            idle_timeout: pack_opt_ms(o.idle_timeout),
+            write_timeout: pack_opt_ms(o.write_timeout),
+        }
+    }
+
+    pub(crate) fn unpack(&self) -> WebSocketOptions {
+        WebSocketOptions {
+            close_timeout: self.close_timeout(),
+            write_buffer_high_water: self.write_buffer_high_water,
+            ping_interval: self.ping_interval(),
+            pong_timeout: self.pong_timeout(),
+            idle_timeout: self.idle_timeout(),
+            write_timeout: self.write_timeout(),
+        }
+    }
+
+    pub(crate) fn close_timeout(&self) -> Duration {
+        Duration::from_millis(self.close_timeout.into())
+    }
+
+    fn pong_timeout(&self) -> Duration {
+        Duration::from_millis(self.pong_timeout.into())
+    }
+
+    fn ping_interval(&self) -> Option<Duration> {
+        unpack_opt_ms(self.ping_interval)
+    }
+
+    fn idle_timeout(&self) -> Option<Duration> {
+        unpack_opt_ms(self.idle_timeout)
+    }
+
+    fn write_timeout(&self) -> Option<Duration> {
+        unpack_opt_ms(self.write_timeout)
+    }
+}
+
 /// Keepalive, idle timeout and buffer release: one timer, re-armed lazily when it fires.
 struct Heartbeat {
     timer: Pin<Box<Sleep>>,
@@ -216,7 +290,7 @@ enum Phase {
 pub struct WebSocket<S> {
     io: S,
     conn: Connection,
-    options: WebSocketOptions,
+    options: PackedOptions,
     phase: Phase,
     eof: bool,
     timer: Option<Pin<Box<Sleep>>>,
@@ -227,6 +301,39 @@ pub struct WebSocket<S> {
     write_timer: Option<Pin<Box<Sleep>>>,
     write_failed: bool,
     shutdown: Option<Arc<ShutdownSignal>>,
+}
+
+/// The future returned by [`WebSocket::send`]. Written out by hand rather than as an
+/// `async fn`: a task that awaits it holds 56 bytes for it instead of 128, and every
+/// connection's task is sized for its largest await.
+#[must_use = "futures do nothing unless polled"]
+pub struct SendFuture<'a, S> {
+    ws: &'a mut WebSocket<S>,
+    /// The message, until it is queued.
+    msg: Option<Message>,
+}
+
+impl<S> std::fmt::Debug for SendFuture<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendFuture")
+            .field("queued", &self.msg.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Future for SendFuture<'_, S> {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        if this.msg.is_some() {
+            ready!(this.ws.poll_ready_inner(cx))?;
+            if let Some(msg) = this.msg.take() {
+                this.ws.conn.send(msg)?;
+            }
+        }
+        this.ws.poll_flush_inner(cx)
+    }
 }
 
 /// Why [`WebSocket::try_send`] did not queue a message; the message is handed back.
@@ -298,7 +405,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         WebSocket {
             io,
             conn,
-            options,
+            options: PackedOptions::new(&options),
             phase: Phase::Open,
             eof: false,
             timer: None,
@@ -457,14 +564,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// two tasks. See [`crate::split`] for how they cooperate.
     pub fn split(self) -> (crate::split::WsReader<S>, crate::split::WsWriter<S>) {
         let (rx, tx) = self.conn.split();
-        crate::split::split(self.io, rx, tx, self.options)
+        crate::split::split(self.io, rx, tx, self.options.unpack())
     }
 
-    /// Sends a message and flushes it.
-    pub async fn send(&mut self, msg: Message) -> Result<()> {
-        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
-        self.conn.send(msg)?;
-        poll_fn(|cx| self.poll_flush_inner(cx)).await
+    /// Sends a message and flushes it: waits while more than
+    /// [`WebSocketOptions::write_buffer_high_water`] bytes are queued, queues the message,
+    /// then writes until the output is empty.
+    pub fn send(&mut self, msg: Message) -> SendFuture<'_, S> {
+        SendFuture {
+            ws: self,
+            msg: Some(msg),
+        }
     }
 
     /// Sends a message without compressing it, and flushes it.
@@ -520,14 +630,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     self.conn.advance_output(n);
                     // Progress: the stall clock starts again.
                     if let (Some(t), Some(after)) =
-                        (self.write_timer.as_mut(), self.options.write_timeout)
+                        (self.write_timer.as_mut(), self.options.write_timeout())
                     {
                         t.as_mut().reset(Instant::now() + after);
                     }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
-                    if let Some(after) = self.options.write_timeout {
+                    if let Some(after) = self.options.write_timeout() {
                         if fired(&mut self.write_timer, after, cx) {
                             self.write_timer = None;
                             self.write_failed = true;
@@ -582,20 +692,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         while hb.timer.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
             if let Some((sent, _)) = hb.ping {
-                if now >= sent + opts.pong_timeout {
+                if now >= sent + opts.pong_timeout() {
                     self.conn
                         .abort(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
                     return;
                 }
             }
-            if let Some(idle) = opts.idle_timeout {
+            if let Some(idle) = opts.idle_timeout() {
                 if now >= hb.last_recv + idle {
                     let _ = self
                         .conn
                         .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
                 }
             }
-            if let (None, Some(every)) = (hb.ping, opts.ping_interval) {
+            if let (None, Some(every)) = (hb.ping, opts.ping_interval()) {
                 if now >= hb.last_recv + every && self.conn.state() == State::Open {
                     hb.counter += 1;
                     let payload = wsx_proto::Bytes::copy_from_slice(&hb.counter.to_be_bytes());
@@ -616,12 +726,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             } else {
                 hb.last_recv + RELEASE_BUFFERS_AFTER
             };
-            let ping_due = match (hb.ping, opts.ping_interval) {
-                (Some((sent, _)), _) => sent + opts.pong_timeout,
+            let ping_due = match (hb.ping, opts.ping_interval()) {
+                (Some((sent, _)), _) => sent + opts.pong_timeout(),
                 (None, Some(every)) => hb.last_recv + every,
                 (None, None) => far,
             };
-            let idle_due = opts.idle_timeout.map_or(far, |idle| hb.last_recv + idle);
+            let idle_due = opts.idle_timeout().map_or(far, |idle| hb.last_recv + idle);
             let next = ping_due
                 .min(idle_due)
                 .min(release_due)
@@ -659,7 +769,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Polls the close timer, starting it if needed; true once it has fired.
     fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        fired(&mut self.timer, self.options.close_timeout, cx)
+        fired(&mut self.timer, self.options.close_timeout(), cx)
     }
 
     /// Drives the connection and returns the next event (see [`WebSocket::next_event`]).
@@ -882,5 +992,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
         this.conn
             .close(Some(CloseFrame::new(CloseCode::NORMAL, "")))?;
         this.poll_flush_inner(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_options_round_trip() {
+        let defaults = WebSocketOptions::default();
+        let packed = PackedOptions::new(&defaults);
+        assert_eq!(format!("{:?}", packed.unpack()), format!("{defaults:?}"));
+        assert!(std::mem::size_of::<PackedOptions>() <= 32);
+
+        let odd = WebSocketOptions {
+            close_timeout: Duration::from_micros(1500),
+            write_buffer_high_water: 7,
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(u64::MAX),
+            idle_timeout: Some(Duration::ZERO),
+            write_timeout: Some(Duration::from_nanos(1)),
+        };
+        let back = PackedOptions::new(&odd).unpack();
+        // Rounded up to whole milliseconds, so a timeout never fires early.
+        assert_eq!(back.close_timeout, Duration::from_millis(2));
+        assert_eq!(back.write_buffer_high_water, 7);
+        assert_eq!(back.ping_interval, None);
+        // Clamped, not wrapped or turned into "none".
+        assert_eq!(
+            back.pong_timeout,
+            Duration::from_millis(u64::from(NO_TIMEOUT - 1))
+        );
+        assert_eq!(back.idle_timeout, Some(Duration::ZERO));
+        assert_eq!(back.write_timeout, Some(Duration::from_millis(1)));
     }
 }
