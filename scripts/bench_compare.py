@@ -10,7 +10,8 @@ connection as server RSS growth over 1000 connections that only did the handshak
 
   scripts/bench_compare.py [--rounds 3] [--duration 5] [--quick]
 
-Build first: cargo build --release -p wsx-bench -p wsx-cli
+It builds what it runs (cargo build --release -p wsx-bench -p wsx-cli), so the numbers are
+never those of a stale binary; set ECHO_SERVERS and WSX_BIN to run other binaries instead.
 """
 import argparse, json, os, socket, statistics, subprocess, sys, time
 
@@ -134,6 +135,9 @@ def main():
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.duration = 1, 2
+    if "ECHO_SERVERS" not in os.environ and "WSX_BIN" not in os.environ:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "wsx-bench", "-p", "wsx-cli"],
+                       cwd=ROOT, check=True)
     results = {}
     for label, conns, size, binary in SCENARIOS:
         for rnd in range(a.rounds):
