@@ -30,13 +30,46 @@ use wsx_proto::{CloseCode, CloseEvent, CloseFrame, Event, Message, MessageKind, 
 
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Which half is writing: the reader writes pongs and close replies, the writer messages.
+#[derive(Clone, Copy)]
+enum Half {
+    Reader = 0,
+    Writer = 1,
+}
+
 pub(crate) struct WriteSide<S> {
     io: WriteHalf<S>,
     tx: Sender,
     shut: bool,
+    /// The tasks of halves whose last write attempt found the socket full. The socket keeps
+    /// one write waker (the last task that tried), so the other one is woken from here
+    /// whenever a write makes progress.
+    blocked: [Option<std::task::Waker>; 2],
 }
 
 impl<S: AsyncRead + AsyncWrite> WriteSide<S> {
+    /// [`WriteSide::poll_write_out`] on behalf of `half`, keeping both halves' tasks awake:
+    /// progress wakes the other half if it is blocked; a full socket records this one.
+    fn poll_write_out_for(&mut self, half: Half, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let before = self.tx.buffered_amount();
+        let r = self.poll_write_out(cx);
+        if r.is_ready() || self.tx.buffered_amount() < before {
+            if let Some(other) = self.blocked[1 - half as usize].take() {
+                other.wake();
+            }
+        }
+        let slot = &mut self.blocked[half as usize];
+        if r.is_pending() {
+            match slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+        } else {
+            *slot = None;
+        }
+        r
+    }
+
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.tx.output().is_empty() {
             let n = ready!(crate::websocket::write_some(&mut self.io, &self.tx, cx))?;
@@ -105,6 +138,8 @@ pub struct WsReader<S> {
     closing: bool,
     finished: bool,
     eof: bool,
+    /// A reply of ours waits for the socket to take it.
+    write_blocked: bool,
 }
 
 /// The sending half: a [`Sink`] of messages.
@@ -129,6 +164,7 @@ where
             io: w,
             tx,
             shut: false,
+            blocked: [None, None],
         }),
         close_sent,
     });
@@ -143,6 +179,7 @@ where
             closing: false,
             finished: false,
             eof: false,
+            write_blocked: false,
         },
         WsWriter { writer, options },
     )
@@ -175,18 +212,17 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
         fired(&mut self.timer, self.options.close_timeout, cx)
     }
 
-    /// Hands replies to the write side and tries to write them.
+    /// Hands replies to the write side and tries to write them (again, while they wait for
+    /// the socket: this task may be the one the socket wakes, for the writer's bytes too).
     fn push_replies(&mut self, cx: &mut Context<'_>) {
-        if !self.rx.has_reply() {
+        if !self.rx.has_reply() && !self.write_blocked {
             return;
         }
         let mut w = lock(&self.writer);
         while let Some(r) = self.rx.take_reply() {
             w.tx.reply(r);
         }
-        if !w.tx.output().is_empty() {
-            let _ = w.poll_write_out(cx);
-        }
+        self.write_blocked = matches!(w.poll_write_out_for(Half::Reader, cx), Poll::Pending);
     }
 
     /// The transport part of closing: flush, (client) wait for the server's FIN, shut down.
@@ -194,7 +230,7 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
         {
             let mut w = lock(&self.writer);
             if !w.shut
-                && w.poll_write_out(cx).is_pending()
+                && w.poll_write_out_for(Half::Reader, cx).is_pending()
                 && !fired(&mut self.timer, self.options.close_timeout, cx)
             {
                 return Poll::Pending;
@@ -338,14 +374,14 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
             return Poll::Ready(Err(Error::Closed));
         }
         if w.tx.buffered_amount() > self.options.write_buffer_high_water {
-            ready!(w.poll_write_out(cx))?;
+            ready!(w.poll_write_out_for(Half::Writer, cx))?;
         }
         Poll::Ready(Ok(()))
     }
 
     fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let mut w = lock(&self.writer);
-        ready!(w.poll_write_out(cx))?;
+        ready!(w.poll_write_out_for(Half::Writer, cx))?;
         Poll::Ready(Ok(()))
     }
 }

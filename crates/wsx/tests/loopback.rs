@@ -495,3 +495,78 @@ async fn split_halves_from_two_tasks_answer_pings_without_the_writer() {
     })
     .await
 }
+
+/// Reads one unmasked server frame from `tcp`: (opcode, payload length).
+async fn read_server_frame(tcp: &mut TcpStream) -> (u8, usize) {
+    let mut head = [0u8; 2];
+    tcp.read_exact(&mut head).await.unwrap();
+    let len = match head[1] & 0x7f {
+        126 => tcp.read_u16().await.unwrap() as usize,
+        127 => tcp.read_u64().await.unwrap() as usize,
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.unwrap();
+    (head[0] & 0x0f, len)
+}
+
+/// The writer half is blocked on a full socket when a ping arrives; the reader's pong cannot
+/// be written either. Both wait for the same socket to become writable, and tokio keeps one
+/// write waker per socket: the writer task must still be woken when the peer drains.
+#[tokio::test]
+async fn split_writer_blocked_on_a_full_socket_resumes_after_a_pong() {
+    const MESSAGES: usize = 160;
+    const SIZE: usize = 64 * 1024;
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let ws = wsx::accept(tcp).await.unwrap();
+            let (mut reader, mut writer) = ws.split();
+            let writer_task = tokio::spawn(async move {
+                for _ in 0..MESSAGES {
+                    writer
+                        .send(Message::Binary(vec![7u8; SIZE].into()))
+                        .await
+                        .unwrap();
+                }
+            });
+            // The reader answers pings until the peer goes away.
+            while let Some(Ok(_)) = reader.next().await {}
+            writer_task.await.unwrap();
+        });
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(tcp.read_u8().await.unwrap());
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"));
+        // Let the writer fill the socket and block, then ping while it is blocked.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tcp.write_all(&masked(0x89, b"hi")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Now drain: every message and the pong must arrive.
+        let (mut data, mut pongs) = (0, 0);
+        while data < MESSAGES || pongs == 0 {
+            match tokio::time::timeout(Duration::from_secs(5), read_server_frame(&mut tcp)).await {
+                Ok((0x2, len)) => {
+                    assert_eq!(len, SIZE);
+                    data += 1;
+                }
+                Ok((0xA, _)) => pongs += 1,
+                Ok(other) => panic!("unexpected frame {other:?}"),
+                Err(_) => panic!("stalled after {data} of {MESSAGES} messages, {pongs} pongs"),
+            }
+        }
+        drop(tcp);
+        server.await.unwrap();
+    })
+    .await
+}
