@@ -9,22 +9,25 @@
 //! for non-blocking write attempts (never across an `.await`); reading takes no lock except
 //! to hand over a pong or a close reply.
 //!
-//! The halves keep the close timeout and answer pings, but the automatic keepalive pings,
-//! the idle timeout and the write timeout of [`WebSocketOptions`]
-//! run on the unsplit [`WebSocket`](crate::WebSocket) only.
+//! The halves keep the close timeout and answer pings. The reader also runs the keepalive
+//! pings, the pong timeout and the idle timeout of [`WebSocketOptions`] (so keep polling it:
+//! a peer that vanishes is noticed there), and when the connection ends it wakes a writer
+//! that waits for the socket, which then fails with [`Error::Closed`]. The write timeout
+//! runs on the unsplit [`WebSocket`](crate::WebSocket) only.
 
 use crate::error::{Error, Result};
 use crate::websocket::{event_to_item, fired, poll_discard, WebSocketOptions};
 use futures_core::Stream;
 use futures_sink::Sink;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use wsx_proto::connection::{Receiver, Sender};
 use wsx_proto::{CloseCode, CloseEvent, CloseFrame, Event, Message, MessageKind, Role, State};
 
@@ -140,6 +143,17 @@ pub struct WsReader<S> {
     eof: bool,
     /// A reply of ours waits for the socket to take it.
     write_blocked: bool,
+    /// Keepalive pings and the idle timeout; `None` when both are off.
+    keepalive: Option<Box<Keepalive>>,
+}
+
+/// The reader's keepalive state: one timer, re-armed lazily when it fires.
+struct Keepalive {
+    timer: Pin<Box<Sleep>>,
+    last_recv: Instant,
+    /// The ping in flight: when it was sent and its payload.
+    ping: Option<(Instant, u64)>,
+    counter: u64,
 }
 
 /// The sending half: a [`Sink`] of messages.
@@ -180,9 +194,26 @@ where
             finished: false,
             eof: false,
             write_blocked: false,
+            keepalive: first_due(&options).map(|after| {
+                let now = Instant::now();
+                Box::new(Keepalive {
+                    timer: Box::pin(tokio::time::sleep_until(now + after)),
+                    last_recv: now,
+                    ping: None,
+                    counter: 0,
+                })
+            }),
         },
         WsWriter { writer, options },
     )
+}
+
+/// When the reader's keepalive timer first has something to check, if ever.
+fn first_due(options: &WebSocketOptions) -> Option<Duration> {
+    match (options.ping_interval, options.idle_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite> WsReader<S> {
@@ -225,6 +256,71 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
         self.write_blocked = matches!(w.poll_write_out_for(Half::Reader, cx), Poll::Pending);
     }
 
+    /// Keepalive pings, the pong timeout and the idle timeout, as on the unsplit
+    /// `WebSocket`: a ping goes out after `ping_interval` without received bytes, an
+    /// unanswered one fails the connection with 1011 after `pong_timeout`, and
+    /// `idle_timeout` without received bytes closes it with 1001. True when it failed the
+    /// connection (its `Closed` event is due).
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(ka) = self.keepalive.as_deref_mut() else {
+            return false;
+        };
+        let opts = &self.options;
+        while ka.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            if self.rx.is_closed() {
+                return false;
+            }
+            if let Some((sent, _)) = ka.ping {
+                if now >= sent + opts.pong_timeout {
+                    self.rx
+                        .abort(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                    return true;
+                }
+            }
+            let close_sent = self.writer.close_sent.load(Ordering::Acquire);
+            if let Some(idle) = opts.idle_timeout {
+                if now >= ka.last_recv + idle && !close_sent {
+                    let mut w = lock(&self.writer);
+                    let _ =
+                        w.tx.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
+                    self.write_blocked = w.poll_write_out_for(Half::Reader, cx).is_pending();
+                    return false;
+                }
+            }
+            if let (None, Some(every)) = (ka.ping, opts.ping_interval) {
+                if now >= ka.last_recv + every && !close_sent {
+                    ka.counter += 1;
+                    let payload = wsx_proto::Bytes::copy_from_slice(&ka.counter.to_be_bytes());
+                    let mut w = lock(&self.writer);
+                    if w.tx.send(Message::Ping(payload)).is_ok() {
+                        ka.ping = Some((now, ka.counter));
+                    }
+                    self.write_blocked = w.poll_write_out_for(Half::Reader, cx).is_pending();
+                }
+            }
+            let far = now + Duration::from_secs(86400);
+            let ping_due = match (ka.ping, opts.ping_interval) {
+                (Some((sent, _)), _) => sent + opts.pong_timeout,
+                (None, Some(every)) => ka.last_recv + every,
+                (None, None) => far,
+            };
+            let idle_due = opts.idle_timeout.map_or(far, |idle| ka.last_recv + idle);
+            let next = ping_due.min(idle_due).max(now + Duration::from_millis(1));
+            ka.timer.as_mut().reset(next);
+        }
+        false
+    }
+
+    /// Notes a pong: answers our keepalive ping when the payload matches.
+    fn on_pong(&mut self, payload: &[u8]) {
+        if let Some(ka) = self.keepalive.as_deref_mut() {
+            if ka.ping.is_some_and(|(_, n)| payload == n.to_be_bytes()) {
+                ka.ping = None;
+            }
+        }
+    }
+
     /// The transport part of closing: flush, (client) wait for the server's FIN, shut down.
     fn poll_close_transport(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         {
@@ -256,6 +352,10 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
                 return Poll::Pending;
             }
             w.shut = true;
+            // A writer waiting for the socket would wait forever (the peer may be gone).
+            if let Some(writer) = w.blocked[Half::Writer as usize].take() {
+                writer.wake();
+            }
         }
         Poll::Ready(())
     }
@@ -283,8 +383,15 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
                         self.timer = None;
                     }
                     Event::Error(e) => self.pending_error = Some(Error::Protocol(e)),
+                    Event::Message(Message::Pong(p)) => {
+                        self.on_pong(&p);
+                        return Poll::Ready(Some(Ok(Event::Message(Message::Pong(p)))));
+                    }
                     other => return Poll::Ready(Some(Ok(other))),
                 }
+                continue;
+            }
+            if self.poll_keepalive(cx) {
                 continue;
             }
             if self.writer.close_sent.load(Ordering::Acquire) && self.timer_fired(cx) {
@@ -301,7 +408,11 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
                     self.eof = true;
                     self.rx.receive_eof();
                 }
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(_)) => {
+                    if let Some(ka) = self.keepalive.as_deref_mut() {
+                        ka.last_recv = Instant::now();
+                    }
+                }
                 Poll::Ready(Err(e)) => {
                     self.eof = true;
                     self.rx.receive_eof();
@@ -381,6 +492,10 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
 
     fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let mut w = lock(&self.writer);
+        if w.shut && !w.tx.output().is_empty() {
+            // The reader closed the transport: what is still queued will not go out.
+            return Poll::Ready(Err(Error::Closed));
+        }
         ready!(w.poll_write_out_for(Half::Writer, cx))?;
         Poll::Ready(Ok(()))
     }

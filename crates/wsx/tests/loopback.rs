@@ -570,3 +570,115 @@ async fn split_writer_blocked_on_a_full_socket_resumes_after_a_pong() {
     })
     .await
 }
+
+/// A server whose connection is split, with fast keepalive timings.
+fn fast_keepalive() -> ServerConfig {
+    let mut config = ServerConfig::default();
+    config.options.ping_interval = Some(Duration::from_millis(100));
+    config.options.pong_timeout = Duration::from_millis(200);
+    config.options.close_timeout = Duration::from_millis(200);
+    config
+}
+
+/// A peer that completes the handshake, then neither reads nor writes: the split reader's
+/// keepalive notices (1011, not clean), and the writer, stuck on the full socket, is woken
+/// and fails instead of waiting forever.
+#[tokio::test]
+async fn split_keepalive_ends_a_vanished_peer_and_frees_the_writer() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let ws = wsx::accept_with(tcp, &fast_keepalive(), wsx::NoHook)
+                .await
+                .unwrap();
+            let (mut reader, mut writer) = ws.split();
+            let writer_task = tokio::spawn(async move {
+                let mut sent = 0usize;
+                loop {
+                    match writer
+                        .send(Message::Binary(vec![1u8; 64 * 1024].into()))
+                        .await
+                    {
+                        Ok(()) => sent += 1,
+                        Err(e) => return (sent, e),
+                    }
+                }
+            });
+            while let Some(item) = reader.next().await {
+                assert!(item.is_ok(), "{item:?}");
+            }
+            let ev = reader.close_event().cloned().unwrap();
+            (ev, writer_task.await.unwrap())
+        });
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        // Silent from here on, with the socket kept open.
+        let started = std::time::Instant::now();
+        let (ev, (sent, err)) = server.await.unwrap();
+        assert_eq!(ev.code, CloseCode::INTERNAL_ERROR, "{ev:?}");
+        assert!(!ev.was_clean, "{ev:?}");
+        assert!(matches!(err, Error::Closed), "{err:?}");
+        assert!(sent > 0);
+        // ping after 100 ms, pong timeout 200 ms later, close timeout 200 ms: well under 5 s.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(tcp);
+    })
+    .await
+}
+
+/// A peer that answers pings keeps a split connection open across many ping intervals.
+#[tokio::test]
+async fn split_keepalive_keeps_a_live_peer() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let ws = wsx::accept_with(tcp, &fast_keepalive(), wsx::NoHook)
+                .await
+                .unwrap();
+            let (mut reader, mut writer) = ws.split();
+            let reading = tokio::spawn(async move {
+                let mut pongs = 0;
+                while let Some(item) = reader.next().await {
+                    if let Message::Pong(_) = item.unwrap() {
+                        pongs += 1;
+                    }
+                }
+                (pongs, reader.close_event().cloned().unwrap())
+            });
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            writer.send(Message::text("still here")).await.unwrap();
+            reading.await.unwrap()
+        });
+        let mut client = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+        let mut pings = 0;
+        loop {
+            match client.next().await {
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                Some(Ok(Message::Text(t))) => {
+                    assert_eq!(t, "still here");
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        client.close(None).await.unwrap();
+        let (pongs, ev) = server.await.unwrap();
+        assert!(pings >= 4, "{pings} pings in 800 ms at a 100 ms interval");
+        assert!(pongs >= 4, "{pongs}");
+        assert!(ev.was_clean, "{ev:?}");
+    })
+    .await
+}
