@@ -12,13 +12,15 @@
 //! The halves keep the close timeout and answer pings. The reader also runs the keepalive
 //! pings, the pong timeout and the idle timeout of [`WebSocketOptions`] (so keep polling it:
 //! a peer that vanishes is noticed there), and when the connection ends it wakes a writer
-//! that waits for the socket, which then fails with [`Error::Closed`]. The write timeout
-//! runs on the unsplit [`WebSocket`](crate::WebSocket) only.
+//! that waits for the socket, which then fails with [`Error::Closed`]. The writer runs the
+//! write timeout: when its output makes no progress for that long it fails with
+//! [`Error::Timeout`], and so does the reader, which then ends the connection (1006).
 
 use crate::error::{Error, Result};
 use crate::websocket::{event_to_item, fired, poll_discard, WebSocketOptions};
 use futures_core::Stream;
 use futures_sink::Sink;
+use futures_util::task::AtomicWaker;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
@@ -48,6 +50,9 @@ pub(crate) struct WriteSide<S> {
     /// one write waker (the last task that tried), so the other one is woken from here
     /// whenever a write makes progress.
     blocked: [Option<std::task::Waker>; 2],
+    /// Bytes written so far, by either half: the writer's write timeout restarts whenever
+    /// this moves.
+    written: u64,
 }
 
 impl<S: AsyncRead + AsyncWrite> WriteSide<S> {
@@ -80,6 +85,7 @@ impl<S: AsyncRead + AsyncWrite> WriteSide<S> {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.tx.advance_output(n);
+            self.written += n as u64;
         }
         Pin::new(&mut self.io).poll_flush(cx)
     }
@@ -89,6 +95,11 @@ struct SharedState<S> {
     write: Mutex<WriteSide<S>>,
     /// Mirrors `Sender::close_sent`, so the reader can check it without the lock.
     close_sent: AtomicBool,
+    /// The writer's output stalled past the write timeout: the connection is over.
+    write_timed_out: AtomicBool,
+    /// The reader's task, registered before it waits (only with a write timeout set), so
+    /// the writer can wake it for `write_timed_out`.
+    reader_waker: AtomicWaker,
 }
 
 type Shared<S> = Arc<SharedState<S>>;
@@ -160,6 +171,10 @@ struct Keepalive {
 pub struct WsWriter<S> {
     writer: Shared<S>,
     options: WebSocketOptions,
+    /// Running while queued output makes no progress (see `write_timeout`).
+    write_timer: Option<Pin<Box<Sleep>>>,
+    /// `WriteSide::written` when the timer last (re)started.
+    written_at_timer: u64,
 }
 
 pub(crate) fn split<S>(
@@ -179,8 +194,11 @@ where
             tx,
             shut: false,
             blocked: [None, None],
+            written: 0,
         }),
         close_sent,
+        write_timed_out: AtomicBool::new(false),
+        reader_waker: AtomicWaker::new(),
     });
     (
         WsReader {
@@ -204,7 +222,12 @@ where
                 })
             }),
         },
-        WsWriter { writer, options },
+        WsWriter {
+            writer,
+            options,
+            write_timer: None,
+            written_at_timer: 0,
+        },
     )
 }
 
@@ -394,6 +417,16 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
             if self.poll_keepalive(cx) {
                 continue;
             }
+            if self.options.write_timeout.is_some() {
+                // Registered before the check, so a timeout set after it still wakes us.
+                self.writer.reader_waker.register(cx.waker());
+                if self.writer.write_timed_out.load(Ordering::Acquire) {
+                    self.eof = true;
+                    self.rx.receive_eof();
+                    self.pending_error = Some(Error::Timeout("write"));
+                    continue;
+                }
+            }
             if self.writer.close_sent.load(Ordering::Acquire) && self.timer_fired(cx) {
                 // The peer did not answer our close frame in time.
                 self.rx.receive_eof();
@@ -480,24 +513,60 @@ impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
     }
 
     fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let mut w = lock(&self.writer);
+        let w = lock(&self.writer);
         if w.shut {
             return Poll::Ready(Err(Error::Closed));
         }
         if w.tx.buffered_amount() > self.options.write_buffer_high_water {
-            ready!(w.poll_write_out_for(Half::Writer, cx))?;
+            drop(w);
+            return self.poll_out(cx);
         }
         Poll::Ready(Ok(()))
     }
 
     fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.poll_out(cx)
+    }
+
+    /// Writes what is queued, bounded by the write timeout: the clock restarts whenever
+    /// bytes go out, and when it runs out the connection is over for both halves.
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.writer.write_timed_out.load(Ordering::Acquire) {
+            return Poll::Ready(Err(Error::Timeout("write")));
+        }
         let mut w = lock(&self.writer);
         if w.shut && !w.tx.output().is_empty() {
             // The reader closed the transport: what is still queued will not go out.
             return Poll::Ready(Err(Error::Closed));
         }
-        ready!(w.poll_write_out_for(Half::Writer, cx))?;
-        Poll::Ready(Ok(()))
+        match w.poll_write_out_for(Half::Writer, cx) {
+            Poll::Ready(r) => {
+                self.write_timer = None;
+                Poll::Ready(r.map_err(Error::from))
+            }
+            Poll::Pending => {
+                let Some(after) = self.options.write_timeout else {
+                    return Poll::Pending;
+                };
+                if w.written != self.written_at_timer {
+                    // Progress (ours or the reader's replies): the stall clock starts again.
+                    self.written_at_timer = w.written;
+                    if let Some(t) = self.write_timer.as_mut() {
+                        t.as_mut().reset(Instant::now() + after);
+                    }
+                }
+                if !fired(&mut self.write_timer, after, cx) {
+                    return Poll::Pending;
+                }
+                self.write_timer = None;
+                // Nothing more goes out; the reader ends the connection.
+                w.shut = true;
+                drop(w);
+                self.writer.write_timed_out.store(true, Ordering::Release);
+                self.writer.reader_waker.wake();
+                Poll::Ready(Err(Error::Timeout("write")))
+            }
+        }
     }
 }
 

@@ -682,3 +682,65 @@ async fn split_keepalive_keeps_a_live_peer() {
     })
     .await
 }
+
+/// A peer that keeps sending (so no keepalive ping is due) but never reads: the split
+/// writer's output stalls, the write timeout ends the connection for both halves.
+#[tokio::test]
+async fn split_write_timeout_ends_a_peer_that_never_reads() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut config = ServerConfig::default();
+            config.options.write_timeout = Some(Duration::from_millis(300));
+            let ws = wsx::accept_with(tcp, &config, wsx::NoHook).await.unwrap();
+            let (mut reader, mut writer) = ws.split();
+            let writer_task = tokio::spawn(async move {
+                loop {
+                    let msg = Message::Binary(vec![1u8; 64 * 1024].into());
+                    if let Err(e) = writer.send(msg).await {
+                        return e;
+                    }
+                }
+            });
+            let mut reader_error = None;
+            while let Some(item) = reader.next().await {
+                if let Err(e) = item {
+                    reader_error = Some(e);
+                }
+            }
+            (reader_error, writer_task.await.unwrap())
+        });
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let started = std::time::Instant::now();
+        let talker = tokio::spawn(async move {
+            // A ping every 50 ms, never a read.
+            while tcp.write_all(&masked(0x89, b"x")).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let (reader_error, writer_error) = server.await.unwrap();
+        assert!(
+            matches!(writer_error, Error::Timeout("write")),
+            "{writer_error:?}"
+        );
+        assert!(
+            matches!(reader_error, Some(Error::Timeout("write"))),
+            "{reader_error:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        talker.abort();
+    })
+    .await
+}
