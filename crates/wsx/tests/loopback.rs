@@ -496,6 +496,18 @@ async fn split_halves_from_two_tasks_answer_pings_without_the_writer() {
     .await
 }
 
+/// A raw client connection that has completed the handshake (the `101` head is read).
+async fn raw_upgraded(addr: SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(UPGRADE.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    tcp
+}
+
 /// Reads one unmasked server frame from `tcp`: (opcode, payload length).
 async fn read_server_frame(tcp: &mut TcpStream) -> (u8, usize) {
     let mut head = [0u8; 2];
@@ -536,18 +548,7 @@ async fn split_writer_blocked_on_a_full_socket_resumes_after_a_pong() {
             while let Some(Ok(_)) = reader.next().await {}
             writer_task.await.unwrap();
         });
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            head.push(tcp.read_u8().await.unwrap());
-        }
-        assert!(head.starts_with(b"HTTP/1.1 101"));
+        let mut tcp = raw_upgraded(addr).await;
         // Let the writer fill the socket and block, then ping while it is blocked.
         tokio::time::sleep(Duration::from_millis(300)).await;
         tcp.write_all(&masked(0x89, b"hi")).await.unwrap();
@@ -612,13 +613,7 @@ async fn split_keepalive_ends_a_vanished_peer_and_frees_the_writer() {
             let ev = reader.close_event().cloned().unwrap();
             (ev, writer_task.await.unwrap())
         });
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await
-        .unwrap();
+        let tcp = raw_upgraded(addr).await;
         // Silent from here on, with the socket kept open.
         let started = std::time::Instant::now();
         let (ev, (sent, err)) = server.await.unwrap();
@@ -712,13 +707,7 @@ async fn split_write_timeout_ends_a_peer_that_never_reads() {
             }
             (reader_error, writer_task.await.unwrap())
         });
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await
-        .unwrap();
+        let mut tcp = raw_upgraded(addr).await;
         let started = std::time::Instant::now();
         let talker = tokio::spawn(async move {
             // A ping every 50 ms, never a read.
