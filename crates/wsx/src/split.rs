@@ -17,7 +17,7 @@
 //! [`Error::Timeout`], and so does the reader, which then ends the connection (1006).
 
 use crate::error::{Error, Result};
-use crate::websocket::{event_to_item, fired, poll_discard, WebSocketOptions};
+use crate::websocket::{event_to_item, fired, keepalive_due, poll_discard, WebSocketOptions};
 use futures_core::Stream;
 use futures_sink::Sink;
 use futures_util::task::AtomicWaker;
@@ -322,15 +322,13 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
                     self.write_blocked = w.poll_write_out_for(Half::Reader, cx).is_pending();
                 }
             }
-            let far = now + Duration::from_secs(86400);
-            let ping_due = match (ka.ping, opts.ping_interval) {
-                (Some((sent, _)), _) => sent + opts.pong_timeout,
-                (None, Some(every)) => ka.last_recv + every,
-                (None, None) => far,
-            };
-            let idle_due = opts.idle_timeout.map_or(far, |idle| ka.last_recv + idle);
-            let next = ping_due.min(idle_due).max(now + Duration::from_millis(1));
-            ka.timer.as_mut().reset(next);
+            ka.timer.as_mut().reset(keepalive_due(
+                now,
+                ka.last_recv,
+                ka.ping,
+                (opts.ping_interval, opts.pong_timeout, opts.idle_timeout),
+                None,
+            ));
         }
         false
     }

@@ -142,6 +142,32 @@ impl PackedOptions {
     }
 }
 
+/// When a keepalive timer next has something to check, at least 1 ms from `now`: the pong
+/// deadline of the ping in flight (else when the next ping is due), the idle timeout, and
+/// `other` (the buffer release). `timeouts` are the ping interval, pong timeout and idle
+/// timeout; `last_recv` is when bytes last arrived.
+pub(crate) fn keepalive_due(
+    now: Instant,
+    last_recv: Instant,
+    ping: Option<(Instant, u64)>,
+    timeouts: (Option<Duration>, Duration, Option<Duration>),
+    other: Option<Instant>,
+) -> Instant {
+    let (ping_interval, pong_timeout, idle_timeout) = timeouts;
+    let ping_due = match (ping, ping_interval) {
+        (Some((sent, _)), _) => Some(sent + pong_timeout),
+        (None, Some(every)) => Some(last_recv + every),
+        (None, None) => None,
+    };
+    let idle_due = idle_timeout.map(|idle| last_recv + idle);
+    [ping_due, idle_due, other]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now + Duration::from_secs(86400))
+        .max(now + Duration::from_millis(1))
+}
+
 /// Keepalive, idle timeout and buffer release: one timer, re-armed lazily when it fires.
 struct Heartbeat {
     timer: Pin<Box<Sleep>>,
@@ -724,23 +750,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 hb.released = true;
                 hb.read_chunk = READ_CHUNK;
             }
-            let far = now + Duration::from_secs(86400);
-            let release_due = if hb.released {
-                far
-            } else {
-                hb.last_recv + RELEASE_BUFFERS_AFTER
-            };
-            let ping_due = match (hb.ping, opts.ping_interval()) {
-                (Some((sent, _)), _) => sent + opts.pong_timeout(),
-                (None, Some(every)) => hb.last_recv + every,
-                (None, None) => far,
-            };
-            let idle_due = opts.idle_timeout().map_or(far, |idle| hb.last_recv + idle);
-            let next = ping_due
-                .min(idle_due)
-                .min(release_due)
-                .max(now + Duration::from_millis(1));
-            hb.timer.as_mut().reset(next);
+            let release_due = (!hb.released).then(|| hb.last_recv + RELEASE_BUFFERS_AFTER);
+            hb.timer.as_mut().reset(keepalive_due(
+                now,
+                hb.last_recv,
+                hb.ping,
+                (
+                    opts.ping_interval(),
+                    opts.pong_timeout(),
+                    opts.idle_timeout(),
+                ),
+                release_due,
+            ));
         }
     }
 
@@ -1031,5 +1052,31 @@ mod tests {
         );
         assert_eq!(back.idle_timeout, Some(Duration::ZERO));
         assert_eq!(back.write_timeout, Some(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn keepalive_due_picks_the_earliest_check() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        let timeouts = (Some(s(20)), s(5), Some(s(60)));
+        // Next ping 20 s after the last bytes, unless the idle timeout or `other` is sooner.
+        assert_eq!(keepalive_due(now, now, None, timeouts, None), now + s(20));
+        assert_eq!(
+            keepalive_due(now, now, None, timeouts, Some(now + s(1))),
+            now + s(1)
+        );
+        // A ping in flight: its pong deadline, not the next ping.
+        let ping = Some((now + s(2), 7));
+        assert_eq!(keepalive_due(now, now, ping, timeouts, None), now + s(7));
+        // Nothing to do: a day away. Overdue: 1 ms from now, never in the past.
+        assert_eq!(
+            keepalive_due(now, now, None, (None, s(5), None), None),
+            now + s(86400)
+        );
+        let past = now - Duration::from_millis(500);
+        assert_eq!(
+            keepalive_due(now, past, None, (Some(Duration::ZERO), s(5), None), None),
+            now + Duration::from_millis(1)
+        );
     }
 }
