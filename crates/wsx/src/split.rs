@@ -415,15 +415,11 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
             if self.poll_keepalive(cx) {
                 continue;
             }
-            if self.options.write_timeout.is_some() {
-                // Registered before the check, so a timeout set after it still wakes us.
-                self.writer.reader_waker.register(cx.waker());
-                if self.writer.write_timed_out.load(Ordering::Acquire) {
-                    self.eof = true;
-                    self.rx.receive_eof();
-                    self.pending_error = Some(Error::Timeout("write"));
-                    continue;
-                }
+            if self.writer.write_timed_out.load(Ordering::Acquire) {
+                self.eof = true;
+                self.rx.receive_eof();
+                self.pending_error = Some(Error::Timeout("write"));
+                continue;
             }
             if self.writer.close_sent.load(Ordering::Acquire) && self.timer_fired(cx) {
                 // The peer did not answer our close frame in time.
@@ -449,7 +445,17 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
                     self.rx.receive_eof();
                     self.pending_error = Some(Error::Io(e));
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // About to wait: registered for the writer's timeout first, then checked, so
+                    // a timeout set in between still wakes us (only waits register, not reads).
+                    if self.options.write_timeout.is_some() {
+                        self.writer.reader_waker.register(cx.waker());
+                        if self.writer.write_timed_out.load(Ordering::Acquire) {
+                            continue;
+                        }
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
