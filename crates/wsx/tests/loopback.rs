@@ -496,6 +496,28 @@ async fn split_halves_from_two_tasks_answer_pings_without_the_writer() {
     .await
 }
 
+/// Serves one connection on 127.0.0.1 with `config`, split: `serve` gets the two halves.
+/// Returns the address and the task running `serve`.
+async fn split_server<F, Fut>(
+    config: ServerConfig,
+    serve: F,
+) -> (SocketAddr, tokio::task::JoinHandle<Fut::Output>)
+where
+    F: FnOnce(wsx::WsReader<TcpStream>, wsx::WsWriter<TcpStream>) -> Fut + Send + 'static,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let ws = wsx::accept_with(tcp, &config, wsx::NoHook).await.unwrap();
+        let (reader, writer) = ws.split();
+        serve(reader, writer).await
+    });
+    (addr, task)
+}
+
 /// A raw client connection that has completed the handshake (the `101` head is read).
 async fn raw_upgraded(addr: SocketAddr) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
@@ -530,24 +552,23 @@ async fn split_writer_blocked_on_a_full_socket_resumes_after_a_pong() {
     const MESSAGES: usize = 160;
     const SIZE: usize = 64 * 1024;
     bounded(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let ws = wsx::accept(tcp).await.unwrap();
-            let (mut reader, mut writer) = ws.split();
-            let writer_task = tokio::spawn(async move {
-                for _ in 0..MESSAGES {
-                    writer
-                        .send(Message::Binary(vec![7u8; SIZE].into()))
-                        .await
-                        .unwrap();
-                }
-            });
-            // The reader answers pings until the peer goes away.
-            while let Some(Ok(_)) = reader.next().await {}
-            writer_task.await.unwrap();
-        });
+        let (addr, server) = split_server(
+            ServerConfig::default(),
+            |mut reader, mut writer| async move {
+                let writer_task = tokio::spawn(async move {
+                    for _ in 0..MESSAGES {
+                        writer
+                            .send(Message::Binary(vec![7u8; SIZE].into()))
+                            .await
+                            .unwrap();
+                    }
+                });
+                // The reader answers pings until the peer goes away.
+                while let Some(Ok(_)) = reader.next().await {}
+                writer_task.await.unwrap();
+            },
+        )
+        .await;
         let mut tcp = raw_upgraded(addr).await;
         // Let the writer fill the socket and block, then ping while it is blocked.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -587,14 +608,7 @@ fn fast_keepalive() -> ServerConfig {
 #[tokio::test]
 async fn split_keepalive_ends_a_vanished_peer_and_frees_the_writer() {
     bounded(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let ws = wsx::accept_with(tcp, &fast_keepalive(), wsx::NoHook)
-                .await
-                .unwrap();
-            let (mut reader, mut writer) = ws.split();
+        let (addr, server) = split_server(fast_keepalive(), |mut reader, mut writer| async move {
             let writer_task = tokio::spawn(async move {
                 let mut sent = 0usize;
                 loop {
@@ -612,7 +626,8 @@ async fn split_keepalive_ends_a_vanished_peer_and_frees_the_writer() {
             }
             let ev = reader.close_event().cloned().unwrap();
             (ev, writer_task.await.unwrap())
-        });
+        })
+        .await;
         let tcp = raw_upgraded(addr).await;
         // Silent from here on, with the socket kept open.
         let started = std::time::Instant::now();
@@ -636,14 +651,7 @@ async fn split_keepalive_ends_a_vanished_peer_and_frees_the_writer() {
 #[tokio::test]
 async fn split_keepalive_keeps_a_live_peer() {
     bounded(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let ws = wsx::accept_with(tcp, &fast_keepalive(), wsx::NoHook)
-                .await
-                .unwrap();
-            let (mut reader, mut writer) = ws.split();
+        let (addr, server) = split_server(fast_keepalive(), |mut reader, mut writer| async move {
             let reading = tokio::spawn(async move {
                 let mut pongs = 0;
                 while let Some(item) = reader.next().await {
@@ -656,7 +664,8 @@ async fn split_keepalive_keeps_a_live_peer() {
             tokio::time::sleep(Duration::from_millis(800)).await;
             writer.send(Message::text("still here")).await.unwrap();
             reading.await.unwrap()
-        });
+        })
+        .await;
         let mut client = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
         let mut pings = 0;
         loop {
@@ -683,14 +692,9 @@ async fn split_keepalive_keeps_a_live_peer() {
 #[tokio::test]
 async fn split_write_timeout_ends_a_peer_that_never_reads() {
     bounded(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let mut config = ServerConfig::default();
-            config.options.write_timeout = Some(Duration::from_millis(300));
-            let ws = wsx::accept_with(tcp, &config, wsx::NoHook).await.unwrap();
-            let (mut reader, mut writer) = ws.split();
+        let mut config = ServerConfig::default();
+        config.options.write_timeout = Some(Duration::from_millis(300));
+        let (addr, server) = split_server(config, |mut reader, mut writer| async move {
             let writer_task = tokio::spawn(async move {
                 loop {
                     let msg = Message::Binary(vec![1u8; 64 * 1024].into());
@@ -706,7 +710,8 @@ async fn split_write_timeout_ends_a_peer_that_never_reads() {
                 }
             }
             (reader_error, writer_task.await.unwrap())
-        });
+        })
+        .await;
         let mut tcp = raw_upgraded(addr).await;
         let started = std::time::Instant::now();
         let talker = tokio::spawn(async move {
