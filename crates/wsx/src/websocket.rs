@@ -23,8 +23,15 @@ use wsx_proto::{
 /// Read buffer size of an active connection to begin with (released after a second
 /// without traffic); it doubles, up to [`MAX_READ_CHUNK`], each time a read fills it.
 const READ_CHUNK: usize = 16 * 1024;
-/// The largest read buffer the adaptive sizing grows to.
-const MAX_READ_CHUNK: usize = 256 * 1024;
+/// The largest read buffer the adaptive sizing grows to, and the most one read asks for,
+/// even into a buffer made for a whole large frame.
+///
+/// Larger reads are slower, not faster: a read of everything queued drains the socket, the
+/// next one waits in epoll for the peer's next segment, and the payload is unmasked after
+/// it has left the cache. On the 2 x 1 MiB echo, reads of up to 1 MiB gave 1.90k msg/s at
+/// 304 us of server CPU per message; reads of at most 64 KiB (one loopback segment) gave
+/// 2.21k msg/s at 280 us (BENCHMARKS.md, "Large messages").
+const MAX_READ_CHUNK: usize = 64 * 1024;
 /// The most room made at once for the rest of a frame whose header has arrived (a peer
 /// announcing a huge frame does not get it reserved up front; beyond this the buffer grows
 /// as the bytes arrive).
@@ -938,9 +945,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 } else if free < chunk / 2 {
                     make_room(buf, chunk, 0);
                 }
-                let room = buf.capacity() - buf.len();
-                let r =
-                    tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, self.conn.read_buf());
+                let room = (buf.capacity() - buf.len()).min(MAX_READ_CHUNK);
+                let r = tokio_util::io::poll_read_buf(
+                    Pin::new(&mut self.io),
+                    cx,
+                    &mut bytes::BufMut::limit(self.conn.read_buf(), room),
+                );
                 if matches!(r, Poll::Ready(Ok(n)) if n == room) && chunk < MAX_READ_CHUNK {
                     self.heartbeat.read_chunk = chunk * 2;
                 }
