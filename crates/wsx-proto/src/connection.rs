@@ -97,12 +97,46 @@ pub enum Event {
     Closed(CloseEvent),
 }
 
+/// The frame whose header has been read, while its payload arrives: the header's fields
+/// stored flat (32 bytes instead of 40 with a `FrameHeader` inside: every connection's
+/// state is sized for it).
 struct PartialFrame {
-    header: FrameHeader,
+    /// Payload length (`check_header` bounded it by `max_frame_size`, so it fits `usize`).
+    len: usize,
     /// Payload bytes already unmasked (and UTF-8 checked when that applies).
     done: usize,
+    mask: Option<[u8; 4]>,
+    opcode: OpCode,
+    fin: bool,
+    rsv: [bool; 3],
     /// Payload bytes to check as text as they arrive.
     check_text: bool,
+}
+
+impl PartialFrame {
+    fn new(h: &FrameHeader, check_text: bool) -> Self {
+        PartialFrame {
+            len: h.payload_len as usize,
+            done: 0,
+            mask: h.mask,
+            opcode: h.opcode,
+            fin: h.fin,
+            rsv: [h.rsv1, h.rsv2, h.rsv3],
+            check_text,
+        }
+    }
+
+    fn header(&self) -> FrameHeader {
+        FrameHeader {
+            fin: self.fin,
+            rsv1: self.rsv[0],
+            rsv2: self.rsv[1],
+            rsv3: self.rsv[2],
+            opcode: self.opcode,
+            mask: self.mask,
+            payload_len: self.len as u64,
+        }
+    }
 }
 
 struct Incoming {
@@ -113,8 +147,17 @@ struct Incoming {
     /// Bytes of the message so far (decompressed).
     size: usize,
     /// Frames of the message so far.
-    frames: usize,
+    frames: u32,
     first_delivered: bool,
+}
+
+/// The end of a connection, as the receiver records it.
+#[derive(Default)]
+struct Closing {
+    /// The close frame owed to the peer (`Some(None)`: an empty close frame).
+    reply: Option<Option<CloseFrame>>,
+    /// How the connection ended.
+    event: Option<CloseEvent>,
 }
 
 /// A frame the receiving side owes the peer: the sending side writes it.
@@ -137,7 +180,9 @@ pub struct Receiver {
     role: Role,
     max_message_size: usize,
     max_frame_size: usize,
-    max_fragments: usize,
+    /// `Config::max_fragments`, saturated to `u32` (a connection's state is kept small: every
+    /// idle connection carries it).
+    max_fragments: u32,
     streaming: bool,
     rbuf: BytesMut,
     frame: Option<PartialFrame>,
@@ -149,10 +194,11 @@ pub struct Receiver {
     eof: bool,
     /// A `Closed` event (for `close_event`) is due after the event just returned.
     closed_pending: bool,
-    close_event: Option<Box<CloseEvent>>,
-    pong: Option<Bytes>,
-    /// The close frame owed to the peer (boxed: needed once per connection at most).
-    close_reply: Option<Box<Option<CloseFrame>>>,
+    /// The latest unanswered ping's payload (boxed: a pointer while none is owed).
+    pong: Option<Box<Bytes>>,
+    /// The close frame owed to the peer and how the connection ended (boxed: needed once
+    /// per connection at most).
+    close: Option<Box<Closing>>,
     trace: Option<Box<Tracer>>,
 }
 
@@ -230,7 +276,7 @@ impl Connection {
                 role,
                 max_message_size: config.max_message_size,
                 max_frame_size: config.max_frame_size,
-                max_fragments: config.max_fragments,
+                max_fragments: u32::try_from(config.max_fragments).unwrap_or(u32::MAX),
                 streaming: config.streaming,
                 rbuf: BytesMut::new(),
                 frame: None,
@@ -246,9 +292,8 @@ impl Connection {
                 closed: false,
                 eof: false,
                 closed_pending: false,
-                close_event: None,
                 pong: None,
-                close_reply: None,
+                close: None,
                 trace: None,
             },
             tx: Sender {
@@ -286,13 +331,13 @@ impl Connection {
     }
 
     fn pump_replies(&mut self) {
-        if let Some(reply) = self.rx.close_reply.take() {
+        if let Some(reply) = self.rx.take_close_reply() {
             // A pong still waiting is moot once we close.
             self.rx.pong = None;
-            self.tx.reply(Reply::Close(*reply));
+            self.tx.reply(Reply::Close(reply));
         } else if self.tx.buffered_amount() < PONG_OUTPUT_LIMIT {
             if let Some(p) = self.rx.pong.take() {
-                self.tx.reply(Reply::Pong(p));
+                self.tx.reply(Reply::Pong(*p));
             }
         }
     }
@@ -492,7 +537,7 @@ impl Receiver {
 
     /// How the connection ended, once the receiving side is done.
     pub fn close_event(&self) -> Option<&CloseEvent> {
-        self.close_event.as_deref()
+        self.close.as_ref().and_then(|c| c.event.as_ref())
     }
 
     /// True once a close frame was received, the connection failed, or the stream ended.
@@ -542,7 +587,7 @@ impl Receiver {
     pub fn frame_remaining(&self) -> usize {
         self.frame.as_ref().map_or(0, |f| {
             // check_header bounded the length by max_frame_size, so it fits usize.
-            (f.header.payload_len as usize).saturating_sub(self.rbuf.len())
+            f.len.saturating_sub(self.rbuf.len())
         })
     }
 
@@ -565,23 +610,31 @@ impl Receiver {
 
     /// Whether a pong or close reply is waiting for [`Receiver::take_reply`].
     pub fn has_reply(&self) -> bool {
-        self.close_reply.is_some() || self.pong.is_some()
+        self.close.as_ref().is_some_and(|c| c.reply.is_some()) || self.pong.is_some()
+    }
+
+    fn take_close_reply(&mut self) -> Option<Option<CloseFrame>> {
+        self.close.as_mut().and_then(|c| c.reply.take())
+    }
+
+    fn closing(&mut self) -> &mut Closing {
+        self.close.get_or_insert_with(Default::default)
     }
 
     /// The frame owed to the peer, if any: a close reply first, else the latest pong.
     pub fn take_reply(&mut self) -> Option<Reply> {
-        if let Some(c) = self.close_reply.take() {
+        if let Some(c) = self.take_close_reply() {
             self.pong = None;
-            return Some(Reply::Close(*c));
+            return Some(Reply::Close(c));
         }
-        self.pong.take().map(Reply::Pong)
+        self.pong.take().map(|p| Reply::Pong(*p))
     }
 
     /// The next event, or `None` when more input is needed (or nothing more will happen).
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.closed_pending {
             self.closed_pending = false;
-            return self.close_event.as_deref().cloned().map(Event::Closed);
+            return self.close_event().cloned().map(Event::Closed);
         }
         if self.stopped_reading() {
             return None;
@@ -613,25 +666,20 @@ impl Receiver {
                     }
                 };
                 self.rbuf.advance(n);
-                self.frame = Some(PartialFrame {
-                    header,
-                    done: 0,
-                    check_text,
-                });
+                self.frame = Some(PartialFrame::new(&header, check_text));
             }
             let Some(frame) = self.frame.as_mut() else {
                 return Ok(None);
             };
-            // check_header bounded the length by max_frame_size, so it fits usize.
-            let len = frame.header.payload_len as usize;
+            let len = frame.len;
             let avail = self.rbuf.len().min(len);
             if avail > frame.done {
                 let fresh = &mut self.rbuf[frame.done..avail];
-                if let Some(key) = frame.header.mask {
+                if let Some(key) = frame.mask {
                     apply_mask_at(fresh, key, frame.done);
                 }
                 if frame.check_text && self.utf8.feed(fresh).is_err() {
-                    let header = frame.header;
+                    let header = frame.header();
                     // Bytes up to `avail` are unmasked already.
                     self.trace_rejected(&header, 0, avail, None, ProtocolError::InvalidUtf8);
                     return Err(ProtocolError::InvalidUtf8);
@@ -641,7 +689,7 @@ impl Receiver {
             if avail < len {
                 return Ok(None);
             }
-            let header = frame.header;
+            let header = frame.header();
             self.frame = None;
             let payload = self.rbuf.split_to(len);
             // The one check the trace costs per frame while it is off.
@@ -771,10 +819,10 @@ impl Receiver {
         let Some(msg) = self.incoming.as_mut() else {
             return Err(ProtocolError::UnexpectedContinuation);
         };
-        msg.frames += 1;
+        msg.frames = msg.frames.saturating_add(1);
         if msg.frames > self.max_fragments {
             return Err(ProtocolError::TooManyFragments {
-                limit: self.max_fragments,
+                limit: self.max_fragments as usize,
             });
         }
         if !msg.compressed && msg.size as u64 + h.payload_len > self.max_message_size as u64 {
@@ -793,7 +841,7 @@ impl Receiver {
         match h.opcode {
             OpCode::Ping => {
                 let payload = payload.freeze();
-                self.pong = Some(payload.clone());
+                self.pong = Some(Box::new(payload.clone()));
                 Ok(Some(Event::Message(Message::Ping(payload))))
             }
             OpCode::Pong => Ok(Some(Event::Message(Message::Pong(payload.freeze())))),
@@ -808,11 +856,11 @@ impl Receiver {
         self.rbuf = BytesMut::new();
         // Echo the peer's code (RFC 6455 §5.5.1), or an empty close if it sent none. The
         // sender drops the echo if it already sent a close frame.
-        self.close_reply = Some(Box::new(
+        self.closing().reply = Some(
             frame
                 .as_ref()
                 .map(|f| CloseFrame::new(f.code, Utf8Bytes::new())),
-        ));
+        );
         let (code, reason) = match &frame {
             Some(f) => (f.code, f.reason.to_string()),
             None => (CloseCode::NO_STATUS, String::new()),
@@ -905,7 +953,7 @@ impl Receiver {
             return;
         }
         if code.is_allowed_on_wire() {
-            self.close_reply = Some(Box::new(Some(CloseFrame::new(code, reason))));
+            self.closing().reply = Some(Some(CloseFrame::new(code, reason)));
         }
         self.finish(code, reason.to_owned(), false);
         self.closed_pending = true;
@@ -915,7 +963,7 @@ impl Receiver {
     fn fail(&mut self, err: ProtocolError) -> Event {
         let code = err.close_code();
         let reason = err.to_string();
-        self.close_reply = Some(Box::new(Some(CloseFrame::new(code, reason.as_str()))));
+        self.closing().reply = Some(Some(CloseFrame::new(code, reason.as_str())));
         self.finish(code, reason, false);
         self.closed_pending = true;
         Event::Error(err)
@@ -930,7 +978,7 @@ impl Receiver {
             reason,
             was_clean,
         };
-        self.close_event = Some(Box::new(ev.clone()));
+        self.closing().event = Some(ev.clone());
         ev
     }
 }

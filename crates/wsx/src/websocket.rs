@@ -47,7 +47,8 @@ pub struct WebSocketOptions {
     /// server to close TCP after the close handshake (default 5 s).
     pub close_timeout: Duration,
     /// `poll_ready` (and so `send`) waits, [`WebSocket::try_send`] refuses, and reading
-    /// pauses while more than this many bytes are queued for writing (default 1 MiB).
+    /// pauses while more than this many bytes are queued for writing (default 1 MiB; at
+    /// most 4 GiB, larger values are clamped to that).
     pub write_buffer_high_water: usize,
     /// Send a ping when nothing has been received for this long (default 20 s; `None`: no
     /// automatic pings).
@@ -75,12 +76,13 @@ impl Default for WebSocketOptions {
     }
 }
 
-/// [`WebSocketOptions`] as each connection keeps them: 32 bytes instead of 88, since every
+/// [`WebSocketOptions`] as each connection keeps them: 24 bytes instead of 88, since every
 /// idle connection carries a copy. Timeouts are whole milliseconds, rounded up, at most
-/// about 49 days (longer ones are clamped to that).
+/// about 49 days (longer ones are clamped to that); the high-water mark is at most
+/// `u32::MAX` bytes (4 GiB; larger ones are clamped to that).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PackedOptions {
-    pub(crate) write_buffer_high_water: usize,
+    high_water: u32,
     close_timeout: u32,
     pong_timeout: u32,
     ping_interval: u32,
@@ -108,7 +110,7 @@ fn unpack_opt_ms(ms: u32) -> Option<Duration> {
 impl PackedOptions {
     pub(crate) fn new(o: &WebSocketOptions) -> Self {
         PackedOptions {
-            write_buffer_high_water: o.write_buffer_high_water,
+            high_water: u32::try_from(o.write_buffer_high_water).unwrap_or(u32::MAX),
             close_timeout: pack_ms(o.close_timeout),
             pong_timeout: pack_ms(o.pong_timeout),
             ping_interval: pack_opt_ms(o.ping_interval),
@@ -120,12 +122,16 @@ impl PackedOptions {
     pub(crate) fn unpack(&self) -> WebSocketOptions {
         WebSocketOptions {
             close_timeout: self.close_timeout(),
-            write_buffer_high_water: self.write_buffer_high_water,
+            write_buffer_high_water: self.write_buffer_high_water(),
             ping_interval: self.ping_interval(),
             pong_timeout: self.pong_timeout(),
             idle_timeout: self.idle_timeout(),
             write_timeout: self.write_timeout(),
         }
+    }
+
+    pub(crate) fn write_buffer_high_water(&self) -> usize {
+        self.high_water as usize
     }
 
     pub(crate) fn close_timeout(&self) -> Duration {
@@ -189,6 +195,10 @@ struct Heartbeat {
     polled_with: Option<Waker>,
     /// Current read buffer size (see [`READ_CHUNK`]).
     read_chunk: usize,
+    /// The server's shutdown request, on connections a [`crate::Server`] serves. Here
+    /// rather than in the `WebSocket`: this box exists anyway, and the connection's task
+    /// is sized for the `WebSocket`.
+    shutdown: Option<Arc<ShutdownSignal>>,
 }
 
 /// A request to shut the connection down, shared with a server (see
@@ -330,14 +340,12 @@ pub struct WebSocket<S> {
     options: PackedOptions,
     phase: Phase,
     eof: bool,
-    timer: Option<Pin<Box<Sleep>>>,
     /// What most connections never need (a subprotocol, the handshake record, how it
-    /// ended): allocated on first use, so an idle connection does not carry it.
+    /// ended, the close and write timers): allocated on first use, so an idle connection
+    /// does not carry it.
     extras: Option<Box<Extras>>,
     heartbeat: Box<Heartbeat>,
-    write_timer: Option<Pin<Box<Sleep>>>,
     write_failed: bool,
-    shutdown: Option<Arc<ShutdownSignal>>,
 }
 
 /// The future returned by [`WebSocket::send`]. Written out by hand rather than as an
@@ -413,6 +421,10 @@ struct Extras {
     close_event: Option<CloseEvent>,
     handshake: Option<Handshake>,
     request_target: Option<String>,
+    /// The close timer: the peer's close frame, the server's FIN, our shutdown.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Runs while output is waiting for the transport (see `WebSocketOptions::write_timeout`).
+    write_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -445,7 +457,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             options: PackedOptions::new(&options),
             phase: Phase::Open,
             eof: false,
-            timer: None,
             extras: protocol.map(|p| {
                 Box::new(Extras {
                     protocol: Some(p),
@@ -463,17 +474,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     rtt: None,
                     polled_with: None,
                     read_chunk: READ_CHUNK,
+                    shutdown: None,
                 })
             },
-            write_timer: None,
             write_failed: false,
-            shutdown: None,
         }
     }
 
     /// Lets a server ask this connection to close with 1001 (graceful shutdown).
     pub(crate) fn with_shutdown(mut self, signal: Arc<ShutdownSignal>) -> Self {
-        self.shutdown = Some(signal);
+        self.heartbeat.shutdown = Some(signal);
         self
     }
 
@@ -503,7 +513,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.phase != Phase::Open || self.write_failed || self.conn.state() != State::Open {
             return Err(TrySendError::Closed(msg));
         }
-        if self.conn.buffered_amount() > self.options.write_buffer_high_water {
+        if self.conn.buffered_amount() > self.options.write_buffer_high_water() {
             return Err(TrySendError::Full(msg));
         }
         self.conn.send(msg).map_err(TrySendError::Invalid)?;
@@ -666,17 +676,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Ready(Ok(n)) => {
                     self.conn.advance_output(n);
                     // Progress: the stall clock starts again.
-                    if let (Some(t), Some(after)) =
-                        (self.write_timer.as_mut(), self.options.write_timeout())
-                    {
+                    let timer = self.extras.as_mut().and_then(|e| e.write_timer.as_mut());
+                    if let (Some(t), Some(after)) = (timer, self.options.write_timeout()) {
                         t.as_mut().reset(Instant::now() + after);
                     }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
                     if let Some(after) = self.options.write_timeout() {
-                        if fired(&mut self.write_timer, after, cx) {
-                            self.write_timer = None;
+                        if fired(&mut self.extras_mut().write_timer, after, cx) {
+                            self.stop_write_timer();
                             self.write_failed = true;
                             return Poll::Ready(Err(io::Error::new(
                                 io::ErrorKind::TimedOut,
@@ -688,7 +697,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
         }
-        self.write_timer = None;
+        self.stop_write_timer();
         Poll::Ready(Ok(()))
     }
 
@@ -787,7 +796,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.phase != Phase::Open {
             return Poll::Ready(Err(Error::Closed));
         }
-        while self.conn.buffered_amount() > self.options.write_buffer_high_water {
+        while self.conn.buffered_amount() > self.options.write_buffer_high_water() {
             ready!(self.poll_write_out(cx))?;
         }
         Poll::Ready(Ok(()))
@@ -801,7 +810,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Polls the close timer, starting it if needed; true once it has fired.
     fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        fired(&mut self.timer, self.options.close_timeout(), cx)
+        let after = self.options.close_timeout();
+        fired(&mut self.extras_mut().timer, after, cx)
+    }
+
+    fn stop_timer(&mut self) {
+        if let Some(e) = self.extras.as_mut() {
+            e.timer = None;
+        }
+    }
+
+    fn stop_write_timer(&mut self) {
+        if let Some(e) = self.extras.as_mut() {
+            e.write_timer = None;
+        }
     }
 
     /// Drives the connection and returns the next event (see [`WebSocket::next_event`]).
@@ -820,7 +842,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     let clean = self.conn.close_event().is_some_and(|e| e.was_clean);
                     self.phase = if self.conn.role() == Role::Client && clean && !self.eof {
                         // RFC 6455 §7.1.1: the server closes TCP first.
-                        self.timer = None;
+                        self.stop_timer();
                         Phase::AwaitingEof
                     } else {
                         Phase::ShuttingDown
@@ -846,7 +868,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     {
                         return Poll::Pending;
                     }
-                    self.timer = None;
+                    self.stop_timer();
                     self.phase = Phase::Done;
                     continue;
                 }
@@ -856,7 +878,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                     self.phase = Phase::Finished;
                     self.conn.shrink_buffers();
-                    if let (Some(signal), Some(ev)) = (&self.shutdown, self.own_close_event()) {
+                    if let (Some(signal), Some(ev)) =
+                        (&self.heartbeat.shutdown, self.own_close_event())
+                    {
                         signal.clean.store(ev.was_clean, Ordering::Release);
                     }
                     return Poll::Ready(
@@ -868,7 +892,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Phase::Finished => return Poll::Ready(None),
             }
             // Phase::Open.
-            if let Some(signal) = &self.shutdown {
+            if let Some(signal) = &self.heartbeat.shutdown {
                 if signal.requested.load(Ordering::Acquire) && self.conn.state() == State::Open {
                     let _ = self.conn.close(Some(CloseFrame::new(
                         CloseCode::GOING_AWAY,
@@ -883,7 +907,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 match ev {
                     Event::Closed(ce) => {
                         self.extras_mut().close_event = Some(ce);
-                        self.timer = None;
+                        self.stop_timer();
                         self.phase = Phase::Flushing;
                     }
                     Event::Error(e) => self.extras_mut().pending_error = Some(Error::Protocol(e)),
@@ -905,11 +929,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.conn.receive_eof();
                 continue;
             }
-            if let Some(signal) = &self.shutdown {
+            if let Some(signal) = &self.heartbeat.shutdown {
                 signal.waker.register(cx.waker());
             }
             // Backpressure: while the peer does not take our output, stop reading its input.
-            if self.conn.buffered_amount() > self.options.write_buffer_high_water {
+            if self.conn.buffered_amount() > self.options.write_buffer_high_water() {
                 return Poll::Pending;
             }
             let polled = if self.conn.read_buf().capacity() == 0 {
@@ -1040,7 +1064,7 @@ mod tests {
         let defaults = WebSocketOptions::default();
         let packed = PackedOptions::new(&defaults);
         assert_eq!(format!("{:?}", packed.unpack()), format!("{defaults:?}"));
-        assert!(std::mem::size_of::<PackedOptions>() <= 32);
+        assert!(std::mem::size_of::<PackedOptions>() <= 24);
 
         let odd = WebSocketOptions {
             close_timeout: Duration::from_micros(1500),
@@ -1054,6 +1078,13 @@ mod tests {
         // Rounded up to whole milliseconds, so a timeout never fires early.
         assert_eq!(back.close_timeout, Duration::from_millis(2));
         assert_eq!(back.write_buffer_high_water, 7);
+        let huge = WebSocketOptions {
+            write_buffer_high_water: usize::MAX,
+            ..defaults
+        };
+        // Clamped to 4 GiB, not wrapped to a small mark.
+        let clamped = PackedOptions::new(&huge).unpack();
+        assert_eq!(clamped.write_buffer_high_water, u32::MAX as usize);
         assert_eq!(back.ping_interval, None);
         // Clamped, not wrapped or turned into "none".
         assert_eq!(

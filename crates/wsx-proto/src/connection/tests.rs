@@ -737,3 +737,28 @@ fn client_payloads_are_always_copied_and_masked() {
         vec![Event::Message(Message::Binary(big))]
     );
 }
+
+/// Every idle connection carries a `Connection` inside its task, and tokio sizes tasks in
+/// 128-byte steps: growing these types can cost a whole step per connection
+/// (BENCHMARKS.md, "Memory per idle connection"). Raise the bounds only on purpose.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn connection_state_stays_small() {
+    assert!(std::mem::size_of::<PartialFrame>() <= 32);
+    assert!(std::mem::size_of::<Option<Incoming>>() <= 48);
+    assert!(std::mem::size_of::<Connection>() <= 240);
+}
+
+#[test]
+fn a_partial_frame_gives_back_its_header() {
+    let h = FrameHeader {
+        fin: false,
+        rsv1: true,
+        rsv2: false,
+        rsv3: true,
+        opcode: OpCode::Binary,
+        mask: Some([1, 2, 3, 4]),
+        payload_len: 70_000,
+    };
+    assert_eq!(PartialFrame::new(&h, false).header(), h);
+}
