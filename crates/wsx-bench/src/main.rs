@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// jemalloc for all three servers alike, as `wsx serve` uses it. With glibc's malloc the
+/// jemalloc for all three servers alike. With glibc's malloc the
 /// 128-byte-aligned blocks tokio allocates per connection (its task cell and the socket's
 /// `ScheduledIo`) leave unusable fragments: about 290 bytes per connection, a fifth of a
 /// wsx connection's footprint (BENCHMARKS.md, "Memory per idle connection").

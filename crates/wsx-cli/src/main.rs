@@ -85,14 +85,6 @@ bytes or --broadcast-backlog messages) gets 1008 \"too slow\"; an --exec connect
 closes with 1000 when the command exits 0, 1011 with \"exit status N\" otherwise, 1008
 when the command takes none of its input for --write-timeout.";
 
-/// jemalloc rather than the system allocator (feature `jemalloc`, on by default, unix
-/// only): glibc's malloc leaves about 290 bytes of unusable fragments per connection around
-/// the 128-byte-aligned blocks tokio allocates for each one, a fifth of an idle connection's
-/// memory (BENCHMARKS.md, "Memory per idle connection").
-#[cfg(all(unix, feature = "jemalloc"))]
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
