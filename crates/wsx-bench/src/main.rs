@@ -12,10 +12,10 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// jemalloc for all three servers alike. With glibc's malloc the
-/// 128-byte-aligned blocks tokio allocates per connection (its task cell and the socket's
-/// `ScheduledIo`) leave unusable fragments: about 290 bytes per connection, a fifth of a
-/// wsx connection's footprint (BENCHMARKS.md, "Memory per idle connection").
+/// jemalloc for all three servers alike. With glibc's malloc the 128-byte-aligned blocks
+/// tokio allocates per connection (its task cell and the socket's `ScheduledIo`) leave
+/// unusable fragments: about 290 bytes per connection, a fifth of a wsx connection's
+/// footprint (BENCHMARKS.md, "Memory per idle connection").
 #[cfg(unix)]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -427,6 +427,28 @@ struct Extras {
     write_timer: Option<Pin<Box<Sleep>>>,
 }
 
+impl Extras {
+    fn is_unused(&self) -> bool {
+        // Destructured, so that a new field cannot be forgotten here.
+        let Extras {
+            protocol,
+            pending_error,
+            close_event,
+            handshake,
+            request_target,
+            timer,
+            write_timer,
+        } = self;
+        protocol.is_none()
+            && pending_error.is_none()
+            && close_event.is_none()
+            && handshake.is_none()
+            && request_target.is_none()
+            && timer.is_none()
+            && write_timer.is_none()
+    }
+}
+
 impl<S> std::fmt::Debug for WebSocket<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebSocket")
@@ -817,12 +839,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn stop_timer(&mut self) {
         if let Some(e) = self.extras.as_mut() {
             e.timer = None;
+            self.release_unused_extras();
         }
     }
 
     fn stop_write_timer(&mut self) {
         if let Some(e) = self.extras.as_mut() {
             e.write_timer = None;
+            self.release_unused_extras();
+        }
+    }
+
+    /// Frees the extras once nothing is in them, e.g. after a write stall that ended:
+    /// a connection that once had to wait for the transport goes back to idle size.
+    fn release_unused_extras(&mut self) {
+        if self.extras.as_deref().is_some_and(Extras::is_unused) {
+            self.extras = None;
         }
     }
 
@@ -1058,6 +1090,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The write timer lives in the lazily allocated extras; a stall that ends frees them
+    /// again, so a connection that once waited for its peer is back to idle size.
+    #[tokio::test]
+    async fn extras_made_for_a_write_stall_are_freed_when_it_ends() {
+        use tokio::io::AsyncReadExt;
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let conn = Connection::new(Role::Server, &wsx_proto::Config::default(), None);
+        let mut ws = WebSocket::from_parts(ours, conn, None, &[], WebSocketOptions::default());
+        assert!(ws.extras.is_none());
+        let payload = vec![7u8; 64 * 1024];
+        let drain = tokio::spawn(async move {
+            let mut got = vec![0u8; payload.len() + 16];
+            let mut n = 0;
+            // Start reading only after the writer has had to wait.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            while n < 64 * 1024 + 4 {
+                n += theirs.read(&mut got[n..]).await.unwrap();
+            }
+            theirs
+        });
+        let send = ws.send(Message::Binary(vec![7u8; 64 * 1024].into()));
+        tokio::pin!(send);
+        // The first poll cannot finish: the pipe holds 1 KiB.
+        let first = std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await;
+        assert!(first.is_pending());
+        assert!(
+            ws_has_extras(&send),
+            "the stall did not start the write timer"
+        );
+        send.await.unwrap();
+        let _theirs = drain.await.unwrap();
+        assert!(ws.extras.is_none(), "extras kept after the stall ended");
+    }
+
+    fn ws_has_extras<S>(send: &Pin<&mut SendFuture<'_, S>>) -> bool {
+        send.ws
+            .extras
+            .as_ref()
+            .is_some_and(|e| e.write_timer.is_some())
+    }
 
     #[test]
     fn packed_options_round_trip() {
