@@ -837,15 +837,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn stop_timer(&mut self) {
-        if let Some(e) = self.extras.as_mut() {
-            e.timer = None;
+        if self
+            .extras
+            .as_mut()
+            .is_some_and(|e| e.timer.take().is_some())
+        {
             self.release_unused_extras();
         }
     }
 
+    /// Called after every completed flush: looks at the rest of the extras only when a
+    /// stall's timer was actually running.
     fn stop_write_timer(&mut self) {
-        if let Some(e) = self.extras.as_mut() {
-            e.write_timer = None;
+        if self
+            .extras
+            .as_mut()
+            .is_some_and(|e| e.write_timer.take().is_some())
+        {
             self.release_unused_extras();
         }
     }
