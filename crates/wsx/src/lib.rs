@@ -26,6 +26,7 @@ pub mod client;
 pub mod error;
 pub mod proxy;
 pub mod server;
+mod shared_timer;
 pub mod split;
 pub mod stream;
 pub mod tls;

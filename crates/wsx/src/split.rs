@@ -17,17 +17,17 @@
 //! [`Error::Timeout`], and so does the reader, which then ends the connection (1006).
 
 use crate::error::{Error, Result};
+use crate::shared_timer::{self, later, SharedTimer};
 use crate::websocket::{event_to_item, fired, keepalive_due, poll_discard, WebSocketOptions};
 use futures_core::Stream;
 use futures_sink::Sink;
 use futures_util::task::AtomicWaker;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::time::{Instant, Sleep};
 use wsx_proto::connection::{Receiver, Sender};
@@ -158,13 +158,13 @@ pub struct WsReader<S> {
     keepalive: Option<Box<Keepalive>>,
 }
 
-/// The reader's keepalive state: one timer, re-armed lazily when it fires.
+/// The reader's keepalive state: one timer, re-armed lazily when it fires. Times are
+/// [`shared_timer::now`] microseconds.
 struct Keepalive {
-    timer: Pin<Box<Sleep>>,
-    last_recv: Instant,
-    /// The ping in flight: when it was sent and its payload.
-    ping: Option<(Instant, u64)>,
-    counter: u64,
+    timer: SharedTimer,
+    last_recv: u64,
+    /// When the ping in flight was sent (0: none); also its payload (8 bytes big endian).
+    ping_sent: u64,
 }
 
 /// The sending half: a [`Sink`] of messages.
@@ -212,13 +212,11 @@ where
             finished: false,
             eof: false,
             write_blocked: false,
-            keepalive: first_due(&options).map(|after| {
-                let now = Instant::now();
+            keepalive: keepalive_on(&options).then(|| {
                 Box::new(Keepalive {
-                    timer: Box::pin(tokio::time::sleep_until(now + after)),
-                    last_recv: now,
-                    ping: None,
-                    counter: 0,
+                    timer: SharedTimer::new(),
+                    last_recv: shared_timer::now(),
+                    ping_sent: 0,
                 })
             }),
         },
@@ -231,12 +229,9 @@ where
     )
 }
 
-/// When the reader's keepalive timer first has something to check, if ever.
-fn first_due(options: &WebSocketOptions) -> Option<Duration> {
-    match (options.ping_interval, options.idle_timeout) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+/// Whether the reader has keepalive work: pings or an idle timeout.
+fn keepalive_on(options: &WebSocketOptions) -> bool {
+    options.ping_interval.is_some() || options.idle_timeout.is_some()
 }
 
 impl<S: AsyncRead + AsyncWrite> WsReader<S> {
@@ -289,55 +284,59 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
             return false;
         };
         let opts = &self.options;
-        while ka.timer.as_mut().poll(cx).is_ready() {
-            let now = Instant::now();
-            if self.rx.is_closed() {
+        if !ka.timer.expired(cx.waker()) {
+            return false;
+        }
+        let now = shared_timer::now();
+        if self.rx.is_closed() {
+            return false;
+        }
+        let ping = (ka.ping_sent != 0).then_some(ka.ping_sent);
+        if let Some(sent) = ping {
+            if now >= later(sent, opts.pong_timeout) {
+                self.rx
+                    .abort(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                return true;
+            }
+        }
+        let close_sent = self.writer.close_sent.load(Ordering::Acquire);
+        if let Some(idle) = opts.idle_timeout {
+            if now >= later(ka.last_recv, idle) && !close_sent {
+                let mut w = lock(&self.writer);
+                let _ =
+                    w.tx.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
+                self.write_blocked = w.poll_write_out_for(Half::Reader, cx).is_pending();
+                // Re-armed at the next poll, which finds the close sent.
                 return false;
             }
-            if let Some((sent, _)) = ka.ping {
-                if now >= sent + opts.pong_timeout {
-                    self.rx
-                        .abort(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
-                    return true;
-                }
-            }
-            let close_sent = self.writer.close_sent.load(Ordering::Acquire);
-            if let Some(idle) = opts.idle_timeout {
-                if now >= ka.last_recv + idle && !close_sent {
-                    let mut w = lock(&self.writer);
-                    let _ =
-                        w.tx.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
-                    self.write_blocked = w.poll_write_out_for(Half::Reader, cx).is_pending();
-                    return false;
-                }
-            }
-            if let (None, Some(every)) = (ka.ping, opts.ping_interval) {
-                if now >= ka.last_recv + every && !close_sent {
-                    ka.counter += 1;
-                    let payload = wsx_proto::Bytes::copy_from_slice(&ka.counter.to_be_bytes());
-                    let mut w = lock(&self.writer);
-                    if w.tx.send(Message::Ping(payload)).is_ok() {
-                        ka.ping = Some((now, ka.counter));
-                    }
-                    self.write_blocked = w.poll_write_out_for(Half::Reader, cx).is_pending();
-                }
-            }
-            ka.timer.as_mut().reset(keepalive_due(
-                now,
-                ka.last_recv,
-                ka.ping,
-                (opts.ping_interval, opts.pong_timeout, opts.idle_timeout),
-                None,
-            ));
         }
+        if let (None, Some(every)) = (ping, opts.ping_interval) {
+            if now >= later(ka.last_recv, every) && !close_sent {
+                let payload = wsx_proto::Bytes::copy_from_slice(&now.to_be_bytes());
+                let mut w = lock(&self.writer);
+                if w.tx.send(Message::Ping(payload)).is_ok() {
+                    ka.ping_sent = now;
+                }
+                self.write_blocked = w.poll_write_out_for(Half::Reader, cx).is_pending();
+            }
+        }
+        let ping = (ka.ping_sent != 0).then_some(ka.ping_sent);
+        let due = keepalive_due(
+            now,
+            ka.last_recv,
+            ping,
+            (opts.ping_interval, opts.pong_timeout, opts.idle_timeout),
+            None,
+        );
+        ka.timer.arm(due, cx.waker());
         false
     }
 
     /// Notes a pong: answers our keepalive ping when the payload matches.
     fn on_pong(&mut self, payload: &[u8]) {
         if let Some(ka) = self.keepalive.as_deref_mut() {
-            if ka.ping.is_some_and(|(_, n)| payload == n.to_be_bytes()) {
-                ka.ping = None;
+            if ka.ping_sent != 0 && payload == ka.ping_sent.to_be_bytes() {
+                ka.ping_sent = 0;
             }
         }
     }
@@ -437,7 +436,7 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
                 }
                 Poll::Ready(Ok(_)) => {
                     if let Some(ka) = self.keepalive.as_deref_mut() {
-                        ka.last_recv = Instant::now();
+                        ka.last_recv = shared_timer::now();
                     }
                 }
                 Poll::Ready(Err(e)) => {

@@ -1,6 +1,7 @@
 //! [`WebSocket`]: a connection over any async byte stream, driven by the sans-I/O core.
 
 use crate::error::{Error, Result};
+use crate::shared_timer::{self, later, SharedTimer};
 use futures_core::Stream;
 use futures_sink::Sink;
 use futures_util::task::AtomicWaker;
@@ -158,47 +159,70 @@ impl PackedOptions {
 /// When a keepalive timer next has something to check, at least 1 ms from `now`: the pong
 /// deadline of the ping in flight (else when the next ping is due), the idle timeout, and
 /// `other` (the buffer release). `timeouts` are the ping interval, pong timeout and idle
-/// timeout; `last_recv` is when bytes last arrived.
+/// timeout; `last_recv` is when bytes last arrived and `ping_sent` when the ping in flight
+/// went out. All times are [`shared_timer::now`] microseconds.
 pub(crate) fn keepalive_due(
-    now: Instant,
-    last_recv: Instant,
-    ping: Option<(Instant, u64)>,
+    now: u64,
+    last_recv: u64,
+    ping_sent: Option<u64>,
     timeouts: (Option<Duration>, Duration, Option<Duration>),
-    other: Option<Instant>,
-) -> Instant {
+    other: Option<u64>,
+) -> u64 {
     let (ping_interval, pong_timeout, idle_timeout) = timeouts;
-    let ping_due = match (ping, ping_interval) {
-        (Some((sent, _)), _) => Some(sent + pong_timeout),
-        (None, Some(every)) => Some(last_recv + every),
+    let ping_due = match (ping_sent, ping_interval) {
+        (Some(sent), _) => Some(later(sent, pong_timeout)),
+        (None, Some(every)) => Some(later(last_recv, every)),
         (None, None) => None,
     };
-    let idle_due = idle_timeout.map(|idle| last_recv + idle);
+    let idle_due = idle_timeout.map(|idle| later(last_recv, idle));
     [ping_due, idle_due, other]
         .into_iter()
         .flatten()
         .min()
-        .unwrap_or(now + Duration::from_secs(86400))
-        .max(now + Duration::from_millis(1))
+        .unwrap_or(later(now, Duration::from_secs(86400)))
+        .max(later(now, Duration::from_millis(1)))
 }
 
 /// Keepalive, idle timeout and buffer release: one timer, re-armed lazily when it fires.
+/// Times are [`shared_timer::now`] microseconds. 48 bytes, and every connection has one.
 struct Heartbeat {
-    timer: Pin<Box<Sleep>>,
-    last_recv: Instant,
-    /// Buffers were released since the last received bytes.
-    released: bool,
-    /// The ping in flight: when it was sent and its payload.
-    ping: Option<(Instant, u64)>,
-    counter: u64,
-    rtt: Option<Duration>,
-    /// The waker the timer was last polled with, while it is known to hold it.
-    polled_with: Option<Waker>,
-    /// Current read buffer size (see [`READ_CHUNK`]).
-    read_chunk: usize,
+    timer: SharedTimer,
+    last_recv: u64,
+    /// When the ping in flight was sent (0: none). Its payload is this time, 8 bytes big
+    /// endian: unique per connection without a counter.
+    ping_sent: u64,
     /// The server's shutdown request, on connections a [`crate::Server`] serves. Here
     /// rather than in the `WebSocket`: this box exists anyway, and the connection's task
     /// is sized for the `WebSocket`.
     shutdown: Option<Arc<ShutdownSignal>>,
+    /// Round-trip time of the last answered ping in microseconds, plus one (0: none yet).
+    rtt: u32,
+    /// Current read buffer size in KiB (see [`READ_CHUNK`]).
+    read_chunk_kib: u16,
+    /// Buffers were released since the last received bytes.
+    released: bool,
+}
+
+impl Heartbeat {
+    fn new() -> Self {
+        Heartbeat {
+            timer: SharedTimer::new(),
+            last_recv: shared_timer::now(),
+            ping_sent: 0,
+            shutdown: None,
+            rtt: 0,
+            read_chunk_kib: (READ_CHUNK / 1024) as u16,
+            released: false,
+        }
+    }
+
+    fn read_chunk(&self) -> usize {
+        usize::from(self.read_chunk_kib) * 1024
+    }
+
+    fn ping(&self) -> Option<u64> {
+        (self.ping_sent != 0).then_some(self.ping_sent)
+    }
 }
 
 /// A request to shut the connection down, shared with a server (see
@@ -485,20 +509,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     ..Default::default()
                 })
             }),
-            heartbeat: {
-                let now = Instant::now();
-                Box::new(Heartbeat {
-                    timer: Box::pin(tokio::time::sleep_until(now + RELEASE_BUFFERS_AFTER)),
-                    last_recv: now,
-                    released: false,
-                    ping: None,
-                    counter: 0,
-                    rtt: None,
-                    polled_with: None,
-                    read_chunk: READ_CHUNK,
-                    shutdown: None,
-                })
-            },
+            heartbeat: Box::new(Heartbeat::new()),
             write_failed: false,
         }
     }
@@ -524,7 +535,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Round-trip time of the last answered keepalive ping.
     pub fn rtt(&self) -> Option<Duration> {
-        self.heartbeat.rtt
+        match self.heartbeat.rtt {
+            0 => None,
+            us => Some(Duration::from_micros(u64::from(us) - 1)),
+        }
     }
 
     /// Queues a message without waiting: refused with [`TrySendError::Full`] while more than
@@ -744,72 +758,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn poll_heartbeat(&mut self, cx: &mut Context<'_>) {
         let opts = self.options;
         let hb = &mut self.heartbeat;
-        // Polling a timer re-registers it with the driver: about 250 instructions, on every
-        // poll of the connection (callgrind, 100 x 20 B echo). Until it fires or the
-        // connection moves to another task, the registration it has is enough.
-        let same_task = hb
-            .polled_with
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()));
-        if same_task && !hb.timer.is_elapsed() {
+        // One atomic load while the timer is armed for this task and has not fired.
+        if !hb.timer.expired(cx.waker()) {
             return;
         }
-        if !same_task {
-            hb.polled_with = Some(cx.waker().clone());
+        let now = shared_timer::now();
+        if let Some(sent) = hb.ping() {
+            if now >= later(sent, opts.pong_timeout()) {
+                self.conn
+                    .abort(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                return;
+            }
         }
-        while hb.timer.as_mut().poll(cx).is_ready() {
-            let now = Instant::now();
-            if let Some((sent, _)) = hb.ping {
-                if now >= sent + opts.pong_timeout() {
-                    self.conn
-                        .abort(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
-                    return;
-                }
+        if let Some(idle) = opts.idle_timeout() {
+            if now >= later(hb.last_recv, idle) {
+                let _ = self
+                    .conn
+                    .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
             }
-            if let Some(idle) = opts.idle_timeout() {
-                if now >= hb.last_recv + idle {
-                    let _ = self
-                        .conn
-                        .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
-                }
-            }
-            if let (None, Some(every)) = (hb.ping, opts.ping_interval()) {
-                if now >= hb.last_recv + every && self.conn.state() == State::Open {
-                    hb.counter += 1;
-                    let payload = wsx_proto::Bytes::copy_from_slice(&hb.counter.to_be_bytes());
-                    if self.conn.send(Message::Ping(payload)).is_ok() {
-                        hb.ping = Some((now, hb.counter));
-                    }
-                }
-            }
-            if !hb.released && now >= hb.last_recv + RELEASE_BUFFERS_AFTER {
-                // Idle: hold no read or write buffer until traffic resumes.
-                self.conn.shrink_buffers();
-                hb.released = true;
-                hb.read_chunk = READ_CHUNK;
-            }
-            let release_due = (!hb.released).then(|| hb.last_recv + RELEASE_BUFFERS_AFTER);
-            hb.timer.as_mut().reset(keepalive_due(
-                now,
-                hb.last_recv,
-                hb.ping,
-                (
-                    opts.ping_interval(),
-                    opts.pong_timeout(),
-                    opts.idle_timeout(),
-                ),
-                release_due,
-            ));
         }
+        if let (None, Some(every)) = (hb.ping(), opts.ping_interval()) {
+            if now >= later(hb.last_recv, every) && self.conn.state() == State::Open {
+                let payload = wsx_proto::Bytes::copy_from_slice(&now.to_be_bytes());
+                if self.conn.send(Message::Ping(payload)).is_ok() {
+                    hb.ping_sent = now;
+                }
+            }
+        }
+        if !hb.released && now >= later(hb.last_recv, RELEASE_BUFFERS_AFTER) {
+            // Idle: hold no read or write buffer until traffic resumes.
+            self.conn.shrink_buffers();
+            hb.released = true;
+            hb.read_chunk_kib = (READ_CHUNK / 1024) as u16;
+        }
+        let release_due = (!hb.released).then(|| later(hb.last_recv, RELEASE_BUFFERS_AFTER));
+        let due = keepalive_due(
+            now,
+            hb.last_recv,
+            hb.ping(),
+            (
+                opts.ping_interval(),
+                opts.pong_timeout(),
+                opts.idle_timeout(),
+            ),
+            release_due,
+        );
+        hb.timer.arm(due, cx.waker());
     }
 
     /// Notes a pong: answers our keepalive ping when the payload matches.
     fn on_pong(&mut self, payload: &[u8]) {
         let hb = &mut self.heartbeat;
-        if let Some((sent, n)) = hb.ping {
-            if payload == n.to_be_bytes() {
-                hb.rtt = Some(sent.elapsed());
-                hb.ping = None;
+        if let Some(sent) = hb.ping() {
+            if payload == sent.to_be_bytes() {
+                let us = shared_timer::now().saturating_sub(sent);
+                hb.rtt = u32::try_from(us).unwrap_or(u32::MAX - 1) + 1;
+                hb.ping_sent = 0;
             }
         }
     }
@@ -997,7 +1001,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 // socket is drained only from a short read): with a fixed 16 KiB buffer a
                 // 16 KiB echo took 2 reads per message. So the buffer grows while reads fill
                 // it, and small-message connections keep a small one.
-                let chunk = self.heartbeat.read_chunk;
+                let chunk = self.heartbeat.read_chunk();
                 // A large frame whose header is in: room for all of it at once (up to
                 // MAX_FRAME_RESERVE), rather than regrowing (and copying) step by step.
                 let missing = self.conn.frame_remaining().min(MAX_FRAME_RESERVE);
@@ -1016,7 +1020,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     &mut bytes::BufMut::limit(self.conn.read_buf(), room),
                 );
                 if matches!(r, Poll::Ready(Ok(n)) if n == room) && chunk < MAX_READ_CHUNK {
-                    self.heartbeat.read_chunk = chunk * 2;
+                    self.heartbeat.read_chunk_kib *= 2;
                 }
                 r
             };
@@ -1027,15 +1031,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Poll::Ready(Ok(_)) => {
                     let hb = &mut self.heartbeat;
-                    hb.last_recv = Instant::now();
+                    hb.last_recv = shared_timer::now();
                     if hb.released {
                         // Active again: make sure the timer comes back to release later.
                         hb.released = false;
-                        let due = hb.last_recv + RELEASE_BUFFERS_AFTER;
-                        if due < hb.timer.deadline() {
-                            hb.timer.as_mut().reset(due);
-                            hb.polled_with = None;
-                        }
+                        let due = later(hb.last_recv, RELEASE_BUFFERS_AFTER);
+                        hb.timer.arm_earlier(due, cx.waker());
                     }
                 }
                 Poll::Ready(Err(e)) => {
@@ -1178,27 +1179,30 @@ mod tests {
 
     #[test]
     fn keepalive_due_picks_the_earliest_check() {
-        let now = Instant::now();
-        let s = Duration::from_secs;
+        let now = 1_000_000_000;
+        let s = |n| Duration::from_secs(n);
+        let at = |n| later(now, s(n));
         let timeouts = (Some(s(20)), s(5), Some(s(60)));
         // Next ping 20 s after the last bytes, unless the idle timeout or `other` is sooner.
-        assert_eq!(keepalive_due(now, now, None, timeouts, None), now + s(20));
-        assert_eq!(
-            keepalive_due(now, now, None, timeouts, Some(now + s(1))),
-            now + s(1)
-        );
+        assert_eq!(keepalive_due(now, now, None, timeouts, None), at(20));
+        assert_eq!(keepalive_due(now, now, None, timeouts, Some(at(1))), at(1));
         // A ping in flight: its pong deadline, not the next ping.
-        let ping = Some((now + s(2), 7));
-        assert_eq!(keepalive_due(now, now, ping, timeouts, None), now + s(7));
+        assert_eq!(keepalive_due(now, now, Some(at(2)), timeouts, None), at(7));
         // Nothing to do: a day away. Overdue: 1 ms from now, never in the past.
         assert_eq!(
             keepalive_due(now, now, None, (None, s(5), None), None),
-            now + s(86400)
+            at(86400)
         );
-        let past = now - Duration::from_millis(500);
+        let past = now - 500_000;
         assert_eq!(
             keepalive_due(now, past, None, (Some(Duration::ZERO), s(5), None), None),
-            now + Duration::from_millis(1)
+            now + 1000
         );
+    }
+
+    #[test]
+    fn the_heartbeat_stays_small() {
+        // Every connection has one, boxed: 48 bytes is one jemalloc size class.
+        assert!(std::mem::size_of::<Heartbeat>() <= 48);
     }
 }

@@ -1,0 +1,710 @@
+//! Keepalive timers for every connection of the process, run by one timer thread.
+//!
+//! Every open connection needs a timer for as long as it lives: keepalive pings, the pong
+//! and idle timeouts, and giving its buffers back when it goes quiet. A tokio `Sleep` for
+//! that costs 112 bytes plus a 112-byte box on each connection, a fifth of an idle
+//! connection's memory. Here a connection holds a 16-byte [`SharedTimer`] and the process
+//! holds one table with about 32 bytes per timer: the deadline (8), the waker (16), its
+//! place in the deadline heap (4) and the heap entry (4). One thread sleeps until the
+//! earliest deadline and wakes the tasks whose deadlines have passed.
+//!
+//! The hot path takes no lock. Before the thread fires anything it publishes the time it
+//! fires through ([`FIRED_THROUGH`]); a timer has fired exactly when its deadline is at or
+//! before that time, so a connection learns it from two atomic loads (its own deadline and
+//! that time) on every poll. Deadlines are re-armed lazily, when they fire; the table's lock
+//! is taken only to arm, to release, or when a connection moves to another task.
+//!
+//! Storage grows in fixed chunks, so that it never copies itself while growing (a vector
+//! that doubles leaves its outgrown copies to the allocator, and those showed up in the
+//! resident memory of 1000 idle connections). The deadlines live in chunks that are never
+//! freed, so they can be read without the lock: 8 bytes per timer of the process's peak.
+//! The rest of a chunk is freed once no timer in it or after it is in use.
+//!
+//! The clock is [`std::time::Instant`], in microseconds since the first use ([`now`]), not
+//! tokio's: keepalive follows real time even when a test pauses tokio's clock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+/// Microseconds since the timers' clock started (at least 1, so that 0 can mean "never").
+pub(crate) fn now() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    u64::try_from(base.elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// `at` plus `after`, in [`now`]'s microseconds, saturating.
+pub(crate) fn later(at: u64, after: Duration) -> u64 {
+    at.saturating_add(u64::try_from(after.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The time (in [`now`]'s microseconds) up to which the timer thread has fired deadlines:
+/// stored before it takes the wakers of the deadlines at or before it. Only that thread
+/// writes it, and it only grows.
+static FIRED_THROUGH: AtomicU64 = AtomicU64::new(0);
+
+/// Timers per chunk.
+const CHUNK: usize = 1024;
+/// Chunks at most: 16 M timers (a connection costs about 1 KiB, so 16 GiB of them).
+const MAX_CHUNKS: usize = 16 * 1024;
+/// "Not in the heap", as a heap position.
+const NOT_QUEUED: u32 = u32::MAX;
+/// "No slot", as a slot number.
+const NO_SLOT: u32 = u32::MAX;
+/// The deadline of a slot that is not armed: never reached.
+const NEVER: u64 = u64::MAX;
+
+/// Chunks of deadlines, one cell per slot, readable without the lock and written only
+/// under the owning table's lock. A chunk, once made, stays for the life of the process.
+type Directory = [OnceLock<Box<[AtomicU64; CHUNK]>>];
+
+/// The deadlines of the process-wide table.
+static DUES: [OnceLock<Box<[AtomicU64; CHUNK]>>; MAX_CHUNKS] =
+    [const { OnceLock::new() }; MAX_CHUNKS];
+
+/// The deadline cell of `slot` in `dues` (`slot` must have been claimed, so that its chunk
+/// exists; if not, a chunk of never-reached deadlines is made).
+fn due_cell(dues: &'static Directory, slot: u32) -> &'static AtomicU64 {
+    let slot = slot as usize;
+    let chunk =
+        dues[slot / CHUNK].get_or_init(|| Box::new([const { AtomicU64::new(NEVER) }; CHUNK]));
+    &chunk[slot % CHUNK]
+}
+
+/// One connection's timer: a slot in the process-wide table, claimed when first armed.
+///
+/// Use: [`SharedTimer::expired`] on every poll; when it says so, do what was due and
+/// [`SharedTimer::arm`] the next deadline.
+#[derive(Debug)]
+pub(crate) struct SharedTimer {
+    /// Identity of the waker the slot holds (see [`task_id`]); 0: not armed.
+    task: u64,
+    slot: u32,
+}
+
+impl SharedTimer {
+    /// A timer that is not armed yet: [`SharedTimer::expired`] says true until it is.
+    pub(crate) const fn new() -> Self {
+        SharedTimer {
+            task: 0,
+            slot: NO_SLOT,
+        }
+    }
+
+    /// True when the deadline has passed (or the timer is not armed); it then stays
+    /// unarmed until [`SharedTimer::arm`]. Otherwise the task of `waker` is the one the
+    /// deadline will wake. Two atomic loads and no lock, unless the connection moved to
+    /// another task since the last call.
+    pub(crate) fn expired(&mut self, waker: &Waker) -> bool {
+        if self.task == 0 {
+            return true;
+        }
+        let cell = due_cell(&DUES, self.slot);
+        if cell.load(Ordering::Acquire) <= FIRED_THROUGH.load(Ordering::Acquire) {
+            self.task = 0;
+            return true;
+        }
+        let task = task_id(waker);
+        if task == self.task {
+            return false;
+        }
+        let mut table = lock();
+        let (armed, old) = table.rewake(self.slot, waker);
+        drop(table);
+        drop(old);
+        self.task = if armed { task } else { 0 };
+        !armed
+    }
+
+    /// Arms the timer to wake the task of `waker` at `due` (in [`now`]'s microseconds),
+    /// replacing the deadline it had.
+    pub(crate) fn arm(&mut self, due: u64, waker: &Waker) {
+        let wheel = wheel();
+        let mut table = lock();
+        if self.slot == NO_SLOT {
+            self.slot = table.claim();
+        }
+        let (notify, old) = table.arm(self.slot, due, waker);
+        if !table.thread {
+            table.thread = start_thread(wheel);
+        }
+        drop(table);
+        self.task = task_id(waker);
+        if notify {
+            wheel.wake.notify_one();
+        }
+        drop(old);
+    }
+
+    /// Moves an armed deadline earlier to `due`; does nothing when it is due sooner
+    /// already, or when the timer is not armed (it fired, and is re-armed at the next poll).
+    pub(crate) fn arm_earlier(&mut self, due: u64, waker: &Waker) {
+        if self.task == 0 || due_cell(&DUES, self.slot).load(Ordering::Acquire) <= due {
+            return;
+        }
+        let mut table = lock();
+        if !table.is_queued(self.slot) {
+            // Fired since: the next poll sees it and re-arms.
+            return;
+        }
+        let (notify, old) = table.arm(self.slot, due, waker);
+        drop(table);
+        self.task = task_id(waker);
+        if notify {
+            wheel().wake.notify_one();
+        }
+        drop(old);
+    }
+}
+
+impl Drop for SharedTimer {
+    fn drop(&mut self) {
+        if self.slot != NO_SLOT {
+            let old = lock().release(self.slot);
+            drop(old);
+        }
+    }
+}
+
+/// Which task a waker wakes, as one number (never 0): its data pointer and vtable, as
+/// [`Waker::will_wake`] compares them. While a slot holds a waker, that waker keeps its
+/// task alive, so no other task can show up with the same identity.
+fn task_id(waker: &Waker) -> u64 {
+    let data = waker.data() as usize as u64;
+    let vtable = std::ptr::from_ref(waker.vtable()) as usize as u64;
+    (data ^ vtable.rotate_left(32)) | 1
+}
+
+struct Wheel {
+    table: Mutex<Table>,
+    /// Wakes the timer thread when a deadline earlier than its own comes in.
+    wake: Condvar,
+}
+
+fn wheel() -> &'static Wheel {
+    static WHEEL: OnceLock<Wheel> = OnceLock::new();
+    WHEEL.get_or_init(|| Wheel {
+        table: Mutex::new(Table::new(&DUES)),
+        wake: Condvar::new(),
+    })
+}
+
+/// The table's lock. Nothing panics while holding it, and wakers are only dropped or woken
+/// after it is released (a waker's code could reach a timer of its own).
+fn lock() -> MutexGuard<'static, Table> {
+    wheel().table.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts the timer thread; false (logged, tried again at the next `arm`) if it cannot.
+fn start_thread(wheel: &'static Wheel) -> bool {
+    let started = std::thread::Builder::new()
+        .name("wsx-timer".into())
+        .stack_size(256 * 1024)
+        .spawn(move || run(wheel));
+    if let Err(e) = &started {
+        tracing::error!("cannot start the keepalive timer thread: {e}");
+    }
+    started.is_ok()
+}
+
+/// The timer thread: fires what is due, then sleeps until the next deadline, rounded up to
+/// a whole millisecond so that deadlines close together are fired in one go.
+fn run(wheel: &'static Wheel) {
+    let mut due = Vec::new();
+    let mut table = lock();
+    loop {
+        let now = now();
+        FIRED_THROUGH.store(now, Ordering::Release);
+        table.expire(now, &mut due);
+        if !due.is_empty() {
+            // Awake: new deadlines need no notification until it sleeps again.
+            table.thread_wakes_at = 0;
+            drop(table);
+            for waker in due.drain(..) {
+                waker.wake();
+            }
+            if due.capacity() > 4096 {
+                due.shrink_to(4096);
+            }
+            table = lock();
+            continue;
+        }
+        match table.next_due() {
+            Some(next) => {
+                let wake_at = next.div_ceil(1000).saturating_mul(1000);
+                table.thread_wakes_at = wake_at;
+                let wait = Duration::from_micros(wake_at.saturating_sub(now));
+                table = wheel
+                    .wake
+                    .wait_timeout(table, wait)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            None => {
+                table.thread_wakes_at = NEVER;
+                table = wheel
+                    .wake
+                    .wait(table)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+    }
+}
+
+/// The lock-protected part of a chunk of slots.
+struct Chunk {
+    wakers: [Option<Waker>; CHUNK],
+    /// Each slot's position in [`Table::heap`], or [`NOT_QUEUED`].
+    heap_pos: [u32; CHUNK],
+}
+
+impl Chunk {
+    fn new() -> Box<Chunk> {
+        Box::new(Chunk {
+            wakers: [const { None }; CHUNK],
+            heap_pos: [NOT_QUEUED; CHUNK],
+        })
+    }
+}
+
+/// Every timer of the process. Plain data, so the tests drive it without the thread.
+struct Table {
+    /// The slots' deadlines.
+    dues: &'static Directory,
+    /// The slots' wakers and heap positions, [`CHUNK`] slots a chunk; the chunks after the
+    /// last claimed slot are freed.
+    chunks: Vec<Box<Chunk>>,
+    /// Which slots are claimed, one bit each.
+    claimed: Vec<u64>,
+    /// The first word of `claimed` that may have a free slot.
+    search_from: usize,
+    /// The armed slots, as a binary min-heap on their deadlines.
+    heap: Vec<u32>,
+    /// When the timer thread will look at the heap again: 0 while it is awake,
+    /// [`NEVER`] when it waits for a first deadline.
+    thread_wakes_at: u64,
+    /// The timer thread is running.
+    thread: bool,
+}
+
+impl Table {
+    fn new(dues: &'static Directory) -> Table {
+        Table {
+            dues,
+            chunks: Vec::new(),
+            claimed: Vec::new(),
+            search_from: 0,
+            heap: Vec::new(),
+            thread_wakes_at: 0,
+            thread: false,
+        }
+    }
+
+    fn due(&self, slot: u32) -> &'static AtomicU64 {
+        due_cell(self.dues, slot)
+    }
+
+    fn chunk(&mut self, slot: u32) -> &mut Chunk {
+        // A claimed slot's chunk exists: `claim` makes it, `release` frees only chunks
+        // with no claimed slot in or after them.
+        &mut self.chunks[slot as usize / CHUNK]
+    }
+
+    fn pos(&mut self, slot: u32) -> &mut u32 {
+        &mut self.chunk(slot).heap_pos[slot as usize % CHUNK]
+    }
+
+    fn waker(&mut self, slot: u32) -> &mut Option<Waker> {
+        &mut self.chunk(slot).wakers[slot as usize % CHUNK]
+    }
+
+    fn claim(&mut self) -> u32 {
+        let mut word = self.search_from;
+        while self.claimed.get(word).is_some_and(|w| *w == u64::MAX) {
+            word += 1;
+        }
+        if word == self.claimed.len() {
+            self.claimed.push(0);
+        }
+        let bit = (!self.claimed[word]).trailing_zeros() as usize;
+        self.claimed[word] |= 1 << bit;
+        self.search_from = word;
+        let index = word * 64 + bit;
+        let chunk = index / CHUNK;
+        // More than 16 M timers would need more than 16 GiB for their connections.
+        assert!(
+            chunk < self.dues.len(),
+            "more than {} timers",
+            self.dues.len() * CHUNK
+        );
+        while self.chunks.len() <= chunk {
+            self.chunks.push(Chunk::new());
+        }
+        let slot = index as u32;
+        self.due(slot).store(NEVER, Ordering::Release);
+        slot
+    }
+
+    /// Frees a slot; hands back its waker, for dropping after the lock.
+    fn release(&mut self, slot: u32) -> Option<Waker> {
+        self.unqueue(slot);
+        self.due(slot).store(NEVER, Ordering::Release);
+        let old = self.waker(slot).take();
+        let index = slot as usize;
+        let word = index / 64;
+        self.claimed[word] &= !(1 << (index % 64));
+        self.search_from = self.search_from.min(word);
+        // Give back the chunks after the last claimed slot, so that a peak does not stay.
+        while self.claimed.last() == Some(&0) {
+            self.claimed.pop();
+        }
+        self.chunks
+            .truncate((self.claimed.len() * 64).div_ceil(CHUNK));
+        old
+    }
+
+    /// Arms `slot` for `due`; true when the timer thread must be told (it sleeps past
+    /// `due`). Hands back a replaced waker, for dropping after the lock.
+    fn arm(&mut self, slot: u32, due: u64, waker: &Waker) -> (bool, Option<Waker>) {
+        let held = self.waker(slot);
+        let old = match held {
+            Some(w) if w.will_wake(waker) => None,
+            _ => held.replace(waker.clone()),
+        };
+        let cell = self.due(slot);
+        let before = cell.load(Ordering::Relaxed);
+        cell.store(due, Ordering::Release);
+        let pos = *self.pos(slot);
+        if pos == NOT_QUEUED {
+            let at = self.heap.len() as u32;
+            self.heap.push(slot);
+            *self.pos(slot) = at;
+            self.sift_up(at as usize);
+        } else if due < before {
+            self.sift_up(pos as usize);
+        } else {
+            self.sift_down(pos as usize);
+        }
+        let notify = due < self.thread_wakes_at;
+        if notify {
+            self.thread_wakes_at = due;
+        }
+        (notify, old)
+    }
+
+    /// Whether `slot` is still armed; if so, `waker` is the one woken from now on (the
+    /// replaced waker is handed back).
+    fn rewake(&mut self, slot: u32, waker: &Waker) -> (bool, Option<Waker>) {
+        if !self.is_queued(slot) {
+            return (false, None);
+        }
+        let held = self.waker(slot);
+        match held {
+            Some(w) if w.will_wake(waker) => (true, None),
+            _ => (true, held.replace(waker.clone())),
+        }
+    }
+
+    fn is_queued(&mut self, slot: u32) -> bool {
+        *self.pos(slot) != NOT_QUEUED
+    }
+
+    /// Takes the wakers of the timers due at `now` into `out`.
+    fn expire(&mut self, now: u64, out: &mut Vec<Waker>) {
+        while let Some(&slot) = self.heap.first() {
+            if self.due(slot).load(Ordering::Relaxed) > now {
+                break;
+            }
+            self.unqueue(slot);
+            if let Some(w) = self.waker(slot).take() {
+                out.push(w);
+            }
+        }
+        if self.heap.capacity() > 4096 && self.heap.len() < self.heap.capacity() / 4 {
+            self.heap.shrink_to(self.heap.len() * 2);
+        }
+    }
+
+    /// The earliest deadline, if any timer is armed.
+    fn next_due(&self) -> Option<u64> {
+        self.heap
+            .first()
+            .map(|slot| self.due(*slot).load(Ordering::Relaxed))
+    }
+
+    /// Takes `slot` out of the heap, if it is in it.
+    fn unqueue(&mut self, slot: u32) {
+        let pos = std::mem::replace(self.pos(slot), NOT_QUEUED);
+        if pos == NOT_QUEUED {
+            return;
+        }
+        let pos = pos as usize;
+        let last = self.heap.pop().expect("a queued slot is in the heap");
+        if pos < self.heap.len() {
+            self.heap[pos] = last;
+            *self.pos(last) = pos as u32;
+            self.sift_up(pos);
+            let pos = *self.pos(last) as usize;
+            self.sift_down(pos);
+        }
+    }
+
+    fn due_at(&self, pos: usize) -> u64 {
+        self.due(self.heap[pos]).load(Ordering::Relaxed)
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        let (sa, sb) = (self.heap[a], self.heap[b]);
+        *self.pos(sa) = a as u32;
+        *self.pos(sb) = b as u32;
+    }
+
+    fn sift_up(&mut self, mut pos: usize) {
+        while pos > 0 {
+            let parent = (pos - 1) / 2;
+            if self.due_at(parent) <= self.due_at(pos) {
+                break;
+            }
+            self.swap(parent, pos);
+            pos = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut pos: usize) {
+        loop {
+            let (l, r) = (2 * pos + 1, 2 * pos + 2);
+            let mut least = pos;
+            if l < self.heap.len() && self.due_at(l) < self.due_at(least) {
+                least = l;
+            }
+            if r < self.heap.len() && self.due_at(r) < self.due_at(least) {
+                least = r;
+            }
+            if least == pos {
+                break;
+            }
+            self.swap(pos, least);
+            pos = least;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    fn expire(t: &mut Table, now: u64) -> usize {
+        let mut out = Vec::new();
+        t.expire(now, &mut out);
+        out.len()
+    }
+
+    /// The heap invariant, and every queued slot's position pointing at itself.
+    fn check_heap(t: &mut Table) {
+        for i in 1..t.heap.len() {
+            assert!(t.due_at((i - 1) / 2) <= t.due_at(i), "heap order at {i}");
+        }
+        for i in 0..t.heap.len() {
+            let slot = t.heap[i];
+            assert_eq!(*t.pos(slot) as usize, i);
+        }
+    }
+
+    /// A table of its own (not the process-wide one), for up to 64 K timers.
+    fn table() -> Table {
+        let dues: Vec<_> = (0..64).map(|_| OnceLock::new()).collect();
+        Table::new(Box::leak(dues.into_boxed_slice()))
+    }
+
+    #[test]
+    fn fires_each_deadline_once_and_only_when_due() {
+        let mut t = table();
+        let (_, w) = counter();
+        let (a, b) = (t.claim(), t.claim());
+        t.arm(a, 100, &w);
+        t.arm(b, 50, &w);
+        assert_eq!(expire(&mut t, 49), 0);
+        assert_eq!(expire(&mut t, 50), 1);
+        assert!(t.is_queued(a) && !t.is_queued(b));
+        assert_eq!(expire(&mut t, 1000), 1);
+        assert_eq!(expire(&mut t, 2000), 0);
+        assert!(t.heap.is_empty());
+        t.release(a);
+        t.release(b);
+    }
+
+    #[test]
+    fn a_rearmed_timer_fires_at_its_new_deadline_only() {
+        let mut t = table();
+        let (_, w) = counter();
+        let a = t.claim();
+        t.arm(a, 100, &w);
+        // Later: must not fire at the old deadline.
+        t.arm(a, 300, &w);
+        assert_eq!(expire(&mut t, 200), 0);
+        // Earlier: fires at the new deadline, and not again.
+        t.arm(a, 250, &w);
+        assert_eq!(expire(&mut t, 260), 1);
+        t.arm(a, 1000, &w);
+        assert_eq!(expire(&mut t, 400), 0);
+        assert_eq!(expire(&mut t, 1000), 1);
+        assert_eq!(t.heap.len(), 0);
+        t.release(a);
+    }
+
+    #[test]
+    fn released_slots_are_reused_and_never_fire() {
+        let mut t = table();
+        let (_, w) = counter();
+        let a = t.claim();
+        t.arm(a, 100, &w);
+        assert!(t.release(a).is_some());
+        assert_eq!(expire(&mut t, 100), 0);
+        assert_eq!(t.claim(), a);
+        assert!(t.heap.is_empty());
+        t.release(a);
+    }
+
+    #[test]
+    fn many_timers_fire_in_deadline_order() {
+        let mut t = table();
+        let (_, w) = counter();
+        let slots: Vec<u32> = (0..3000).map(|_| t.claim()).collect();
+        // Deadlines in a scrambled order, some re-armed later or earlier, some released.
+        let due = |i: u64| 1_000 + (i * 7919) % 3000 * 10;
+        for (i, s) in slots.iter().enumerate() {
+            t.arm(*s, due(i as u64), &w);
+        }
+        for (i, s) in slots.iter().enumerate().step_by(3) {
+            t.arm(*s, due(i as u64) + 5, &w);
+        }
+        for (i, s) in slots.iter().enumerate().skip(1).step_by(3) {
+            t.arm(*s, due(i as u64) / 2, &w);
+        }
+        for s in slots.iter().skip(2).step_by(30) {
+            t.release(*s);
+        }
+        check_heap(&mut t);
+        let mut fired = 0;
+        let mut last = 0;
+        while let Some(next) = t.next_due() {
+            assert!(next >= last, "deadlines out of order");
+            last = next;
+            fired += expire(&mut t, next);
+            check_heap(&mut t);
+        }
+        assert_eq!(fired, 3000 - 100);
+        for (i, s) in slots.iter().enumerate() {
+            if i % 30 != 2 {
+                t.release(*s);
+            }
+        }
+        assert!(t.claimed.is_empty() && t.chunks.is_empty());
+    }
+
+    #[test]
+    fn chunks_after_the_last_claimed_slot_are_freed() {
+        let mut t = table();
+        let (_, w) = counter();
+        let slots: Vec<u32> = (0..5000).map(|_| t.claim()).collect();
+        for (i, s) in slots.iter().enumerate() {
+            t.arm(*s, 1_000_000 + i as u64, &w);
+        }
+        assert_eq!(t.chunks.len(), 5);
+        let keep = slots[5];
+        for s in &slots {
+            if *s != keep {
+                t.release(*s);
+            }
+        }
+        assert_eq!(t.chunks.len(), 1);
+        assert_eq!(t.heap.len(), 1);
+        expire(&mut t, u64::MAX);
+        assert!(t.heap.capacity() <= 4096, "{}", t.heap.capacity());
+        // Freed slots in the middle are found again.
+        let again: Vec<u32> = (0..5).map(|_| t.claim()).collect();
+        assert_eq!(again, vec![0, 1, 2, 3, 4]);
+        for s in again.into_iter().chain([keep]) {
+            t.release(s);
+        }
+    }
+
+    #[test]
+    fn a_move_to_another_task_changes_the_waker() {
+        let mut t = table();
+        let (first, w1) = counter();
+        let (second, w2) = counter();
+        let a = t.claim();
+        t.arm(a, 10, &w1);
+        let (armed, old) = t.rewake(a, &w2);
+        assert!(armed);
+        drop(old);
+        let mut out = Vec::new();
+        t.expire(10, &mut out);
+        out.into_iter().for_each(Waker::wake);
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+        assert!(!t.rewake(a, &w1).0, "fired: not armed any more");
+        t.release(a);
+    }
+
+    #[test]
+    fn the_thread_wakes_the_task_when_due() {
+        // The process-wide table, with its thread: slots from `SharedTimer`.
+        let (count, w) = counter();
+        let mut timer = SharedTimer::new();
+        assert!(timer.expired(&w), "a new timer has nothing armed");
+        timer.arm(later(now(), Duration::from_millis(30)), &w);
+        assert!(!timer.expired(&w));
+        let start = Instant::now();
+        while count.0.load(Ordering::SeqCst) == 0 {
+            assert!(start.elapsed() < Duration::from_secs(5), "never fired");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(start.elapsed() >= Duration::from_millis(25));
+        assert!(timer.expired(&w));
+        // An earlier deadline than the one the thread sleeps for wakes it.
+        timer.arm(later(now(), Duration::from_secs(3600)), &w);
+        assert!(!timer.expired(&w));
+        timer.arm_earlier(later(now(), Duration::from_millis(10)), &w);
+        let start = Instant::now();
+        while count.0.load(Ordering::SeqCst) == 1 {
+            assert!(start.elapsed() < Duration::from_secs(5), "never fired");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(timer.expired(&w));
+        // A move to another task: the new task is the one woken.
+        let (moved, w2) = counter();
+        timer.arm(later(now(), Duration::from_millis(20)), &w);
+        assert!(!timer.expired(&w2));
+        let start = Instant::now();
+        while moved.0.load(Ordering::SeqCst) == 0 {
+            assert!(start.elapsed() < Duration::from_secs(5), "never fired");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            2,
+            "the old task is not woken"
+        );
+        assert!(timer.expired(&w2));
+    }
+}
