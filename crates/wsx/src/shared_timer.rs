@@ -4,35 +4,40 @@
 //! and idle timeouts, and giving its buffers back when it goes quiet. A tokio `Sleep` for
 //! that costs 112 bytes plus a 112-byte box on each connection, a fifth of an idle
 //! connection's memory. Here a connection holds a 16-byte [`SharedTimer`] and the process
-//! holds one table with about 32 bytes per timer: the deadline (8), the waker (16), its
-//! place in the deadline heap (4) and the heap entry (4). One thread sleeps until the
-//! earliest deadline and wakes the tasks whose deadlines have passed.
+//! holds one table with 36 bytes per timer: a [`Cell`] (deadline, place in the deadline
+//! heap, slot number: 16), the waker (16) and the heap entry (4). One thread sleeps until
+//! the earliest deadline and wakes the tasks whose deadlines have passed.
 //!
 //! The hot path takes no lock. Before the thread fires anything it publishes the time it
 //! fires through ([`FIRED_THROUGH`]); a timer has fired exactly when its deadline is at or
-//! before that time, so a connection learns it from two atomic loads (its own deadline and
-//! that time) on every poll. Deadlines are re-armed lazily, when they fire; the table's lock
-//! is taken only to arm, to release, or when a connection moves to another task.
+//! before that time, so a connection learns it from two atomic loads (its cell's deadline,
+//! through a reference it keeps, and that time) on every poll. Deadlines are re-armed
+//! lazily, when they fire; the table's lock is taken only to arm, to release, or when a
+//! connection moves to another task.
 //!
 //! Storage grows in fixed chunks, so that it never copies itself while growing (a vector
 //! that doubles leaves its outgrown copies to the allocator, and those showed up in the
-//! resident memory of 1000 idle connections). The deadlines live in chunks that are never
-//! freed, so they can be read without the lock: 8 bytes per timer of the process's peak.
-//! The rest of a chunk is freed once no timer in it or after it is in use.
+//! resident memory of 1000 idle connections). The cells live in chunks that are never
+//! freed, so that a connection can keep a `&'static` to its own: 16 bytes per timer of the
+//! process's peak. The wakers' chunks are freed once no timer in them or after them is in
+//! use.
 //!
 //! The clock is [`std::time::Instant`], in microseconds since the first use ([`now`]), not
 //! tokio's: keepalive follows real time even when a test pauses tokio's clock.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 /// Microseconds since the timers' clock started (at least 1, so that 0 can mean "never").
+#[inline]
 pub(crate) fn now() -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
     let base = *BASE.get_or_init(Instant::now);
-    u64::try_from(base.elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1
+    let d = Instant::now().saturating_duration_since(base);
+    // Not `as_micros`: its u128 division made this 114 instructions a call (callgrind).
+    d.as_secs() * 1_000_000 + u64::from(d.subsec_micros()) + 1
 }
 
 /// `at` plus `after`, in [`now`]'s microseconds, saturating.
@@ -51,25 +56,39 @@ const CHUNK: usize = 1024;
 const MAX_CHUNKS: usize = 16 * 1024;
 /// "Not in the heap", as a heap position.
 const NOT_QUEUED: u32 = u32::MAX;
-/// "No slot", as a slot number.
-const NO_SLOT: u32 = u32::MAX;
 /// The deadline of a slot that is not armed: never reached.
 const NEVER: u64 = u64::MAX;
 
-/// Chunks of deadlines, one cell per slot, readable without the lock and written only
-/// under the owning table's lock. A chunk, once made, stays for the life of the process.
-type Directory = [OnceLock<Box<[AtomicU64; CHUNK]>>];
+/// A timer's lock-free part. `due` and `heap_pos` are written only under the owning
+/// table's lock; `due` is also read without it.
+#[derive(Debug)]
+struct Cell {
+    /// The deadline, in [`now`]'s microseconds ([`NEVER`] while not armed).
+    due: AtomicU64,
+    /// The position in [`Table::heap`], or [`NOT_QUEUED`].
+    heap_pos: AtomicU32,
+    /// Which slot this is (fixed when the chunk is made).
+    slot: u32,
+}
 
-/// The deadlines of the process-wide table.
-static DUES: [OnceLock<Box<[AtomicU64; CHUNK]>>; MAX_CHUNKS] =
-    [const { OnceLock::new() }; MAX_CHUNKS];
+/// Chunks of cells, [`CHUNK`] slots a chunk. A chunk, once made, stays for the life of the
+/// process, so references to its cells are `'static`.
+type Directory = [OnceLock<Box<[Cell; CHUNK]>>];
 
-/// The deadline cell of `slot` in `dues` (`slot` must have been claimed, so that its chunk
-/// exists; if not, a chunk of never-reached deadlines is made).
-fn due_cell(dues: &'static Directory, slot: u32) -> &'static AtomicU64 {
+/// The cells of the process-wide table.
+static CELLS: [OnceLock<Box<[Cell; CHUNK]>>; MAX_CHUNKS] = [const { OnceLock::new() }; MAX_CHUNKS];
+
+/// The cell of `slot` in `cells`, making its chunk if needed.
+fn cell_of(cells: &'static Directory, slot: u32) -> &'static Cell {
     let slot = slot as usize;
-    let chunk =
-        dues[slot / CHUNK].get_or_init(|| Box::new([const { AtomicU64::new(NEVER) }; CHUNK]));
+    let chunk = cells[slot / CHUNK].get_or_init(|| {
+        let first = slot / CHUNK * CHUNK;
+        Box::new(std::array::from_fn(|i| Cell {
+            due: AtomicU64::new(NEVER),
+            heap_pos: AtomicU32::new(NOT_QUEUED),
+            slot: (first + i) as u32,
+        }))
+    });
     &chunk[slot % CHUNK]
 }
 
@@ -81,7 +100,8 @@ fn due_cell(dues: &'static Directory, slot: u32) -> &'static AtomicU64 {
 pub(crate) struct SharedTimer {
     /// Identity of the waker the slot holds (see [`task_id`]); 0: not armed.
     task: u64,
-    slot: u32,
+    /// The claimed slot's cell, from the first `arm` on.
+    cell: Option<&'static Cell>,
 }
 
 impl SharedTimer {
@@ -89,7 +109,7 @@ impl SharedTimer {
     pub(crate) const fn new() -> Self {
         SharedTimer {
             task: 0,
-            slot: NO_SLOT,
+            cell: None,
         }
     }
 
@@ -97,24 +117,32 @@ impl SharedTimer {
     /// unarmed until [`SharedTimer::arm`]. Otherwise the task of `waker` is the one the
     /// deadline will wake. Two atomic loads and no lock, unless the connection moved to
     /// another task since the last call.
+    #[inline]
     pub(crate) fn expired(&mut self, waker: &Waker) -> bool {
-        if self.task == 0 {
+        let Some(cell) = self.cell else {
             return true;
-        }
-        let cell = due_cell(&DUES, self.slot);
-        if cell.load(Ordering::Acquire) <= FIRED_THROUGH.load(Ordering::Acquire) {
+        };
+        if self.task == 0
+            || cell.due.load(Ordering::Acquire) <= FIRED_THROUGH.load(Ordering::Acquire)
+        {
             self.task = 0;
             return true;
         }
-        let task = task_id(waker);
-        if task == self.task {
+        if task_id(waker) == self.task {
             return false;
         }
+        self.moved(cell, waker)
+    }
+
+    /// The connection moved to another task: the slot's waker becomes `waker`, unless the
+    /// timer fired meanwhile (then true, as from [`SharedTimer::expired`]).
+    #[cold]
+    fn moved(&mut self, cell: &'static Cell, waker: &Waker) -> bool {
         let mut table = lock();
-        let (armed, old) = table.rewake(self.slot, waker);
+        let (armed, old) = table.rewake(cell.slot, waker);
         drop(table);
         drop(old);
-        self.task = if armed { task } else { 0 };
+        self.task = if armed { task_id(waker) } else { 0 };
         !armed
     }
 
@@ -123,10 +151,15 @@ impl SharedTimer {
     pub(crate) fn arm(&mut self, due: u64, waker: &Waker) {
         let wheel = wheel();
         let mut table = lock();
-        if self.slot == NO_SLOT {
-            self.slot = table.claim();
-        }
-        let (notify, old) = table.arm(self.slot, due, waker);
+        let slot = match self.cell {
+            Some(cell) => cell.slot,
+            None => {
+                let slot = table.claim();
+                self.cell = Some(table.cell(slot));
+                slot
+            }
+        };
+        let (notify, old) = table.arm(slot, due, waker);
         if !table.thread {
             table.thread = start_thread(wheel);
         }
@@ -141,15 +174,18 @@ impl SharedTimer {
     /// Moves an armed deadline earlier to `due`; does nothing when it is due sooner
     /// already, or when the timer is not armed (it fired, and is re-armed at the next poll).
     pub(crate) fn arm_earlier(&mut self, due: u64, waker: &Waker) {
-        if self.task == 0 || due_cell(&DUES, self.slot).load(Ordering::Acquire) <= due {
+        let Some(cell) = self.cell else {
+            return;
+        };
+        if self.task == 0 || cell.due.load(Ordering::Acquire) <= due {
             return;
         }
         let mut table = lock();
-        if !table.is_queued(self.slot) {
+        if !table.is_queued(cell.slot) {
             // Fired since: the next poll sees it and re-arms.
             return;
         }
-        let (notify, old) = table.arm(self.slot, due, waker);
+        let (notify, old) = table.arm(cell.slot, due, waker);
         drop(table);
         self.task = task_id(waker);
         if notify {
@@ -161,8 +197,8 @@ impl SharedTimer {
 
 impl Drop for SharedTimer {
     fn drop(&mut self) {
-        if self.slot != NO_SLOT {
-            let old = lock().release(self.slot);
+        if let Some(cell) = self.cell {
+            let old = lock().release(cell.slot);
             drop(old);
         }
     }
@@ -171,6 +207,7 @@ impl Drop for SharedTimer {
 /// Which task a waker wakes, as one number (never 0): its data pointer and vtable, as
 /// [`Waker::will_wake`] compares them. While a slot holds a waker, that waker keeps its
 /// task alive, so no other task can show up with the same identity.
+#[inline]
 fn task_id(waker: &Waker) -> u64 {
     let data = waker.data() as usize as u64;
     let vtable = std::ptr::from_ref(waker.vtable()) as usize as u64;
@@ -186,7 +223,7 @@ struct Wheel {
 fn wheel() -> &'static Wheel {
     static WHEEL: OnceLock<Wheel> = OnceLock::new();
     WHEEL.get_or_init(|| Wheel {
-        table: Mutex::new(Table::new(&DUES)),
+        table: Mutex::new(Table::new(&CELLS)),
         wake: Condvar::new(),
     })
 }
@@ -253,29 +290,17 @@ fn run(wheel: &'static Wheel) {
     }
 }
 
-/// The lock-protected part of a chunk of slots.
-struct Chunk {
-    wakers: [Option<Waker>; CHUNK],
-    /// Each slot's position in [`Table::heap`], or [`NOT_QUEUED`].
-    heap_pos: [u32; CHUNK],
-}
+/// The wakers of a chunk of slots.
+type Wakers = [Option<Waker>; CHUNK];
 
-impl Chunk {
-    fn new() -> Box<Chunk> {
-        Box::new(Chunk {
-            wakers: [const { None }; CHUNK],
-            heap_pos: [NOT_QUEUED; CHUNK],
-        })
-    }
-}
-
-/// Every timer of the process. Plain data, so the tests drive it without the thread.
+/// Every timer of a process. Plain data, so the tests drive tables of their own without
+/// the thread.
 struct Table {
-    /// The slots' deadlines.
-    dues: &'static Directory,
-    /// The slots' wakers and heap positions, [`CHUNK`] slots a chunk; the chunks after the
-    /// last claimed slot are freed.
-    chunks: Vec<Box<Chunk>>,
+    /// The slots' cells.
+    cells: &'static Directory,
+    /// The slots' wakers, [`CHUNK`] slots a chunk; the chunks after the last claimed slot
+    /// are freed.
+    chunks: Vec<Box<Wakers>>,
     /// Which slots are claimed, one bit each.
     claimed: Vec<u64>,
     /// The first word of `claimed` that may have a free slot.
@@ -290,9 +315,9 @@ struct Table {
 }
 
 impl Table {
-    fn new(dues: &'static Directory) -> Table {
+    fn new(cells: &'static Directory) -> Table {
         Table {
-            dues,
+            cells,
             chunks: Vec::new(),
             claimed: Vec::new(),
             search_from: 0,
@@ -302,22 +327,26 @@ impl Table {
         }
     }
 
-    fn due(&self, slot: u32) -> &'static AtomicU64 {
-        due_cell(self.dues, slot)
+    fn cell(&self, slot: u32) -> &'static Cell {
+        cell_of(self.cells, slot)
     }
 
-    fn chunk(&mut self, slot: u32) -> &mut Chunk {
-        // A claimed slot's chunk exists: `claim` makes it, `release` frees only chunks
-        // with no claimed slot in or after them.
-        &mut self.chunks[slot as usize / CHUNK]
+    fn due(&self, slot: u32) -> u64 {
+        self.cell(slot).due.load(Ordering::Relaxed)
     }
 
-    fn pos(&mut self, slot: u32) -> &mut u32 {
-        &mut self.chunk(slot).heap_pos[slot as usize % CHUNK]
+    fn pos(&self, slot: u32) -> u32 {
+        self.cell(slot).heap_pos.load(Ordering::Relaxed)
+    }
+
+    fn set_pos(&self, slot: u32, pos: u32) {
+        self.cell(slot).heap_pos.store(pos, Ordering::Relaxed);
     }
 
     fn waker(&mut self, slot: u32) -> &mut Option<Waker> {
-        &mut self.chunk(slot).wakers[slot as usize % CHUNK]
+        // A claimed slot's chunk exists: `claim` makes it, `release` frees only chunks
+        // with no claimed slot in or after them.
+        &mut self.chunks[slot as usize / CHUNK][slot as usize % CHUNK]
     }
 
     fn claim(&mut self) -> u32 {
@@ -335,22 +364,22 @@ impl Table {
         let chunk = index / CHUNK;
         // More than 16 M timers would need more than 16 GiB for their connections.
         assert!(
-            chunk < self.dues.len(),
+            chunk < self.cells.len(),
             "more than {} timers",
-            self.dues.len() * CHUNK
+            self.cells.len() * CHUNK
         );
         while self.chunks.len() <= chunk {
-            self.chunks.push(Chunk::new());
+            self.chunks.push(Box::new([const { None }; CHUNK]));
         }
         let slot = index as u32;
-        self.due(slot).store(NEVER, Ordering::Release);
+        self.cell(slot).due.store(NEVER, Ordering::Release);
         slot
     }
 
     /// Frees a slot; hands back its waker, for dropping after the lock.
     fn release(&mut self, slot: u32) -> Option<Waker> {
         self.unqueue(slot);
-        self.due(slot).store(NEVER, Ordering::Release);
+        self.cell(slot).due.store(NEVER, Ordering::Release);
         let old = self.waker(slot).take();
         let index = slot as usize;
         let word = index / 64;
@@ -373,15 +402,14 @@ impl Table {
             Some(w) if w.will_wake(waker) => None,
             _ => held.replace(waker.clone()),
         };
-        let cell = self.due(slot);
-        let before = cell.load(Ordering::Relaxed);
-        cell.store(due, Ordering::Release);
-        let pos = *self.pos(slot);
+        let before = self.due(slot);
+        self.cell(slot).due.store(due, Ordering::Release);
+        let pos = self.pos(slot);
         if pos == NOT_QUEUED {
-            let at = self.heap.len() as u32;
+            let at = self.heap.len();
             self.heap.push(slot);
-            *self.pos(slot) = at;
-            self.sift_up(at as usize);
+            self.set_pos(slot, at as u32);
+            self.sift_up(at);
         } else if due < before {
             self.sift_up(pos as usize);
         } else {
@@ -407,14 +435,14 @@ impl Table {
         }
     }
 
-    fn is_queued(&mut self, slot: u32) -> bool {
-        *self.pos(slot) != NOT_QUEUED
+    fn is_queued(&self, slot: u32) -> bool {
+        self.pos(slot) != NOT_QUEUED
     }
 
     /// Takes the wakers of the timers due at `now` into `out`.
     fn expire(&mut self, now: u64, out: &mut Vec<Waker>) {
         while let Some(&slot) = self.heap.first() {
-            if self.due(slot).load(Ordering::Relaxed) > now {
+            if self.due(slot) > now {
                 break;
             }
             self.unqueue(slot);
@@ -429,37 +457,35 @@ impl Table {
 
     /// The earliest deadline, if any timer is armed.
     fn next_due(&self) -> Option<u64> {
-        self.heap
-            .first()
-            .map(|slot| self.due(*slot).load(Ordering::Relaxed))
+        self.heap.first().map(|slot| self.due(*slot))
     }
 
     /// Takes `slot` out of the heap, if it is in it.
     fn unqueue(&mut self, slot: u32) {
-        let pos = std::mem::replace(self.pos(slot), NOT_QUEUED);
+        let pos = self.pos(slot);
         if pos == NOT_QUEUED {
             return;
         }
+        self.set_pos(slot, NOT_QUEUED);
         let pos = pos as usize;
         let last = self.heap.pop().expect("a queued slot is in the heap");
         if pos < self.heap.len() {
             self.heap[pos] = last;
-            *self.pos(last) = pos as u32;
+            self.set_pos(last, pos as u32);
             self.sift_up(pos);
-            let pos = *self.pos(last) as usize;
+            let pos = self.pos(last) as usize;
             self.sift_down(pos);
         }
     }
 
     fn due_at(&self, pos: usize) -> u64 {
-        self.due(self.heap[pos]).load(Ordering::Relaxed)
+        self.due(self.heap[pos])
     }
 
     fn swap(&mut self, a: usize, b: usize) {
         self.heap.swap(a, b);
-        let (sa, sb) = (self.heap[a], self.heap[b]);
-        *self.pos(sa) = a as u32;
-        *self.pos(sb) = b as u32;
+        self.set_pos(self.heap[a], a as u32);
+        self.set_pos(self.heap[b], b as u32);
     }
 
     fn sift_up(&mut self, mut pos: usize) {
@@ -518,20 +544,20 @@ mod tests {
     }
 
     /// The heap invariant, and every queued slot's position pointing at itself.
-    fn check_heap(t: &mut Table) {
+    fn check_heap(t: &Table) {
         for i in 1..t.heap.len() {
             assert!(t.due_at((i - 1) / 2) <= t.due_at(i), "heap order at {i}");
         }
         for i in 0..t.heap.len() {
             let slot = t.heap[i];
-            assert_eq!(*t.pos(slot) as usize, i);
+            assert_eq!(t.pos(slot) as usize, i);
         }
     }
 
     /// A table of its own (not the process-wide one), for up to 64 K timers.
     fn table() -> Table {
-        let dues: Vec<_> = (0..64).map(|_| OnceLock::new()).collect();
-        Table::new(Box::leak(dues.into_boxed_slice()))
+        let cells: Vec<_> = (0..64).map(|_| OnceLock::new()).collect();
+        Table::new(Box::leak(cells.into_boxed_slice()))
     }
 
     #[test]
@@ -602,14 +628,14 @@ mod tests {
         for s in slots.iter().skip(2).step_by(30) {
             t.release(*s);
         }
-        check_heap(&mut t);
+        check_heap(&t);
         let mut fired = 0;
         let mut last = 0;
         while let Some(next) = t.next_due() {
             assert!(next >= last, "deadlines out of order");
             last = next;
             fired += expire(&mut t, next);
-            check_heap(&mut t);
+            check_heap(&t);
         }
         assert_eq!(fired, 3000 - 100);
         for (i, s) in slots.iter().enumerate() {

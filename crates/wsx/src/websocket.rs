@@ -758,7 +758,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn poll_heartbeat(&mut self, cx: &mut Context<'_>) {
         let opts = self.options;
         let hb = &mut self.heartbeat;
-        // One atomic load while the timer is armed for this task and has not fired.
+        // Two atomic loads while the timer is armed for this task and has not fired.
         if !hb.timer.expired(cx.waker()) {
             return;
         }
