@@ -103,3 +103,21 @@ fn serve_shuts_down_gracefully_on_sigterm() {
     assert!(stderr.contains("1001"), "client saw: {stderr}");
     drop(stdin);
 }
+
+/// The binary's jemalloc took its options (src/main.rs, `malloc_conf`): its background
+/// purging thread runs, so memory freed after a peak goes back to the system while the
+/// server is idle.
+#[cfg(all(target_os = "linux", feature = "jemalloc"))]
+#[test]
+fn wsx_serve_runs_jemallocs_background_purging() {
+    let s = serve(&["--threads", "1"]);
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", s.0.id()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect();
+    assert!(
+        threads.iter().any(|t| t == "jemalloc_bg_thd"),
+        "no jemalloc background thread among {threads:?}"
+    );
+}
