@@ -2,23 +2,29 @@
 """Echo-server comparison: wsx vs tokio-tungstenite vs fastwebsockets, same run.
 
 Each server (crates/wsx-bench, single-threaded runtime) is pinned to CPU 0 with taskset and
-`wsx bench` (single-threaded, prebuilt masked frames) to CPU 1. For every scenario the
+`wsx bench` (single-threaded, prebuilt masked frames) to CPU 1. `wsx-serve` is the shipped
+binary, `wsx serve --threads 1 --no-deflate` (its accept loop and one worker thread, both on
+CPU 0): the library's `Server` with caps, shutdown registry and logging, where `wsx` is the
+bare `accept_with` loop the other two are measured with. For every scenario the
 implementations run in a rotated order per round (interleaved), ROUNDS rounds of DURATION
 seconds after a 1 s warm-up; the table shows medians and the ratio to wsx. Server CPU time
 (utime+stime from /proc) per million messages is measured alongside, and memory per idle
 connection as server RSS growth over 1000 connections that only did the handshake.
 
   scripts/bench_compare.py [--rounds 3] [--duration 5] [--quick]
+                           [--impls wsx,tungstenite,fastwebsockets,wsx-serve]
+                           [--scenarios REGEX] [--no-idle]
 
 It builds what it runs (cargo build --release -p wsx-bench -p wsx-cli), so the numbers are
 never those of a stale binary; set ECHO_SERVERS and WSX_BIN to run other binaries instead.
 """
-import argparse, json, os, socket, statistics, subprocess, sys, time
+import argparse, json, os, re, socket, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVERS = os.environ.get("ECHO_SERVERS", os.path.join(ROOT, "target/release/echo-servers"))
 WSX = os.environ.get("WSX_BIN", os.path.join(ROOT, "target/release/wsx"))
-IMPLS = ["wsx", "tungstenite", "fastwebsockets"]
+IMPLS = ["wsx", "tungstenite", "fastwebsockets", "wsx-serve"]
+OURS = ("wsx", "wsx-serve")
 SCENARIOS = [  # (label, connections, size, binary)
     ("100 x 20 B text", 100, 20, False),
     ("10 x 16 KiB binary", 10, 16384, True),
@@ -38,7 +44,11 @@ def free_port():
 
 def start(impl):
     port = free_port()
-    p = subprocess.Popen(["taskset", "-c", "0", SERVERS, impl, f"127.0.0.1:{port}"],
+    if impl == "wsx-serve":
+        cmd = [WSX, "serve", "--listen", f"127.0.0.1:{port}", "--threads", "1", "--no-deflate"]
+    else:
+        cmd = [SERVERS, impl, f"127.0.0.1:{port}"]
+    p = subprocess.Popen(["taskset", "-c", "0"] + cmd,
                          stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -132,16 +142,25 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--quick", action="store_true", help="1 round of 2 s")
+    ap.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset of " + ",".join(IMPLS))
+    ap.add_argument("--scenarios", default="", help="regex: only the scenarios whose label matches")
+    ap.add_argument("--no-idle", action="store_true", help="skip the idle-memory measurement")
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.duration = 1, 2
+    impls = [i for i in a.impls.split(",") if i]
+    unknown = set(impls) - set(IMPLS)
+    if unknown:
+        ap.error(f"unknown implementations {sorted(unknown)}: choose from {IMPLS}")
+    scenarios = [sc for sc in SCENARIOS if re.search(a.scenarios, sc[0])]
     if "ECHO_SERVERS" not in os.environ and "WSX_BIN" not in os.environ:
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "wsx-bench", "-p", "wsx-cli"],
                        cwd=ROOT, check=True)
     results = {}
-    for label, conns, size, binary in SCENARIOS:
+    for label, conns, size, binary in scenarios:
         for rnd in range(a.rounds):
-            order = IMPLS[rnd % 3:] + IMPLS[:rnd % 3]
+            k = rnd % len(impls)
+            order = impls[k:] + impls[:k]
             for impl in order:
                 r = run_one(impl, conns, size, binary, a.duration)
                 results.setdefault((label, impl), []).append(r)
@@ -157,21 +176,33 @@ def main():
                 for r in results[(label, impl)] if "error" not in r]
         return statistics.median(vals) if vals else float("nan")
 
+    others = [i for i in impls if i not in OURS]
     print(f"\nmedians of {a.rounds} x {a.duration:g} s, server pinned to CPU 0, load to CPU 1\n")
-    print("| scenario | metric | " + " | ".join(IMPLS) + " | wsx / best other |")
-    print("|---|---|" + "---|" * len(IMPLS) + "---|")
-    for label, *_ in SCENARIOS:
-        rates = {i: med(label, i, "messages_per_second") for i in IMPLS}
-        best = max(rates[i] for i in IMPLS[1:])
-        print(f"| {label} | msg/s | " + " | ".join(f"{rates[i]:,.0f}" for i in IMPLS) + f" | {rates['wsx'] / best:.2f}x |")
-        p50 = {i: med(label, i, ("latency_ms", "p50")) for i in IMPLS}
-        p99 = {i: med(label, i, ("latency_ms", "p99")) for i in IMPLS}
-        print(f"| | p50 / p99 ms | " + " | ".join(f"{p50[i]:.3f} / {p99[i]:.3f}" for i in IMPLS) + " | |")
-        cpu = {i: med(label, i, "cpu_s_per_million") for i in IMPLS}
-        bestc = min(cpu[i] for i in IMPLS[1:])
-        print(f"| | server CPU s per 1M msgs | " + " | ".join(f"{cpu[i]:.2f}" for i in IMPLS) + f" | {cpu['wsx'] / bestc:.2f}x |")
-    mem = {i: idle_memory(i) for i in IMPLS}
-    print("| 1000 idle connections | RSS growth per connection | " + " | ".join(f"{mem[i] / 1024:.2f} KiB" for i in IMPLS) + " | |")
+    ratio_head = " | ".join(f"{o} / best other" for o in impls if o in OURS) if others else ""
+    print("| scenario | metric | " + " | ".join(impls) + " |" + (f" {ratio_head} |" if ratio_head else ""))
+    print("|---|---|" + "---|" * len(impls) + ("---|" * sum(o in OURS for o in impls) if ratio_head else ""))
+
+    def row(label, metric, cells, ratios):
+        line = f"| {label} | {metric} | " + " | ".join(cells) + " |"
+        if ratio_head:
+            line += " " + " | ".join(ratios) + " |"
+        print(line)
+
+    for label, *_ in scenarios:
+        rates = {i: med(label, i, "messages_per_second") for i in impls}
+        cpu = {i: med(label, i, "cpu_s_per_million") for i in impls}
+        p50 = {i: med(label, i, ("latency_ms", "p50")) for i in impls}
+        p99 = {i: med(label, i, ("latency_ms", "p99")) for i in impls}
+        best = max(rates[i] for i in others) if others else float("nan")
+        bestc = min(cpu[i] for i in others) if others else float("nan")
+        ours = [o for o in impls if o in OURS]
+        row(label, "msg/s", [f"{rates[i]:,.0f}" for i in impls], [f"{rates[o] / best:.2f}x" for o in ours])
+        row("", "p50 / p99 ms", [f"{p50[i]:.3f} / {p99[i]:.3f}" for i in impls], ["" for _ in ours])
+        row("", "server CPU s per 1M msgs", [f"{cpu[i]:.2f}" for i in impls], [f"{cpu[o] / bestc:.2f}x" for o in ours])
+    if not a.no_idle:
+        mem = {i: idle_memory(i) for i in impls}
+        row("1000 idle connections", "RSS growth per connection", [f"{mem[i] / 1024:.2f} KiB ({mem[i]:.0f} B)" for i in impls],
+            ["" for o in impls if o in OURS])
 
 
 if __name__ == "__main__":
