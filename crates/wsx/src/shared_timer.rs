@@ -25,6 +25,7 @@
 //! The clock is [`std::time::Instant`], in microseconds since the first use ([`now`]), not
 //! tokio's: keepalive follows real time even when a test pauses tokio's clock.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Waker;
@@ -260,7 +261,12 @@ fn run(wheel: &'static Wheel) {
             table.thread_wakes_at = 0;
             drop(table);
             for waker in due.drain(..) {
-                waker.wake();
+                // A waker of some other executor that panics must not end the thread, and
+                // with it every connection's keepalive.
+                let woken = std::panic::catch_unwind(AssertUnwindSafe(|| waker.wake()));
+                if woken.is_err() {
+                    tracing::error!("a task's waker panicked in the keepalive timer thread");
+                }
             }
             if due.capacity() > 4096 {
                 due.shrink_to(4096);
@@ -690,6 +696,31 @@ mod tests {
         assert_eq!(second.0.load(Ordering::SeqCst), 1);
         assert!(!t.rewake(a, &w1).0, "fired: not armed any more");
         t.release(a);
+    }
+
+    struct Panics;
+    impl Wake for Panics {
+        fn wake(self: Arc<Self>) {
+            panic!("a waker that panics");
+        }
+    }
+
+    #[test]
+    fn a_panicking_waker_does_not_stop_the_thread() {
+        let bad = Waker::from(Arc::new(Panics));
+        let mut first = SharedTimer::new();
+        first.arm(later(now(), Duration::from_millis(5)), &bad);
+        let (count, w) = counter();
+        let mut second = SharedTimer::new();
+        second.arm(later(now(), Duration::from_millis(40)), &w);
+        let start = Instant::now();
+        while count.0.load(Ordering::SeqCst) == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the thread stopped"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     #[test]
