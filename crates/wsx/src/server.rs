@@ -624,7 +624,7 @@ async fn connection_task<F, Fut, HS, Held>(
 ) where
     F: Fn(WebSocket<MaybeTlsStream>, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
-    HS: Future<Output = Option<Result<WebSocket<MaybeTlsStream>>>> + Send + ?Sized,
+    HS: Future<Output = Option<Result<WebSocket<MaybeTlsStream>>>> + Send,
     Held: Send,
 {
     // A block, so that the handshake's result is gone before the handler's future is

@@ -167,6 +167,13 @@ struct Keepalive {
     ping_sent: u64,
 }
 
+impl Keepalive {
+    /// When the ping in flight was sent, if one is.
+    fn ping(&self) -> Option<u64> {
+        (self.ping_sent != 0).then_some(self.ping_sent)
+    }
+}
+
 /// The sending half: a [`Sink`] of messages.
 pub struct WsWriter<S> {
     writer: Shared<S>,
@@ -291,8 +298,7 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
         if self.rx.is_closed() {
             return false;
         }
-        let ping = (ka.ping_sent != 0).then_some(ka.ping_sent);
-        if let Some(sent) = ping {
+        if let Some(sent) = ka.ping() {
             if now >= later(sent, opts.pong_timeout) {
                 self.rx
                     .abort(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
@@ -310,7 +316,7 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
                 return false;
             }
         }
-        if let (None, Some(every)) = (ping, opts.ping_interval) {
+        if let (None, Some(every)) = (ka.ping(), opts.ping_interval) {
             if now >= later(ka.last_recv, every) && !close_sent {
                 let payload = wsx_proto::Bytes::copy_from_slice(&now.to_be_bytes());
                 let mut w = lock(&self.writer);
@@ -320,11 +326,10 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
                 self.write_blocked = w.poll_write_out_for(Half::Reader, cx).is_pending();
             }
         }
-        let ping = (ka.ping_sent != 0).then_some(ka.ping_sent);
         let due = keepalive_due(
             now,
             ka.last_recv,
-            ping,
+            ka.ping(),
             (opts.ping_interval, opts.pong_timeout, opts.idle_timeout),
             None,
         );
@@ -335,7 +340,7 @@ impl<S: AsyncRead + AsyncWrite> WsReader<S> {
     /// Notes a pong: answers our keepalive ping when the payload matches.
     fn on_pong(&mut self, payload: &[u8]) {
         if let Some(ka) = self.keepalive.as_deref_mut() {
-            if ka.ping_sent != 0 && payload == ka.ping_sent.to_be_bytes() {
+            if ka.ping().is_some_and(|sent| payload == sent.to_be_bytes()) {
                 ka.ping_sent = 0;
             }
         }
