@@ -86,7 +86,7 @@ TC_DESC=""
 if [[ -n ${FUZZ_TOOLCHAIN:-} ]]; then
     TC=("+$FUZZ_TOOLCHAIN")
     TC_DESC=$FUZZ_TOOLCHAIN
-    if ! rustc "+$FUZZ_TOOLCHAIN" -vV 2>/dev/null | grep -q '^release:.*nightly'; then
+    if [[ $(rustc "+$FUZZ_TOOLCHAIN" -vV 2>/dev/null) != *$'\nrelease: '*nightly* ]]; then
         export RUSTC_BOOTSTRAP=1
         TC_DESC="$FUZZ_TOOLCHAIN with RUSTC_BOOTSTRAP=1"
     fi
@@ -102,7 +102,7 @@ elif command -v rustup >/dev/null 2>&1 && rustup run stable rustc --version >/de
     else
         skip "no nightly toolchain, and stable with RUSTC_BOOTSTRAP=1 cannot build sanitized binaries"
     fi
-elif rustc -vV 2>/dev/null | grep -q '^release:.*nightly'; then
+elif [[ $(rustc -vV 2>/dev/null) == *$'\nrelease: '*nightly* ]]; then
     TC_DESC="$(rustc --version)"
 elif RUSTC_BOOTSTRAP=1 probe ""; then
     export RUSTC_BOOTSTRAP=1

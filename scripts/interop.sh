@@ -355,7 +355,9 @@ setup_wsx || true
 ((NEED_BROWSER)) && { setup_chromium || true; }
 
 SHOW_HANDSHAKE=0
-if [[ -z $WSX_SETUP_ERROR ]] && "$WSX_BIN" connect --help 2>/dev/null | grep -q -- '--show-handshake'; then
+# The help is read whole (not piped to `grep -q`, which would stop reading at
+# the match and, under pipefail, turn the writer's SIGPIPE into a "no").
+if [[ -z $WSX_SETUP_ERROR ]] && [[ $("$WSX_BIN" connect --help 2>/dev/null) == *--show-handshake* ]]; then
     SHOW_HANDSHAKE=1
 fi
 note "wsx connect --show-handshake: $([[ $SHOW_HANDSHAKE == 1 ]] && echo yes || echo "no (response header not checked on our side)")"
@@ -473,7 +475,7 @@ run_client_case() { # run_client_case DIR PEER WSX_ARGS PEER_ARGS
         ok=1
     elif ((rc != 0)); then
         echo "$peer client failed (status $rc):"
-        grep -h '^FAIL' "$dir/peer.err" | head -n 10 | sed 's/^/  /'
+        grep -h '^FAIL' "$dir/peer.err" | sed -n 's/^/  /;1,10p'
         ok=1
     fi
     stop_wsx_serve "$dir" || ok=1
@@ -558,7 +560,7 @@ run_server_case() { # run_server_case DIR PEER WSX_ARGS PEER_ARGS
         ok=1
     elif ((src != 0)); then
         echo "$peer server reported failure (status $src):"
-        grep -h '^FAIL' "$dir/peer.err" | head -n 10 | sed 's/^/  /'
+        grep -h '^FAIL' "$dir/peer.err" | sed -n 's/^/  /;1,10p'
         ok=1
     fi
     if grep -q 'panicked' "$dir/wsx.err"; then
@@ -569,7 +571,7 @@ run_server_case() { # run_server_case DIR PEER WSX_ARGS PEER_ARGS
     # shows (after its "HTTP/1.1 101" line) must be the one the peer server sent.
     if ((SHOW_HANDSHAKE)) && grep -q '^RESPONSE-EXTENSIONS:' "$dir/peer.err"; then
         local theirs ours
-        theirs=$(sed -n 's/^RESPONSE-EXTENSIONS: *//p' "$dir/peer.err" | head -n 1)
+        theirs=$(sed -n '/^RESPONSE-EXTENSIONS:/{s/^RESPONSE-EXTENSIONS: *//;p;q}' "$dir/peer.err")
         ours=$(sed -e 's/\x1b\[[0-9;]*m//g' -e 's/\r$//' "$dir/wsx.err" | awk '
             /HTTP\/1\.[01] 101/ { resp = 1; next }
             resp && tolower($0) ~ /sec-websocket-extensions *:/ { sub(/^[^:]*: */, ""); print; exit }')
