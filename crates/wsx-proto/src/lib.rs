@@ -25,8 +25,9 @@
 //! assert_eq!(server.poll_event(), Some(Event::Message(Message::text("hello"))));
 //! ```
 #![deny(missing_docs)]
-// One `unsafe` block in the crate: the call of the AVX2 masking loop after the CPU was
-// found to support AVX2 (`mask.rs`). Everything else is safe code.
+// Two `unsafe` blocks in the crate: the call of the AVX2 masking loop after the CPU was
+// found to support AVX2 (`mask.rs`), and `Utf8Bytes::as_str`, which does not validate
+// again what its constructors validated (`message.rs`). Everything else is safe code.
 #![deny(unsafe_code)]
 
 pub mod close;

@@ -35,11 +35,27 @@ impl Utf8Bytes {
         Utf8Bytes(bytes)
     }
 
-    /// The text.
+    /// The text (no validation here: it was validated when the value was made).
     pub fn as_str(&self) -> &str {
-        // Every constructor validates (or is crate-internal after validation); fall back to
-        // an empty string rather than panic should that ever be broken.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        #[allow(unsafe_code)]
+        // SAFETY: the field is private, and every constructor either starts from a `str`
+        // (`new`, `from_static`, `From<String>`, `From<&str>`), checks the bytes
+        // (`try_from_bytes`) or is crate-internal and called only on bytes that passed
+        // `Utf8Validator` (`from_bytes_unchecked`, debug-asserted there; the `connection`
+        // fuzz target asserts every received text is UTF-8). No method mutates the bytes.
+        unsafe {
+            std::str::from_utf8_unchecked(&self.0)
+        }
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// The underlying bytes.
@@ -192,5 +208,43 @@ impl From<Vec<u8>> for Message {
 impl From<Bytes> for Message {
     fn from(b: Bytes) -> Self {
         Message::Binary(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `as_str` trusts the constructors: each one must hand it valid UTF-8, and the text
+    /// read back must be exactly what went in.
+    #[test]
+    fn every_constructor_gives_as_str_its_text() {
+        let s = "κόσμε, world";
+        let all = [
+            Utf8Bytes::from(s),
+            Utf8Bytes::from(s.to_string()),
+            Utf8Bytes::from(&s.to_string()),
+            Utf8Bytes::from_static("κόσμε, world"),
+            Utf8Bytes::try_from_bytes(Bytes::from(s)).unwrap(),
+            Utf8Bytes::try_from(Bytes::from(s)).unwrap(),
+            Utf8Bytes::from_bytes_unchecked(Bytes::from(s)),
+        ];
+        for t in &all {
+            assert_eq!(t.as_str(), s);
+            assert_eq!(t.len(), s.len());
+            assert!(!t.is_empty());
+            assert_eq!(t.to_string(), s);
+        }
+        assert_eq!(Utf8Bytes::new().as_str(), "");
+        assert_eq!(Utf8Bytes::default().as_str(), "");
+        assert!(Utf8Bytes::new().is_empty());
+    }
+
+    #[test]
+    fn invalid_bytes_are_refused() {
+        for bad in [&b"\xff"[..], b"\xce", b"ok\xed\xa0\x80", b"\xc0\xaf"] {
+            assert!(Utf8Bytes::try_from_bytes(Bytes::copy_from_slice(bad)).is_err());
+            assert!(Utf8Bytes::try_from(Bytes::copy_from_slice(bad)).is_err());
+        }
     }
 }

@@ -17,6 +17,9 @@ pub struct Utf8Validator {
     partial_len: u8,
 }
 
+/// Inputs up to this long are first checked for being all ASCII (see [`Utf8Validator::feed`]).
+const SHORT: usize = 64;
+
 /// Length of the code point that starts with `lead` (only called for valid lead bytes).
 fn width(lead: u8) -> usize {
     match lead {
@@ -66,6 +69,11 @@ impl Utf8Validator {
             }
             self.partial_len = 0;
             data = &data[take..];
+        }
+        // Short ASCII (chat lines, JSON keys, the 20-byte echo) is settled by a word-wise
+        // scan for less than simdutf8's setup costs on a short input.
+        if data.len() <= SHORT && data.is_ascii() {
+            return Ok(());
         }
         match simdutf8::compat::from_utf8(data) {
             Ok(_) => Ok(()),
