@@ -206,7 +206,10 @@ pub struct Receiver {
 /// buffer. Obtained from [`Connection::split`].
 pub struct Sender {
     role: Role,
-    wbuf: BytesMut,
+    /// Encoded frames; `wbuf[wpos..]` is still to be written. Emptied (kept allocated) as
+    /// soon as all of it is written, so the next frame starts at the front without a copy.
+    wbuf: Vec<u8>,
+    wpos: usize,
     sending: Option<MessageKind>,
     send_utf8: Utf8Validator,
     deflate: Option<Box<Deflate>>,
@@ -221,14 +224,58 @@ pub struct Sender {
 /// buffer) instead of being copied into the output buffer, when nothing has to change in
 /// them on the way out: a server's uncompressed frames (a client masks its payload). The
 /// I/O layer writes header and payload with one vectored write.
-pub const ZERO_COPY_MIN: usize = 64 * 1024;
+///
+/// Below it, copying the payload (just unmasked, so in cache) costs less than queueing it
+/// and a second I/O slice. See BENCHMARKS.md ("Large messages") for the measurements.
+pub const ZERO_COPY_MIN: usize = 8 * 1024;
 
 /// Chunks of output ahead of the output buffer.
 #[derive(Default)]
 struct Queued {
-    chunks: std::collections::VecDeque<Bytes>,
+    chunks: std::collections::VecDeque<Chunk>,
     /// Their total length.
     len: usize,
+}
+
+/// A piece of queued output: a frame header kept inline (no allocation per frame), or
+/// shared bytes (a payload, or output encoded before it).
+enum Chunk {
+    Head {
+        bytes: [u8; MAX_HEADER_LEN],
+        /// The header is `bytes[pos..end]`.
+        pos: u8,
+        end: u8,
+    },
+    Data(Bytes),
+}
+
+impl Chunk {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Chunk::Head { bytes, pos, end } => &bytes[*pos as usize..*end as usize],
+            Chunk::Data(b) => b,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Head { pos, end, .. } => (*end - *pos) as usize,
+            Chunk::Data(b) => b.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops the first `n` bytes (`n <= len`).
+    fn advance(&mut self, n: usize) {
+        match self {
+            // n <= end - pos <= MAX_HEADER_LEN, so it fits u8.
+            Chunk::Head { pos, .. } => *pos += n as u8,
+            Chunk::Data(b) => b.advance(n),
+        }
+    }
 }
 
 /// The receiver's permessage-deflate state (boxed: most connections have none).
@@ -298,7 +345,8 @@ impl Connection {
             },
             tx: Sender {
                 role,
-                wbuf: BytesMut::new(),
+                wbuf: Vec::new(),
+                wpos: 0,
                 sending: None,
                 send_utf8: Utf8Validator::new(),
                 deflate: settings.map(|(p, s)| {
@@ -330,7 +378,17 @@ impl Connection {
         c
     }
 
+    /// Turns what the receiver owes the peer into output. Inlined for the common case of
+    /// nothing owed (called after every event and every write).
+    #[inline]
     fn pump_replies(&mut self) {
+        if self.rx.pong.is_some() || self.rx.close.is_some() {
+            self.pump_replies_owed();
+        }
+    }
+
+    #[inline(never)]
+    fn pump_replies_owed(&mut self) {
         if let Some(reply) = self.rx.take_close_reply() {
             // A pong still waiting is moot once we close.
             self.rx.pong = None;
@@ -348,6 +406,7 @@ impl Connection {
     }
 
     /// The current state.
+    #[inline]
     pub fn state(&self) -> State {
         if self.rx.closed {
             State::Closed
@@ -374,17 +433,20 @@ impl Connection {
     }
 
     /// The buffer received bytes go into; an I/O layer may read into it directly.
+    #[inline]
     pub fn read_buf(&mut self) -> &mut BytesMut {
         self.rx.read_buf()
     }
 
     /// Bytes still missing from the frame being received (0 between frames): an I/O layer
     /// can make room for a large frame once instead of growing its buffer step by step.
+    #[inline]
     pub fn frame_remaining(&self) -> usize {
         self.rx.frame_remaining()
     }
 
     /// Appends received bytes (ignored once the connection stopped reading).
+    #[inline]
     pub fn receive(&mut self, data: &[u8]) {
         self.rx.receive(data);
     }
@@ -396,12 +458,14 @@ impl Connection {
     }
 
     /// Whether no more input will be looked at (close received, failed, or closed).
+    #[inline]
     pub fn stopped_reading(&self) -> bool {
         self.rx.stopped_reading()
     }
 
     /// The next event, or `None` when more input is needed (or nothing more will happen).
     /// Pongs and close replies are queued for output as a side effect.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         let ev = self.rx.poll_event();
         self.pump_replies();
@@ -409,6 +473,7 @@ impl Connection {
     }
 
     /// Queues a message (see [`Sender::send`]).
+    #[inline]
     pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
         self.check_open()?;
         self.tx.send(msg)
@@ -452,6 +517,7 @@ impl Connection {
         self.tx.close(frame)
     }
 
+    #[inline]
     fn check_open(&self) -> Result<(), SendError> {
         if self.rx.closed {
             Err(SendError::Closed)
@@ -461,12 +527,14 @@ impl Connection {
     }
 
     /// Bytes waiting to be written to the transport.
+    #[inline]
     pub fn output(&self) -> &[u8] {
         self.tx.output()
     }
 
     /// Marks `n` bytes of output as written ([`Connection::output`], or across the slices
     /// of [`Connection::output_vectored`]).
+    #[inline]
     pub fn advance_output(&mut self, n: usize) {
         self.tx.advance_output(n);
         self.pump_replies();
@@ -486,6 +554,7 @@ impl Connection {
     }
 
     /// Number of bytes queued but not yet written (the browser's `bufferedAmount`).
+    #[inline]
     pub fn buffered_amount(&self) -> usize {
         self.tx.buffered_amount()
     }
@@ -579,11 +648,13 @@ impl Receiver {
 
     /// The buffer received bytes go into; an I/O layer may read into it directly.
     /// Bytes added after a close frame was received, or after a failure, are ignored.
+    #[inline]
     pub fn read_buf(&mut self) -> &mut BytesMut {
         &mut self.rbuf
     }
 
     /// Bytes still missing from the frame being received (0 between frames).
+    #[inline]
     pub fn frame_remaining(&self) -> usize {
         self.frame.as_ref().map_or(0, |f| {
             // check_header bounded the length by max_frame_size, so it fits usize.
@@ -592,6 +663,7 @@ impl Receiver {
     }
 
     /// Appends received bytes.
+    #[inline]
     pub fn receive(&mut self, data: &[u8]) {
         if !self.stopped_reading() {
             self.rbuf.extend_from_slice(data);
@@ -604,6 +676,7 @@ impl Receiver {
     }
 
     /// Whether no more input will be looked at (close received, failed, or closed).
+    #[inline]
     pub fn stopped_reading(&self) -> bool {
         self.closed || self.close_received
     }
@@ -631,7 +704,17 @@ impl Receiver {
     }
 
     /// The next event, or `None` when more input is needed (or nothing more will happen).
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
+        // Nothing new to look at (the common case between reads): a frame is never left
+        // pending with all of its payload in, so no event can come out of an empty buffer.
+        if self.rbuf.is_empty() && !self.eof && !self.closed_pending {
+            return None;
+        }
+        self.poll_buffered()
+    }
+
+    fn poll_buffered(&mut self) -> Option<Event> {
         if self.closed_pending {
             self.closed_pending = false;
             return self.close_event().cloned().map(Event::Closed);
@@ -1031,6 +1114,7 @@ impl Sender {
     /// Queues a message. Text and binary messages are compressed when permessage-deflate is
     /// active and they are at least the configured threshold long. `Close` starts the close
     /// handshake (see [`Sender::close`]).
+    #[inline]
     pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
         self.send_with(msg, true)
     }
@@ -1098,22 +1182,28 @@ impl Sender {
     /// Sends a whole unmasked, uncompressed message, queueing `payload` itself.
     fn send_queued(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
         let header = FrameHeader::new(true, opcode, payload.len() as u64);
-        let mut head = [0u8; MAX_HEADER_LEN];
-        let n = header.encode(&mut head);
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut bytes);
         if let Some(t) = self.trace.as_mut() {
             t.record(Direction::Outgoing, &header, &payload, None, None);
         }
         let q = self.queued.get_or_insert_with(Default::default);
-        // What is in the output buffer was queued before: it goes first.
-        if !self.wbuf.is_empty() {
-            let earlier = self.wbuf.split().freeze();
+        // What is in the output buffer was queued before: it goes first. Handed over as it
+        // is (no copy); the output buffer starts again empty.
+        if self.wbuf.len() > self.wpos {
+            let earlier = Bytes::from(std::mem::take(&mut self.wbuf)).slice(self.wpos..);
+            self.wpos = 0;
             q.len += earlier.len();
-            q.chunks.push_back(earlier);
+            q.chunks.push_back(Chunk::Data(earlier));
         }
         q.len += n + payload.len();
-        q.chunks.push_back(Bytes::copy_from_slice(&head[..n]));
+        q.chunks.push_back(Chunk::Head {
+            bytes,
+            pos: 0,
+            end: n as u8,
+        });
         if !payload.is_empty() {
-            q.chunks.push_back(payload);
+            q.chunks.push_back(Chunk::Data(payload));
         }
         Ok(())
     }
@@ -1220,7 +1310,13 @@ impl Sender {
         };
         let mut head = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut head);
-        self.wbuf.reserve(n + payload.len());
+        let need = n + payload.len();
+        if self.wbuf.capacity() - self.wbuf.len() < need && self.wpos > 0 {
+            // Make room by dropping what was written rather than by growing.
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+        self.wbuf.reserve(need);
         self.wbuf.extend_from_slice(&head[..n]);
         let start = self.wbuf.len();
         self.wbuf.extend_from_slice(payload);
@@ -1234,10 +1330,11 @@ impl Sender {
 
     /// Bytes waiting to be written to the transport: the first contiguous piece of them
     /// (see [`Sender::output_vectored`] for all of it). Empty when nothing is waiting.
+    #[inline]
     pub fn output(&self) -> &[u8] {
         match self.queued.as_ref().and_then(|q| q.chunks.front()) {
-            Some(first) => first,
-            None => &self.wbuf,
+            Some(first) => first.as_slice(),
+            None => &self.wbuf[self.wpos..],
         }
     }
 
@@ -1248,8 +1345,8 @@ impl Sender {
         let pieces = queued
             .into_iter()
             .flatten()
-            .map(|c| &c[..])
-            .chain(std::iter::once(&self.wbuf[..]))
+            .map(Chunk::as_slice)
+            .chain(std::iter::once(&self.wbuf[self.wpos..]))
             .filter(|p| !p.is_empty());
         let mut n = 0;
         for (slot, piece) in dst.iter_mut().zip(pieces) {
@@ -1275,35 +1372,47 @@ impl Sender {
                 }
             }
         }
-        self.wbuf.advance(n.min(self.wbuf.len()));
+        self.wpos += n.min(self.wbuf.len() - self.wpos);
+        if self.wpos == self.wbuf.len() {
+            // All written: the next frame goes to the front of the same allocation.
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
     }
 
     /// Takes all bytes waiting to be written.
     pub fn take_output(&mut self) -> BytesMut {
+        let wpos = std::mem::take(&mut self.wpos);
         match self.queued.as_mut().filter(|q| q.len > 0) {
-            None => self.wbuf.split(),
+            None => {
+                let mut out = std::mem::take(&mut self.wbuf);
+                out.drain(..wpos);
+                BytesMut::from(Bytes::from(out))
+            }
             Some(q) => {
-                let mut out = BytesMut::with_capacity(q.len + self.wbuf.len());
+                let mut out = BytesMut::with_capacity(q.len + self.wbuf.len() - wpos);
                 for c in q.chunks.drain(..) {
-                    out.extend_from_slice(&c);
+                    out.extend_from_slice(c.as_slice());
                 }
                 q.len = 0;
-                out.extend_from_slice(&self.wbuf.split());
+                out.extend_from_slice(&self.wbuf[wpos..]);
+                self.wbuf.clear();
                 out
             }
         }
     }
 
     /// Number of bytes queued but not yet written.
+    #[inline]
     pub fn buffered_amount(&self) -> usize {
-        self.wbuf.len() + self.queued.as_ref().map_or(0, |q| q.len)
+        self.wbuf.len() - self.wpos + self.queued.as_ref().map_or(0, |q| q.len)
     }
 
     /// Releases buffer memory that is not in use, and the compressor's state when it does
     /// not carry context from one message to the next.
     pub fn shrink_buffers(&mut self) {
         if self.wbuf.is_empty() {
-            self.wbuf = BytesMut::new();
+            self.wbuf = Vec::new();
         }
         if self.queued.as_ref().is_some_and(|q| q.len == 0) {
             self.queued = None;

@@ -739,10 +739,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Writes whatever is queued, without waiting; a failed or timed-out write ends the
     /// connection (1006).
+    #[inline]
     fn flush_queued(&mut self, cx: &mut Context<'_>) {
         if self.conn.output().is_empty() || self.write_failed {
             return;
         }
+        self.flush_queued_now(cx);
+    }
+
+    fn flush_queued_now(&mut self, cx: &mut Context<'_>) {
         if let Poll::Ready(Err(e)) = self.poll_flush_inner(cx) {
             tracing::debug!("write failed: {e}");
             if matches!(&e, Error::Io(io) if io.kind() == io::ErrorKind::TimedOut) {

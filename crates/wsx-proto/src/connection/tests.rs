@@ -644,6 +644,24 @@ fn rejected_text_fragment_leaves_the_message_state_unchanged() {
     assert_eq!(events(&mut c), vec![Event::Message(Message::text("κ"))]);
 }
 
+/// Writes exactly `n` of the bytes `from` has queued, with vectored writes.
+fn drain_vectored_upto(from: &mut Connection, mut n: usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while n > 0 {
+        let mut slots = vec![std::io::IoSlice::new(&[]); 4];
+        let k = from.output_vectored(&mut slots);
+        let mut took = 0;
+        for sl in &slots[..k] {
+            let part = &sl[..sl.len().min(n - took)];
+            wire.extend_from_slice(part);
+            took += part.len();
+        }
+        from.advance_output(took);
+        n -= took;
+    }
+    wire
+}
+
 /// Writes everything `from` has queued the way a vectored I/O layer would: slices of at most
 /// `max_slices` pieces, each write taking at most `take` bytes.
 fn drain_vectored(from: &mut Connection, max_slices: usize, take: usize) -> Vec<u8> {
@@ -720,6 +738,69 @@ fn large_server_payloads_go_out_without_a_copy_and_in_order() {
     assert_eq!(events(&mut client).len(), 5);
     assert_eq!(server.buffered_amount(), 0);
     assert!(server.output().is_empty());
+}
+
+#[test]
+fn output_written_in_part_keeps_its_order_around_queued_payloads() {
+    let big = Bytes::from(
+        (0..ZERO_COPY_MIN as u32 + 5)
+            .map(|i| i as u8)
+            .collect::<Vec<_>>(),
+    );
+    let mid = "m".repeat(3000);
+    for first_write in [1, 3, 7, 9] {
+        let (mut c, mut s) = pair();
+        s.send(Message::text("one")).unwrap();
+        s.send(Message::text("two")).unwrap();
+        // Part of the output is written before a large payload is queued: the rest of it
+        // must still go first.
+        let mut wire = s.output()[..first_write].to_vec();
+        s.advance_output(first_write);
+        s.send(Message::Binary(big.clone())).unwrap();
+        s.send(Message::text("three")).unwrap();
+        // All but the last 5 bytes ("three" is a 7-byte frame) written, then a frame
+        // larger than the buffer's free room: the written front is dropped to make room,
+        // and nothing unwritten moves out of order.
+        let keep = 5;
+        let upto = s.buffered_amount() - keep;
+        wire.extend(drain_vectored_upto(&mut s, upto));
+        assert_eq!(s.output(), &b"\x81\x05three"[2..]);
+        s.send(Message::text(mid.clone())).unwrap();
+        wire.extend(drain_vectored(&mut s, 3, 5));
+        assert!(s.output().is_empty());
+        c.receive(&wire);
+        assert_eq!(
+            events(&mut c),
+            vec![
+                Event::Message(Message::text("one")),
+                Event::Message(Message::text("two")),
+                Event::Message(Message::Binary(big.clone())),
+                Event::Message(Message::text("three")),
+                Event::Message(Message::text(mid.clone())),
+            ],
+            "first write of {first_write} bytes"
+        );
+    }
+}
+
+#[test]
+fn a_small_frame_after_a_written_one_reuses_the_buffer_front() {
+    let (_, mut s) = pair();
+    s.send(Message::text("hello")).unwrap();
+    let cap = s.tx.wbuf.capacity();
+    let n = s.output().len();
+    s.advance_output(n);
+    assert_eq!((s.tx.wpos, s.tx.wbuf.len()), (0, 0), "emptied once written");
+    for _ in 0..1000 {
+        s.send(Message::text("hello")).unwrap();
+        let n = s.output().len();
+        s.advance_output(n);
+    }
+    assert_eq!(
+        s.tx.wbuf.capacity(),
+        cap,
+        "no growth for frames written as they come"
+    );
 }
 
 #[test]
