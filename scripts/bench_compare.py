@@ -11,9 +11,15 @@ seconds after a 1 s warm-up; the table shows medians and the ratio to wsx. Serve
 (utime+stime from /proc) per million messages is measured alongside, and memory per idle
 connection as server RSS growth over 1000 connections that only did the handshake.
 
-  scripts/bench_compare.py [--rounds 3] [--duration 5] [--quick]
+  scripts/bench_compare.py [--rounds 3] [--duration 5] [--warmup 1] [--quick]
                            [--impls wsx,tungstenite,fastwebsockets,wsx-serve]
                            [--scenarios REGEX] [--no-idle]
+
+This machine's speed drifts by tens of percent over seconds (other tenants), so besides the
+medians per implementation the table gives the paired ratio: in every round the ratio of
+wsx to the best other implementation of that same round (runs seconds apart), then the
+median and the quartiles of those ratios over the rounds. Many short rounds (e.g.
+`--rounds 20 --duration 1 --warmup 0.3`) make the paired ratio the steadier figure.
 
 It builds what it runs (cargo build --release -p wsx-bench -p wsx-cli), so the numbers are
 never those of a stale binary; set ECHO_SERVERS and WSX_BIN to run other binaries instead.
@@ -75,16 +81,16 @@ def rss_kib(pid):
     return 0
 
 
-def run_one(impl, conns, size, binary, duration):
+def run_one(impl, conns, size, binary, duration, warmup=1.0):
     p, port = start(impl)
     try:
         cmd = ["taskset", "-c", "1", WSX, "bench", f"ws://127.0.0.1:{port}/", "-c", str(conns),
-               "-s", str(size), "-d", str(duration), "--warmup", "1", "--json"]
+               "-s", str(size), "-d", str(duration), "--warmup", str(warmup), "--json"]
         if binary:
             cmd.append("--binary")
         # CPU of the measured window only: sample after the warm-up, before the end.
         bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0 + 0.05)
+        time.sleep(warmup + 0.05)
         c0 = cpu_seconds(p.pid)
         t0 = time.time()
         out, err = bench.communicate(timeout=duration + 60)
@@ -141,6 +147,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5)
+    ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run")
     ap.add_argument("--quick", action="store_true", help="1 round of 2 s")
     ap.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset of " + ",".join(IMPLS))
     ap.add_argument("--scenarios", default="", help="regex: only the scenarios whose label matches")
@@ -162,7 +169,7 @@ def main():
             k = rnd % len(impls)
             order = impls[k:] + impls[:k]
             for impl in order:
-                r = run_one(impl, conns, size, binary, a.duration)
+                r = run_one(impl, conns, size, binary, a.duration, a.warmup)
                 results.setdefault((label, impl), []).append(r)
                 if "error" in r:
                     print(f"  {label:20s} {impl:15s} ERROR {r['error']}", file=sys.stderr)
@@ -176,11 +183,28 @@ def main():
                 for r in results[(label, impl)] if "error" not in r]
         return statistics.median(vals) if vals else float("nan")
 
+    def paired(label, ours, key, better):
+        """Per round: ours against the best other of the same round; median [quartiles]."""
+        ratios = []
+        for rnd in range(a.rounds):
+            mine = results[(label, ours)][rnd]
+            theirs = [results[(label, o)][rnd] for o in others]
+            theirs = [t[key] for t in theirs if "error" not in t]
+            if "error" in mine or not theirs:
+                continue
+            ratios.append(mine[key] / better(theirs))
+        if len(ratios) < 2:
+            return f"{ratios[0]:.2f}x" if ratios else "n/a"
+        q = statistics.quantiles(ratios, n=4)
+        return f"{statistics.median(ratios):.2f}x [{q[0]:.2f}-{q[2]:.2f}]"
+
     others = [i for i in impls if i not in OURS]
-    print(f"\nmedians of {a.rounds} x {a.duration:g} s, server pinned to CPU 0, load to CPU 1\n")
-    ratio_head = " | ".join(f"{o} / best other" for o in impls if o in OURS) if others else ""
+    print(f"\nmedians of {a.rounds} x {a.duration:g} s, server pinned to CPU 0, load to CPU 1; "
+          "paired: median [quartiles] of the per-round ratios\n")
+    ours_in = [o for o in impls if o in OURS]
+    ratio_head = " | ".join(f"{o} / best other | {o} / best other, paired" for o in ours_in) if others else ""
     print("| scenario | metric | " + " | ".join(impls) + " |" + (f" {ratio_head} |" if ratio_head else ""))
-    print("|---|---|" + "---|" * len(impls) + ("---|" * sum(o in OURS for o in impls) if ratio_head else ""))
+    print("|---|---|" + "---|" * len(impls) + ("---|" * 2 * len(ours_in) if ratio_head else ""))
 
     def row(label, metric, cells, ratios):
         line = f"| {label} | {metric} | " + " | ".join(cells) + " |"
@@ -196,13 +220,15 @@ def main():
         best = max(rates[i] for i in others) if others else float("nan")
         bestc = min(cpu[i] for i in others) if others else float("nan")
         ours = [o for o in impls if o in OURS]
-        row(label, "msg/s", [f"{rates[i]:,.0f}" for i in impls], [f"{rates[o] / best:.2f}x" for o in ours])
-        row("", "p50 / p99 ms", [f"{p50[i]:.3f} / {p99[i]:.3f}" for i in impls], ["" for _ in ours])
-        row("", "server CPU s per 1M msgs", [f"{cpu[i]:.2f}" for i in impls], [f"{cpu[o] / bestc:.2f}x" for o in ours])
+        row(label, "msg/s", [f"{rates[i]:,.0f}" for i in impls],
+            [f"{rates[o] / best:.2f}x | {paired(label, o, 'messages_per_second', max)}" for o in ours])
+        row("", "p50 / p99 ms", [f"{p50[i]:.3f} / {p99[i]:.3f}" for i in impls], [" | " for _ in ours])
+        row("", "server CPU s per 1M msgs", [f"{cpu[i]:.2f}" for i in impls],
+            [f"{cpu[o] / bestc:.2f}x | {paired(label, o, 'cpu_s_per_million', min)}" for o in ours])
     if not a.no_idle:
         mem = {i: idle_memory(i) for i in impls}
         row("1000 idle connections", "RSS growth per connection", [f"{mem[i] / 1024:.2f} KiB ({mem[i]:.0f} B)" for i in impls],
-            ["" for o in impls if o in OURS])
+            [" | " for o in impls if o in OURS])
 
 
 if __name__ == "__main__":
