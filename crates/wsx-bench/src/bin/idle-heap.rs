@@ -4,7 +4,10 @@
 //! quiet. Prints the live bytes and allocations the 1000 connections added, per connection,
 //! plus the sizes of the main types. Deterministic for a given build, unlike RSS.
 //!
-//! `cargo run --release -p wsx-bench --bin idle-heap`
+//! `cargo run --release -p wsx-bench --bin idle-heap` (the bare `accept_with` loop), or
+//! `... --bin idle-heap server` for the library's `Server` on one worker thread with an
+//! echo handler written as `wsx serve`'s (caps registry, shutdown signal, `JoinSet`).
+//! Both also list the live allocations the connections added, by size.
 
 use futures_util::StreamExt;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -18,6 +21,12 @@ struct Counting;
 
 static BYTES: AtomicIsize = AtomicIsize::new(0);
 static BLOCKS: AtomicIsize = AtomicIsize::new(0);
+/// Live blocks by size, in 16-byte steps (the last counts everything larger).
+static BY_SIZE: [AtomicIsize; 257] = [const { AtomicIsize::new(0) }; 257];
+
+fn bucket(size: usize) -> &'static AtomicIsize {
+    &BY_SIZE[size.div_ceil(16).min(256)]
+}
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
 // `GlobalAlloc` contract is exactly System's; the counters are plain atomics. Exercised by
@@ -26,6 +35,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         BYTES.fetch_add(layout.size() as isize, Relaxed);
         BLOCKS.fetch_add(1, Relaxed);
+        bucket(layout.size()).fetch_add(1, Relaxed);
         // SAFETY: same contract as ours (non-zero size layout from the caller).
         unsafe { System.alloc(layout) }
     }
@@ -33,12 +43,15 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         BYTES.fetch_sub(layout.size() as isize, Relaxed);
         BLOCKS.fetch_sub(1, Relaxed);
+        bucket(layout.size()).fetch_sub(1, Relaxed);
         // SAFETY: `ptr` was allocated by `System` (via `alloc`/`realloc`) with `layout`.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         BYTES.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
+        bucket(layout.size()).fetch_sub(1, Relaxed);
+        bucket(new_size).fetch_add(1, Relaxed);
         // SAFETY: forwarded unchanged; `ptr` came from `System` with `layout`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -60,7 +73,34 @@ async fn echo(tcp: tokio::net::TcpStream, config: Arc<wsx::ServerConfig>) {
     }
 }
 
+/// `wsx serve`'s echo handler (crates/wsx-cli/src/serve.rs), for the `server` mode.
+#[allow(clippy::manual_async_fn)]
+fn serve_echo(
+    mut ws: wsx::WebSocket<wsx::MaybeTlsStream>,
+    peer: std::net::SocketAddr,
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(msg) if msg.is_data() => {
+                    if ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        std::hint::black_box(peer);
+    }
+}
+
+fn snapshot() -> Vec<isize> {
+    BY_SIZE.iter().map(|b| b.load(Relaxed)).collect()
+}
+
 fn main() -> anyhow::Result<()> {
+    let server_mode = std::env::args().nth(1).as_deref() == Some("server");
     println!(
         "sizes: WebSocket<TcpStream> {} B, Connection {} B",
         std::mem::size_of::<wsx::WebSocket<tokio::net::TcpStream>>(),
@@ -79,16 +119,23 @@ fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let mut config = wsx::ServerConfig::default();
     config.config.deflate = None;
-    let config = Arc::new(config);
-    rt.spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let _ = tcp.set_nodelay(true);
-            tokio::spawn(echo(tcp, config.clone()));
-        }
-    });
+    if server_mode {
+        let server = wsx::Server::from_listener(listener)
+            .config(config)
+            .worker_threads(1);
+        rt.spawn(server.serve(serve_echo));
+    } else {
+        let config = Arc::new(config);
+        rt.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(echo(tcp, config.clone()));
+            }
+        });
+    }
     let request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    let clients = std::thread::spawn(move || -> std::io::Result<(isize, isize)> {
+    let clients = std::thread::spawn(move || -> std::io::Result<((isize, isize), Vec<isize>)> {
         let open = |n: isize| -> std::io::Result<Vec<std::net::TcpStream>> {
             (0..n)
                 .map(|_| {
@@ -103,25 +150,41 @@ fn main() -> anyhow::Result<()> {
         // Warm up the runtime's and allocator's one-time structures first.
         let warm = open(20)?;
         std::thread::sleep(Duration::from_millis(300));
-        let (bytes, blocks) = (BYTES.load(Relaxed), BLOCKS.load(Relaxed));
+        let (bytes, blocks, sizes) = (BYTES.load(Relaxed), BLOCKS.load(Relaxed), snapshot());
         let idle = open(CONNECTIONS)?;
         std::thread::sleep(Duration::from_millis(500));
         let grown = (BYTES.load(Relaxed) - bytes, BLOCKS.load(Relaxed) - blocks);
+        let sizes: Vec<isize> = snapshot().iter().zip(&sizes).map(|(a, b)| a - b).collect();
         drop((warm, idle));
-        Ok(grown)
+        Ok((grown, sizes))
     });
     rt.block_on(async {
         while !clients.is_finished() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    let (bytes, blocks) = clients
+    let ((bytes, blocks), sizes) = clients
         .join()
         .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     println!(
-        "per idle connection: {} heap bytes live in {:.2} allocations",
+        "per idle connection ({}): {} heap bytes live in {:.2} allocations",
+        if server_mode {
+            "wsx::Server, one worker thread"
+        } else {
+            "accept_with loop"
+        },
         bytes / CONNECTIONS,
         blocks as f64 / CONNECTIONS as f64
     );
+    for (i, n) in sizes.iter().enumerate() {
+        if *n >= CONNECTIONS / 10 {
+            println!(
+                "  blocks of {}..{} B: {:.2} per connection",
+                (i * 16).saturating_sub(15),
+                i * 16,
+                *n as f64 / CONNECTIONS as f64
+            );
+        }
+    }
     Ok(())
 }
