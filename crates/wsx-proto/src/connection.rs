@@ -225,8 +225,9 @@ pub struct Sender {
 /// them on the way out: a server's uncompressed frames (a client masks its payload). The
 /// I/O layer writes header and payload with one vectored write.
 ///
-/// Below it, copying the payload (just unmasked, so in cache) costs less than queueing it
-/// and a second I/O slice. See BENCHMARKS.md ("Large messages") for the measurements.
+/// Below it, copying the payload (just unmasked, so in cache) costs about as much as
+/// queueing it and a second I/O slice (about 270 instructions a frame), so it is copied.
+/// BENCHMARKS.md ("This round's server changes") has the counts.
 pub const ZERO_COPY_MIN: usize = 8 * 1024;
 
 /// Chunks of output ahead of the output buffer.
