@@ -65,6 +65,31 @@ fn bench_reports_json_and_checks_echoes() {
     assert_eq!(v["errors"], 0);
     assert_eq!(v["mismatched_echoes"], 0);
     assert!(v["latency_ms"]["p99"].as_f64().unwrap() >= v["latency_ms"]["p50"].as_f64().unwrap());
+    // Echoes larger than one read, several in flight (sent as one burst), binary.
+    let (code, out, err) = run_with_input(
+        &[
+            "bench",
+            &url,
+            "-c",
+            "2",
+            "-s",
+            "300000",
+            "--binary",
+            "--in-flight",
+            "3",
+            "-d",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--json",
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "stderr: {err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["messages"].as_u64().unwrap() > 10, "{v}");
+    assert_eq!(v["errors"], 0);
+    assert_eq!(v["mismatched_echoes"], 0);
 }
 
 #[test]
