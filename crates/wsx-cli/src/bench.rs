@@ -329,7 +329,16 @@ async fn drive_raw(
             else {
                 break;
             };
-            let len = h.payload_len as usize;
+            // No echo is larger than what was sent (a control frame at most 125 bytes): a
+            // larger frame is refused here rather than buffered until it completes.
+            let largest = body.len().max(125);
+            let len = match usize::try_from(h.payload_len) {
+                Ok(len) if len <= largest => len,
+                _ => bail!(
+                    "server sent a {}-byte frame, larger than any echo ({largest} bytes)",
+                    h.payload_len
+                ),
+            };
             if buf.len() - pos < hn + len {
                 break;
             }

@@ -53,43 +53,75 @@ fn connect_exit_codes_tell_failures_apart() {
 fn bench_reports_json_and_checks_echoes() {
     let s = serve(&[]);
     let url = format!("ws://{}/", s.1);
-    let (code, out, err) = run_with_input(
-        &[
-            "bench", &url, "-c", "4", "-s", "100", "-d", "0.5", "--warmup", "0.1", "--json",
-        ],
-        b"",
-    );
-    assert_eq!(code, 0, "stderr: {err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let v = bench_json(&[&url, "-c", "4", "-s", "100"]);
     assert!(v["messages"].as_u64().unwrap() > 100, "{v}");
-    assert_eq!(v["errors"], 0);
-    assert_eq!(v["mismatched_echoes"], 0);
     assert!(v["latency_ms"]["p99"].as_f64().unwrap() >= v["latency_ms"]["p50"].as_f64().unwrap());
     // Echoes larger than one read, several in flight (sent as one burst), binary.
+    let v = bench_json(&[
+        &url,
+        "-c",
+        "2",
+        "-s",
+        "300000",
+        "--binary",
+        "--in-flight",
+        "3",
+    ]);
+    assert!(v["messages"].as_u64().unwrap() > 10, "{v}");
+}
+
+#[test]
+fn bench_refuses_a_frame_larger_than_any_echo() {
+    // A server that completes the handshake, then announces a 1 TiB frame: the generator
+    // fails the connection at once instead of buffering toward it.
+    use wsx::wsx_proto::handshake::server;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        let response = loop {
+            let n = tcp.read(&mut chunk).unwrap();
+            head.extend_from_slice(&chunk[..n]);
+            if let Some((req, _)) = server::parse_request(&head, 16 * 1024).unwrap() {
+                break server::accept(&req, &Default::default(), server::NoHook)
+                    .unwrap()
+                    .0;
+            }
+        };
+        tcp.write_all(&response).unwrap();
+        // Binary, 64-bit length 2^40, then a little of it.
+        tcp.write_all(&[0x82, 127, 0, 0, 1, 0, 0, 0, 0, 0]).unwrap();
+        tcp.write_all(&[0u8; 4096]).unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let url = format!("ws://{addr}/");
     let (code, out, err) = run_with_input(
         &[
-            "bench",
-            &url,
-            "-c",
-            "2",
-            "-s",
-            "300000",
-            "--binary",
-            "--in-flight",
-            "3",
-            "-d",
-            "0.5",
-            "--warmup",
-            "0.1",
-            "--json",
+            "bench", &url, "-c", "1", "-d", "0.3", "--warmup", "0", "--json",
         ],
         b"",
     );
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("larger than any echo"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["errors"], 1, "{v}");
+    peer.join().unwrap();
+}
+
+/// Runs `wsx bench ARGS -d 0.5 --warmup 0.1 --json`, checks that it succeeded with no
+/// errors and no mismatched echoes, and returns its report.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-d", "0.5", "--warmup", "0.1", "--json"]);
+    let (code, out, err) = run_with_input(&all, b"");
     assert_eq!(code, 0, "stderr: {err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert!(v["messages"].as_u64().unwrap() > 10, "{v}");
-    assert_eq!(v["errors"], 0);
-    assert_eq!(v["mismatched_echoes"], 0);
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["mismatched_echoes"], 0, "{v}");
+    v
 }
 
 #[test]
