@@ -1,6 +1,7 @@
 //! Endpoint configuration shared by the handshake and the connection.
 
 use crate::deflate::DeflateConfig;
+use std::time::Duration;
 
 /// Limits and options of one endpoint (client or server).
 #[derive(Clone, Debug)]
@@ -20,6 +21,27 @@ pub struct Config {
     /// Deliver data frames as [`crate::Event::Fragment`]s as they arrive, instead of whole
     /// messages. The message size limit still applies to the sum of the fragments.
     pub streaming: bool,
+    /// Send a keepalive ping when nothing has been received for this long (default 20 s;
+    /// `None`: no automatic pings).
+    pub ping_interval: Option<Duration>,
+    /// Fail the connection with 1011 when a keepalive ping is not answered within this time
+    /// (default 20 s).
+    pub pong_timeout: Duration,
+    /// Close with 1001 when nothing has been received for this long (default: never).
+    pub idle_timeout: Option<Duration>,
+    /// How long to wait for the peer's close frame after sending ours, and, once CLOSED,
+    /// for the transport to wind down (the rest of the output written, the server's FIN
+    /// on a client, the shutdown) (default 5 s).
+    pub close_timeout: Duration,
+    /// End the connection (1006) when output waits this long without any of it being
+    /// written: a peer that stops reading cannot hold memory forever (default 30 s;
+    /// `None`: wait forever).
+    pub write_timeout: Option<Duration>,
+    /// The write buffer counts as full while more than this many bytes are queued
+    /// ([`crate::Connection::write_buffer_full`]): the `wsx` crate then makes `send` wait,
+    /// refuses `try_send` and stops reading (default 1 MiB; at most 4 GiB, larger values
+    /// are clamped to that).
+    pub write_buffer_high_water: usize,
 }
 
 impl Default for Config {
@@ -31,6 +53,12 @@ impl Default for Config {
             max_head_size: 16 << 10,
             deflate: Some(DeflateConfig::default()),
             streaming: false,
+            ping_interval: Some(Duration::from_secs(20)),
+            pong_timeout: Duration::from_secs(20),
+            idle_timeout: None,
+            close_timeout: Duration::from_secs(5),
+            write_timeout: Some(Duration::from_secs(30)),
+            write_buffer_high_water: 1 << 20,
         }
     }
 }

@@ -1,16 +1,11 @@
-//! The connection state machine: bytes in, events out, bytes to send out.
+//! The connection state machine: bytes in, events out, bytes to send out, and the
+//! connection's timers, with the time passed in.
 //!
-//! A [`Connection`] starts OPEN, after the opening handshake. The I/O layer
-//! - appends received bytes with [`Connection::receive`] (or reads straight into
-//!   [`Connection::read_buf`]) and calls [`Connection::receive_eof`] at end of stream;
-//! - drains [`Connection::poll_event`] until it returns `None`;
-//! - writes [`Connection::output`] and reports progress with [`Connection::advance_output`];
-//! - closes the transport once [`Connection::state`] is [`State::Closed`] and the output is
-//!   written (a client should first give the server a moment to close, RFC 6455 §7.1.1).
-//!
-//! The connection answers pings, echoes the peer's close code to complete the close
-//! handshake, and fails with the right close code on any protocol violation; the
-//! application only sees [`Event`]s.
+//! A [`Connection`] starts OPEN, after the opening handshake. See [`Connection`] for the
+//! order in which an I/O layer calls it. The connection answers pings, echoes the peer's
+//! close code to complete the close handshake, fails with the right close code on any
+//! protocol violation, and runs keepalive, the idle timeout, the close timeout and the
+//! write timeout; the application only sees [`Event`]s.
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
@@ -24,6 +19,11 @@ use crate::utf8::Utf8Validator;
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod timer;
+use timer::{Seen, Timers};
+pub use timer::RELEASE_BUFFERS_AFTER;
 
 /// Which end of the connection this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,17 +218,16 @@ pub struct Sender {
     /// Output that goes out before `wbuf`: large payloads queued without copying (see
     /// [`ZERO_COPY_MIN`]), with the frames before them. Allocated on first use.
     queued: Option<Box<Queued>>,
+    /// `Config::write_buffer_high_water`, saturated to `u32`.
+    high_water: u32,
 }
 
 /// Payloads at least this large are queued as they are (a reference to the message's
 /// buffer) instead of being copied into the output buffer, when nothing has to change in
 /// them on the way out: a server's uncompressed frames (a client masks its payload). The
-/// I/O layer writes header and payload with one vectored write.
-///
-/// Below it, copying the payload (just unmasked, so in cache) costs about as much as
-/// queueing it and a second I/O slice (about 270 instructions a frame), so it is copied.
-/// BENCHMARKS.md ("This round's server changes") has the counts.
-pub const ZERO_COPY_MIN: usize = 8 * 1024;
+/// I/O layer writes header and payload with one vectored write. Below it, copying the
+/// payload (just unmasked, so in cache) costs about as much as a second I/O slice.
+pub(crate) const ZERO_COPY_MIN: usize = 8 * 1024;
 
 /// Chunks of output ahead of the output buffer.
 #[derive(Default)]
@@ -295,10 +294,45 @@ struct Deflate {
     scratch: BytesMut,
 }
 
-/// A WebSocket connection in the OPEN state or later (see the module documentation).
+/// A WebSocket connection in the OPEN state or later.
+///
+/// # Calling order
+///
+/// The connection never reads a clock and never blocks. An I/O layer drives it like this,
+/// each time its task wakes:
+///
+/// 1. **Input.** Append received bytes with [`Connection::receive`] (or read straight into
+///    [`Connection::read_buf`]), then call [`Connection::mark_received`] with the time they
+///    arrived: keepalive and the idle timeout count from it. At end of stream call
+///    [`Connection::receive_eof`].
+/// 2. **Events.** Drain [`Connection::poll_event`] until it returns `None`. Replies the
+///    protocol owes the peer (pongs, the close echo) are queued as a side effect.
+/// 3. **Application output.** [`Connection::send`] and friends queue frames; while
+///    [`Connection::write_buffer_full`] the I/O layer should stop taking messages and
+///    stop reading (backpressure).
+/// 4. **Output.** Write [`Connection::output`] (or [`Connection::output_vectored`]) and
+///    report what was written with [`Connection::advance_output`].
+/// 5. **Timers.** Before sleeping, ask [`Connection::poll_timeout`] when the connection next
+///    has something to do, and sleep at most until then (as well as until the transport is
+///    readable or writable). When that time has come, call [`Connection::handle_timeout`]
+///    with the current time and go back to step 2: a timer may queue a ping, a close frame,
+///    or end the connection. Calling it early is harmless. Call it once when you start
+///    driving the connection: the clocks start with the first time given.
+/// 6. **End.** Once [`Connection::state`] is [`State::Closed`], write the rest of the
+///    output, (client) wait for the server to close the transport first (RFC 6455 §7.1.1),
+///    and close the transport; keep calling steps 4 and 5 meanwhile and give up when
+///    [`Connection::linger_expired`] says the close timeout ran out.
+///
+/// Timers, all configured in [`Config`]: a keepalive ping after
+/// [`Config::ping_interval`] without input, failed with 1011 when its pong does not come
+/// within [`Config::pong_timeout`]; a 1001 close after [`Config::idle_timeout`] without
+/// input; 1006 when our close frame is not answered within [`Config::close_timeout`] or
+/// queued output makes no progress for [`Config::write_timeout`]; and buffers released
+/// after [`RELEASE_BUFFERS_AFTER`] without input.
 pub struct Connection {
     rx: Receiver,
     tx: Sender,
+    timers: Timers,
 }
 
 impl std::fmt::Debug for Connection {
@@ -360,21 +394,29 @@ impl Connection {
                 close_sent: false,
                 trace: None,
                 queued: None,
+                high_water: u32::try_from(config.write_buffer_high_water).unwrap_or(u32::MAX),
             },
+            timers: Timers::new(config),
         }
     }
 
-    /// Separates the receiving and sending sides, e.g. to use them from two tasks. Replies
+    /// Separates the receiving and sending sides, e.g. to use them from two threads. Replies
     /// the receiver owes (pongs, close) must then be moved by the caller from
-    /// [`Receiver::take_reply`] to [`Sender::reply`].
+    /// [`Receiver::take_reply`] to [`Sender::reply`]. The halves run no timers: the caller
+    /// takes that over.
     pub fn split(mut self) -> (Receiver, Sender) {
         self.pump_replies();
         (self.rx, self.tx)
     }
 
-    /// Joins halves obtained from [`Connection::split`].
-    pub fn join(rx: Receiver, tx: Sender) -> Self {
-        let mut c = Connection { rx, tx };
+    /// Joins halves obtained from [`Connection::split`]; the timers start again with the
+    /// next time given, with the settings of `config`.
+    pub fn join(rx: Receiver, tx: Sender, config: &Config) -> Self {
+        let mut c = Connection {
+            rx,
+            tx,
+            timers: Timers::new(config),
+        };
         c.pump_replies();
         c
     }
@@ -458,6 +500,77 @@ impl Connection {
         self.rx.receive_eof();
     }
 
+    /// Tells the connection that bytes arrived at `now` (after [`Connection::receive`], or
+    /// after reading into [`Connection::read_buf`]): the keepalive ping, the idle timeout
+    /// and the release of idle buffers count from the last arrival.
+    #[inline]
+    pub fn mark_received(&mut self, now: Instant) {
+        self.timers.mark_received(now);
+    }
+
+    fn seen(&self) -> Seen {
+        Seen {
+            state: self.state(),
+            output_waiting: self.tx.buffered_amount() > 0,
+        }
+    }
+
+    /// When [`Connection::handle_timeout`] next has something to do; `None` while nothing
+    /// is scheduled (or before the clocks started). May be in the past: a timer that has
+    /// just become needed (a close frame queued, output left waiting) is started by the
+    /// next `handle_timeout`.
+    #[inline]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.poll_timeout(self.seen())
+    }
+
+    /// Runs the timers at `now` (see the calling order on [`Connection`]): starts those
+    /// that just became needed, queues a keepalive ping when one is due, and closes or
+    /// fails the connection when a timeout ran out. The results show as output and events.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due = self.timers.handle_timeout(now, self.seen());
+        if due.pong_timeout {
+            self.abort(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+        } else if due.idle {
+            let _ = self.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
+        } else if let Some(payload) = due.ping {
+            let _ = self.tx.send(Message::Ping(Bytes::copy_from_slice(&payload)));
+        }
+        if due.close_timeout {
+            // The peer did not answer our close frame: end as if the transport were cut.
+            self.rx.receive_eof();
+        }
+        if due.write_timeout {
+            self.abort(CloseCode::ABNORMAL, "write timed out: the peer is not reading");
+        }
+        if due.release {
+            self.shrink_buffers();
+        }
+    }
+
+    /// Round-trip time of the last answered keepalive ping.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.timers.rtt()
+    }
+
+    /// True once the close timeout ran out after CLOSED: the I/O layer should stop waiting
+    /// for the transport to wind down (see the calling order on [`Connection`]).
+    pub fn linger_expired(&self) -> bool {
+        self.timers.linger_expired()
+    }
+
+    /// True once the write timeout ran out: the connection ended (1006) with output that
+    /// will not be written.
+    pub fn write_timed_out(&self) -> bool {
+        self.timers.write_timed_out()
+    }
+
+    /// Whether more than [`Config::write_buffer_high_water`] bytes are queued for writing.
+    #[inline]
+    pub fn write_buffer_full(&self) -> bool {
+        self.tx.buffered_amount() > self.tx.high_water as usize
+    }
+
     /// Whether no more input will be looked at (close received, failed, or closed).
     #[inline]
     pub fn stopped_reading(&self) -> bool {
@@ -470,6 +583,9 @@ impl Connection {
     pub fn poll_event(&mut self) -> Option<Event> {
         let ev = self.rx.poll_event();
         self.pump_replies();
+        if let Some(Event::Message(Message::Pong(p))) = &ev {
+            self.timers.on_pong(p);
+        }
         ev
     }
 
@@ -537,6 +653,9 @@ impl Connection {
     /// of [`Connection::output_vectored`]).
     #[inline]
     pub fn advance_output(&mut self, n: usize) {
+        if n > 0 {
+            self.timers.on_progress();
+        }
         self.tx.advance_output(n);
         self.pump_replies();
     }
