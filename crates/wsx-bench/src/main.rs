@@ -72,7 +72,7 @@ async fn tungstenite_echo(tcp: TcpStream) {
 }
 
 async fn fastwebsockets_echo(mut tcp: TcpStream) {
-    use wsx::wsx_proto::handshake::server;
+    use wsx_proto::handshake::server;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let response = loop {

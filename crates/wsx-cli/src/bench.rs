@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wsx::wsx_proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use wsx::wsx_proto::handshake::client::ClientHandshake;
-use wsx::wsx_proto::mask::apply_mask;
 use wsx::{Bytes, Message};
+use wsx_proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use wsx_proto::handshake::client::ClientHandshake;
+use wsx_proto::mask::apply_mask;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -231,7 +231,7 @@ enum Conn {
 }
 
 async fn open(opts: BenchOptions) -> anyhow::Result<Conn> {
-    let target = wsx::wsx_proto::handshake::client::Target::parse(&opts.url)?;
+    let target = wsx_proto::handshake::client::Target::parse(&opts.url)?;
     if opts.deflate || target.tls {
         let config = wsx::Config {
             deflate: opts.deflate.then(|| wsx::DeflateConfig {
@@ -441,7 +441,7 @@ async fn drive_ws(
 }
 
 fn rand_key() -> [u8; 4] {
-    let k = wsx::wsx_proto::handshake::generate_key();
+    let k = wsx_proto::handshake::generate_key();
     let b = k.as_bytes();
     [b[0], b[1], b[2], b[3]]
 }

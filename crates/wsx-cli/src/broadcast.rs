@@ -72,7 +72,7 @@ impl Hub {
                         }
                         // Closing: ws.next() ends the loop once the close is done.
                         Err(TrySendError::Closed(_)) => {}
-                        Err(TrySendError::Invalid(e)) => {
+                        Err(e) => {
                             tracing::warn!(%peer, "cannot relay a message: {e}");
                         }
                     },

@@ -170,7 +170,7 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 
 /// An HTTP token (RFC 9110): header names and subprotocols.
 fn parse_token(s: &str) -> Result<String, String> {
-    if wsx::wsx_proto::handshake::is_token(s) {
+    if wsx_proto::handshake::is_token(s) {
         Ok(s.to_owned())
     } else {
         Err(format!("{s:?} is not a valid token"))
@@ -193,7 +193,7 @@ pub fn parse_close_code(s: &str) -> Result<u16, String> {
 
 /// A close reason: at most 123 bytes.
 pub fn parse_close_reason(s: &str) -> Result<String, String> {
-    if s.len() > wsx::wsx_proto::close::MAX_REASON_LEN {
+    if s.len() > wsx_proto::close::MAX_REASON_LEN {
         Err(format!(
             "the close reason is {} bytes; at most 123 fit",
             s.len()
@@ -714,7 +714,7 @@ async fn run_session(
     if let Some(e) = output_error {
         return End::Error(format!("writing to stdout: {e}"));
     }
-    let event = reader.close_event().cloned();
+    let event = reader.close_event();
     match read_error {
         Some(wsx::Error::Io(e)) => {
             return End::Lost(format!("connection lost: {e}"));

@@ -150,13 +150,13 @@ impl ServeLimits {
         }
         c.handshake_timeout = limit(self.handshake_timeout);
         c.shutdown_timeout = limit(self.shutdown_timeout);
-        c.options.ping_interval = secs(self.ping_interval);
-        c.options.pong_timeout = limit(self.pong_timeout);
-        c.options.idle_timeout = secs(self.idle_timeout);
-        c.options.write_timeout = secs(self.write_timeout);
-        c.options.close_timeout = limit(self.close_timeout);
+        c.config.ping_interval = secs(self.ping_interval);
+        c.config.pong_timeout = limit(self.pong_timeout);
+        c.config.idle_timeout = secs(self.idle_timeout);
+        c.config.write_timeout = secs(self.write_timeout);
+        c.config.close_timeout = limit(self.close_timeout);
         if let Some(n) = self.write_buffer {
-            c.options.write_buffer_high_water = n;
+            c.config.write_buffer_high_water = n;
         }
         if let Some(n) = self.max_message_size {
             c.config.max_message_size = n;
@@ -175,7 +175,7 @@ impl ServeLimits {
 
 /// Accepts an argument that is an HTTP token (what a subprotocol name must be).
 fn parse_token(s: &str) -> Result<String, String> {
-    if wsx::wsx_proto::handshake::is_token(s) {
+    if wsx_proto::handshake::is_token(s) {
         Ok(s.to_owned())
     } else {
         Err(format!(
@@ -222,7 +222,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             command,
             binary: args.mode_options.exec_binary,
             grace: secs(args.mode_options.exec_grace).unwrap_or_default(),
-            input_timeout: config.options.write_timeout,
+            input_timeout: config.config.write_timeout,
         })
     } else {
         Mode::Echo

@@ -209,7 +209,7 @@ pub fn content_type(path: &Path) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wsx::wsx_proto::handshake::Headers;
+    use wsx_proto::handshake::Headers;
 
     struct TempDir(PathBuf);
 

@@ -18,8 +18,8 @@ use std::io::{IsTerminal, Write as _};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wsx::trace::Direction;
-use wsx::wsx_proto::frame::OpCode;
 use wsx::{FrameTrace, TraceConfig, WebSocket, WsReader, WsWriter};
+use wsx_proto::frame::OpCode;
 
 /// Whether stderr should get ANSI colors: only on a terminal, and not when `NO_COLOR` is set
 /// to a non-empty value (<https://no-color.org>).
@@ -181,8 +181,8 @@ fn escape(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
-    use wsx::wsx_proto::frame::FrameHeader;
     use wsx::{Bytes, CloseCode, CloseFrame, ProtocolError};
+    use wsx_proto::frame::FrameHeader;
 
     fn trace(direction: Direction, header: FrameHeader, preview: &[u8]) -> (FrameTrace, Instant) {
         let start = Instant::now();

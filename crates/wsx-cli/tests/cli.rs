@@ -74,7 +74,7 @@ fn bench_reports_json_and_checks_echoes() {
 fn bench_refuses_a_frame_larger_than_any_echo() {
     // A server that completes the handshake, then announces a 1 TiB frame: the generator
     // fails the connection at once instead of buffering toward it.
-    use wsx::wsx_proto::handshake::server;
+    use wsx_proto::handshake::server;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let peer = std::thread::spawn(move || {

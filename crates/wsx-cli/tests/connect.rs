@@ -455,7 +455,7 @@ fn exit_1_on_a_protocol_error() {
             .unwrap()
             .trim()
             .to_owned();
-        let accept = wsx::wsx_proto::handshake::accept_key(key.as_bytes());
+        let accept = wsx_proto::handshake::accept_key(key.as_bytes());
         let _ = write!(
             s,
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod timer;
-use timer::{Seen, Timers};
 pub use timer::RELEASE_BUFFERS_AFTER;
+use timer::{Seen, Timers};
 
 /// Which end of the connection this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,9 +37,6 @@ pub enum Role {
 /// Connection state, as in the browser's `WebSocket.readyState`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
-    /// The opening handshake is in progress (handshake types only; a [`Connection`] starts
-    /// OPEN).
-    Connecting,
     /// Messages flow both ways.
     Open,
     /// A close frame was sent or received; the close handshake is under way.
@@ -85,6 +82,7 @@ pub struct Fragment {
 
 /// Something that happened on the connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A complete message, or a control frame (already answered).
     Message(Message),
@@ -534,14 +532,19 @@ impl Connection {
         } else if due.idle {
             let _ = self.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
         } else if let Some(payload) = due.ping {
-            let _ = self.tx.send(Message::Ping(Bytes::copy_from_slice(&payload)));
+            let _ = self
+                .tx
+                .send(Message::Ping(Bytes::copy_from_slice(&payload)));
         }
         if due.close_timeout {
             // The peer did not answer our close frame: end as if the transport were cut.
             self.rx.receive_eof();
         }
         if due.write_timeout {
-            self.abort(CloseCode::ABNORMAL, "write timed out: the peer is not reading");
+            self.abort(
+                CloseCode::ABNORMAL,
+                "write timed out: the peer is not reading",
+            );
         }
         if due.release {
             self.shrink_buffers();

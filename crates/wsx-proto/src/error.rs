@@ -5,6 +5,7 @@ use crate::frame::HeaderError;
 
 /// The peer broke the protocol or a limit; the connection fails with [`ProtocolError::close_code`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// A reserved opcode (0x3-0x7, 0xB-0xF). 1002.
     #[error("reserved opcode {0:#x}")]
@@ -111,6 +112,7 @@ impl From<ClosePayloadError> for ProtocolError {
 
 /// A message the application asked to send cannot be sent.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// A close frame was already sent (or the connection has failed or closed).
     #[error("the connection is closing or closed")]

@@ -1,10 +1,11 @@
 //! Connecting: `ws://` and `wss://` clients.
 
-use crate::error::{Error, Result};
+use crate::driver::Handshake;
+use crate::error::{Error, Result, Timeout, TlsError};
 use crate::proxy::Proxy;
 use crate::stream::MaybeTlsStream;
 use crate::tls::ClientTlsOptions;
-use crate::websocket::{Handshake, WebSocket, WebSocketOptions};
+use crate::websocket::WebSocket;
 use bytes::{Bytes, BytesMut};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,7 +54,6 @@ pub struct ClientBuilder {
     tls: ClientTlsOptions,
     connect_timeout: Duration,
     handshake_timeout: Duration,
-    options: WebSocketOptions,
     proxy: ProxyChoice,
 }
 
@@ -77,7 +77,6 @@ impl ClientBuilder {
             tls: ClientTlsOptions::default(),
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
-            options: WebSocketOptions::default(),
             proxy: ProxyChoice::Env,
         }
     }
@@ -100,7 +99,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Protocol limits and compression settings.
+    /// Protocol limits, compression, keepalive, the connection's timeouts (close, idle,
+    /// write) and its write buffer: everything about the connection once it is open.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -150,19 +150,6 @@ impl ClientBuilder {
         self
     }
 
-    /// Close handshake timeout (default 5 s).
-    pub fn close_timeout(mut self, t: Duration) -> Self {
-        self.options.close_timeout = t;
-        self
-    }
-
-    /// Connection options: keepalive, idle and write timeouts, write buffer (replaces the
-    /// close timeout set before).
-    pub fn options(mut self, options: WebSocketOptions) -> Self {
-        self.options = options;
-        self
-    }
-
     fn handshake(&self) -> Result<wsx_proto::handshake::client::ClientHandshakeBuilder> {
         let mut b = ClientHandshake::builder(&self.url)?
             .deflate(self.config.deflate.clone())
@@ -198,29 +185,33 @@ impl ClientBuilder {
             }
             None => tokio::time::timeout(self.connect_timeout, connect_tcp(&target))
                 .await
-                .map_err(|_| Error::Timeout("connect"))??,
+                .map_err(|_| Error::Timeout(Timeout::Connect))??,
         };
         let _ = tcp.set_nodelay(true);
         let fut = async {
             let stream = if target.tls {
                 let config: Arc<rustls::ClientConfig> = self.tls.build()?;
-                let name =
-                    rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
-                        Error::Tls(format!("invalid server name {:?}: {e}", target.host))
-                    })?;
+                let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(
+                    |source| {
+                        Error::Tls(TlsError::ServerName {
+                            name: target.host.clone(),
+                            source,
+                        })
+                    },
+                )?;
                 let tls = tokio_rustls::TlsConnector::from(config)
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| Error::Tls(e.to_string()))?;
+                    .map_err(|e| Error::Tls(TlsError::Handshake(e)))?;
                 MaybeTlsStream::ClientTls(Box::new(tls))
             } else {
                 MaybeTlsStream::Plain(tcp)
             };
-            handshake_on(stream, hs, &self.config, self.options).await
+            handshake_on(stream, hs, &self.config).await
         };
         tokio::time::timeout(self.handshake_timeout, fut)
             .await
-            .map_err(|_| Error::Timeout("handshake"))?
+            .map_err(|_| Error::Timeout(Timeout::Handshake))?
     }
 
     /// Performs the WebSocket handshake over an already connected stream (the URL's host is
@@ -232,10 +223,10 @@ impl ClientBuilder {
         let hs = self.handshake()?;
         tokio::time::timeout(
             self.handshake_timeout,
-            handshake_on(stream, hs, &self.config, self.options),
+            handshake_on(stream, hs, &self.config),
         )
         .await
-        .map_err(|_| Error::Timeout("handshake"))?
+        .map_err(|_| Error::Timeout(Timeout::Handshake))?
     }
 }
 
@@ -264,7 +255,6 @@ async fn handshake_on<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     builder: wsx_proto::handshake::client::ClientHandshakeBuilder,
     config: &Config,
-    options: WebSocketOptions,
 ) -> Result<WebSocket<S>> {
     let (hs, request) = builder.build()?;
     stream.write_all(&request).await?;
@@ -292,7 +282,7 @@ async fn handshake_on<S: AsyncRead + AsyncWrite + Unpin>(
     let negotiated = hs.finish(response.clone())?;
     let conn = Connection::new(Role::Client, config, negotiated.deflate);
     Ok(
-        WebSocket::from_parts(stream, conn, negotiated.protocol, &leftover, options)
+        WebSocket::from_parts(stream, conn, negotiated.protocol, &leftover)
             .with_handshake(Handshake { request, response }),
     )
 }

@@ -7,6 +7,7 @@ use wsx_proto::{CloseCode, ProtocolError, SendError};
 
 /// Everything that can go wrong with a WebSocket connection.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The URL cannot be used.
     #[error(transparent)]
@@ -42,13 +43,13 @@ pub enum Error {
     },
     /// TLS setup or handshake failed.
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
     /// Reading or writing the transport failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     /// A step did not finish in time.
     #[error("{0} timed out")]
-    Timeout(&'static str),
+    Timeout(Timeout),
     /// The server answered the upgrade with an HTTP status other than 101.
     #[error("server answered HTTP {} {}{}", .response.status, .response.reason, body_excerpt(.body))]
     Http {
@@ -80,6 +81,80 @@ pub enum Error {
     Closed,
 }
 
+/// What timed out (see [`Error::Timeout`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Timeout {
+    /// The TCP connection (client; `ClientBuilder::connect_timeout`).
+    Connect,
+    /// The TLS handshake (server; `ServerConfig::handshake_timeout`).
+    TlsHandshake,
+    /// The opening handshake (`ClientBuilder::handshake_timeout`,
+    /// `ServerConfig::handshake_timeout`).
+    Handshake,
+    /// Writing the answer to a plain HTTP request (server).
+    HttpResponse,
+    /// Queued output made no progress ([`wsx_proto::Config::write_timeout`]).
+    Write,
+}
+
+impl std::fmt::Display for Timeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Timeout::Connect => "connect",
+            Timeout::TlsHandshake => "TLS handshake",
+            Timeout::Handshake => "handshake",
+            Timeout::HttpResponse => "HTTP response",
+            Timeout::Write => "write",
+        })
+    }
+}
+
+/// Why TLS could not be set up (see [`Error::Tls`]). The typed errors of rustls and of the
+/// PEM parser are kept as sources.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// rustls refused a setting, a certificate or a key.
+    #[error("{context}: {source}")]
+    Rustls {
+        /// What was being set up.
+        context: String,
+        /// rustls's error.
+        source: rustls::Error,
+    },
+    /// A PEM file could not be read or parsed.
+    #[error("{context}: {source}")]
+    Pem {
+        /// Which file, and what was expected in it.
+        context: String,
+        /// The parser's error.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// A certificate file held no certificate.
+    #[error("no certificate found in {}", .0.display())]
+    NoCertificate(std::path::PathBuf),
+    /// The host name cannot be used as a TLS server name.
+    #[error("invalid server name {name:?}: {source}")]
+    ServerName {
+        /// The host.
+        name: String,
+        /// Why not.
+        source: rustls_pki_types::InvalidDnsNameError,
+    },
+    /// The TLS handshake failed. When TLS itself failed (not the transport), the
+    /// `io::Error` carries the `rustls::Error` (`get_ref()` and downcast).
+    #[error("handshake failed: {0}")]
+    Handshake(#[source] std::io::Error),
+}
+
+impl TlsError {
+    pub(crate) fn rustls(context: impl Into<String>) -> impl FnOnce(rustls::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Tls(TlsError::Rustls { context, source })
+    }
+}
+
 fn body_excerpt(body: &Bytes) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
     let text = text.trim();
@@ -107,7 +182,7 @@ impl Error {
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
             Error::Protocol(e) => Some(e.close_code()),
-            Error::Io(_) | Error::Timeout(_) => Some(CloseCode::ABNORMAL),
+            Error::Io(_) | Error::Timeout(Timeout::Write) => Some(CloseCode::ABNORMAL),
             _ => None,
         }
     }

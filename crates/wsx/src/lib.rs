@@ -22,31 +22,34 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod client;
-pub mod error;
+mod client;
+mod driver;
+mod error;
 pub mod proxy;
-pub mod server;
+mod server;
 mod shared_timer;
+mod shutdown;
 pub mod split;
-pub mod stream;
+mod stream;
 pub mod tls;
-pub mod websocket;
+mod transport;
+mod websocket;
 mod workers;
 
 pub use client::{connect, ClientBuilder};
-pub use error::{Error, Result};
+pub use driver::{Handshake, TrySendError};
+pub use error::{Error, Result, Timeout, TlsError};
 pub use proxy::{Proxy, ProxyError, ProxyKind};
 pub use server::{
-    accept, accept_with, Accept, Hook, HttpRequest, HttpResponse, NoHook, Rejection, Request,
-    Server, ServerConfig, ShutdownReport,
+    accept, accept_with, origin_allowed, Accept, Hook, HttpRequest, HttpResponse, NoHook,
+    Rejection, Request, Server, ServerConfig, ShutdownReport,
 };
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
-pub use websocket::{Handshake, SendFuture, TrySendError, WebSocket, WebSocketOptions};
-pub use wsx_proto;
+pub use websocket::{SendFuture, WebSocket};
 pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::trace::{self, FrameTrace, TraceConfig};
 pub use wsx_proto::{
-    Bytes, CloseCode, CloseEvent, CloseFrame, Config, Event, Message, MessageKind, ProtocolError,
-    State, Utf8Bytes,
+    Bytes, CloseCode, CloseEvent, CloseFrame, Config, Event, Fragment, Message, MessageKind,
+    ProtocolError, Role, SendError, State, Utf8Bytes,
 };

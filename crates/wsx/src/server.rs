@@ -1,9 +1,10 @@
 //! Accepting: the server side of the handshake, and a server loop with connection caps and
 //! graceful shutdown.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Timeout, TlsError};
+use crate::shutdown::ShutdownSignal;
 use crate::stream::MaybeTlsStream;
-use crate::websocket::{ShutdownSignal, WebSocket, WebSocketOptions};
+use crate::websocket::WebSocket;
 use bytes::BytesMut;
 use futures_util::future::OptionFuture;
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ pub use wsx_proto::handshake::server::{
 /// timeouts.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Protocol limits and compression.
+    /// Protocol limits, compression, keepalive and the connection's timeouts, write buffer.
     pub config: Config,
     /// Supported subprotocols, in order of preference.
     pub protocols: Vec<String>,
@@ -46,8 +47,6 @@ pub struct ServerConfig {
     /// Graceful shutdown: how long open connections get to finish their close handshake
     /// after being sent 1001 (default 10 s).
     pub shutdown_timeout: Duration,
-    /// Options of each accepted connection (keepalive, timeouts, write buffer).
-    pub options: WebSocketOptions,
     /// Keep each upgrade request's target (path and query) for
     /// [`WebSocket::request_target`] (default off: it costs a small allocation per open
     /// connection).
@@ -64,7 +63,6 @@ impl Default for ServerConfig {
             max_connections: None,
             max_connections_per_ip: None,
             shutdown_timeout: Duration::from_secs(10),
-            options: WebSocketOptions::default(),
             keep_request_target: false,
         }
     }
@@ -117,8 +115,7 @@ where
     {
         Ok(Ok(Outcome::Upgraded(negotiated, leftover, target))) => {
             let conn = Connection::new(Role::Server, &config.config, negotiated.deflate);
-            let ws =
-                WebSocket::from_parts(stream, conn, negotiated.protocol, &leftover, config.options);
+            let ws = WebSocket::from_parts(stream, conn, negotiated.protocol, &leftover);
             Ok(if config.keep_request_target {
                 ws.with_request_target(target)
             } else {
@@ -137,10 +134,10 @@ where
                 stream.flush().await?;
                 stream.shutdown().await
             };
-            match config.options.write_timeout {
+            match config.config.write_timeout {
                 Some(t) => tokio::time::timeout(t, write)
                     .await
-                    .map_err(|_| Error::Timeout("HTTP response"))??,
+                    .map_err(|_| Error::Timeout(Timeout::HttpResponse))??,
                 None => write.await?,
             }
             Err(Error::HttpAnswered(status))
@@ -153,7 +150,7 @@ where
             )));
             let _ =
                 tokio::time::timeout(Duration::from_secs(1), reject(&mut stream, &answer)).await;
-            Err(Error::Timeout("handshake"))
+            Err(Error::Timeout(Timeout::Handshake))
         }
     }
 }
@@ -666,8 +663,8 @@ async fn upgrade<H: Hook>(
         Some(acceptor) => MaybeTlsStream::ServerTls(Box::new(
             tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp))
                 .await
-                .map_err(|_| Error::Timeout("TLS handshake"))?
-                .map_err(|e| Error::Tls(e.to_string()))?,
+                .map_err(|_| Error::Timeout(Timeout::TlsHandshake))?
+                .map_err(|e| Error::Tls(TlsError::Handshake(e)))?,
         )),
         None => MaybeTlsStream::Plain(tcp),
     };

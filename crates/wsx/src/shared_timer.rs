@@ -1,7 +1,8 @@
-//! Keepalive timers for every connection of the process, run by one timer thread.
+//! One timer per connection, all run by one process-wide thread named `wsx-timer`.
 //!
-//! Every open connection needs a timer for as long as it lives: keepalive pings, the pong
-//! and idle timeouts, and giving its buffers back when it goes quiet. A tokio `Sleep` for
+//! Every open connection needs a timer for as long as it lives: the core's
+//! ([`wsx_proto::Connection::poll_timeout`]) keepalive pings, pong, idle, close and write
+//! timeouts, and giving its buffers back when it goes quiet. A tokio `Sleep` for
 //! that costs 112 bytes plus a 112-byte box on each connection, a fifth of an idle
 //! connection's memory. Here a connection holds a 16-byte [`SharedTimer`] and the process
 //! holds one table with 36 bytes per timer: a [`Cell`] (deadline, place in the deadline
@@ -34,14 +35,23 @@ use std::time::{Duration, Instant};
 /// Microseconds since the timers' clock started (at least 1, so that 0 can mean "never").
 #[inline]
 pub(crate) fn now() -> u64 {
+    micros(Instant::now())
+}
+
+/// `at` in [`now`]'s microseconds (instants before the clock started count as its start).
+#[inline]
+pub(crate) fn micros(at: Instant) -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
     let base = *BASE.get_or_init(Instant::now);
-    let d = Instant::now().saturating_duration_since(base);
-    // Not `as_micros`: its u128 division made this 114 instructions a call (callgrind).
-    d.as_secs() * 1_000_000 + u64::from(d.subsec_micros()) + 1
+    let d = at.saturating_duration_since(base);
+    // Not `as_micros`: its u128 division cost about a hundred instructions a call.
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()) + 1)
 }
 
 /// `at` plus `after`, in [`now`]'s microseconds, saturating.
+#[cfg(test)]
 pub(crate) fn later(at: u64, after: Duration) -> u64 {
     at.saturating_add(u64::try_from(after.as_micros()).unwrap_or(u64::MAX))
 }
@@ -150,7 +160,7 @@ impl SharedTimer {
     /// Arms the timer to wake the task of `waker` at `due` (in [`now`]'s microseconds),
     /// replacing the deadline it had.
     pub(crate) fn arm(&mut self, due: u64, waker: &Waker) {
-        let wheel = wheel();
+        let thread = timer_thread();
         let mut table = lock();
         let slot = match self.cell {
             Some(cell) => cell.slot,
@@ -162,14 +172,21 @@ impl SharedTimer {
         };
         let (notify, old) = table.arm(slot, due, waker);
         if !table.thread {
-            table.thread = start_thread(wheel);
+            table.thread = start_thread(thread);
         }
         drop(table);
         self.task = task_id(waker);
         if notify {
-            wheel.wake.notify_one();
+            thread.wake.notify_one();
         }
         drop(old);
+    }
+
+    /// The deadline the timer is armed for, while it is armed and has not fired.
+    #[inline]
+    pub(crate) fn armed_due(&self) -> Option<u64> {
+        let cell = self.cell?;
+        (self.task != 0).then(|| cell.due.load(Ordering::Acquire))
     }
 
     /// Moves an armed deadline earlier to `due`; does nothing when it is due sooner
@@ -190,7 +207,7 @@ impl SharedTimer {
         drop(table);
         self.task = task_id(waker);
         if notify {
-            wheel().wake.notify_one();
+            timer_thread().wake.notify_one();
         }
         drop(old);
     }
@@ -215,15 +232,15 @@ fn task_id(waker: &Waker) -> u64 {
     (data ^ vtable.rotate_left(32)) | 1
 }
 
-struct Wheel {
+struct TimerThread {
     table: Mutex<Table>,
     /// Wakes the timer thread when a deadline earlier than its own comes in.
     wake: Condvar,
 }
 
-fn wheel() -> &'static Wheel {
-    static WHEEL: OnceLock<Wheel> = OnceLock::new();
-    WHEEL.get_or_init(|| Wheel {
+fn timer_thread() -> &'static TimerThread {
+    static THREAD: OnceLock<TimerThread> = OnceLock::new();
+    THREAD.get_or_init(|| TimerThread {
         table: Mutex::new(Table::new(&CELLS)),
         wake: Condvar::new(),
     })
@@ -232,15 +249,18 @@ fn wheel() -> &'static Wheel {
 /// The table's lock. Nothing panics while holding it, and wakers are only dropped or woken
 /// after it is released (a waker's code could reach a timer of its own).
 fn lock() -> MutexGuard<'static, Table> {
-    wheel().table.lock().unwrap_or_else(PoisonError::into_inner)
+    timer_thread()
+        .table
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Starts the timer thread; false (logged, tried again at the next `arm`) if it cannot.
-fn start_thread(wheel: &'static Wheel) -> bool {
+fn start_thread(thread: &'static TimerThread) -> bool {
     let started = std::thread::Builder::new()
         .name("wsx-timer".into())
         .stack_size(256 * 1024)
-        .spawn(move || run(wheel));
+        .spawn(move || run(thread));
     if let Err(e) = &started {
         tracing::error!("cannot start the keepalive timer thread: {e}");
     }
@@ -249,7 +269,7 @@ fn start_thread(wheel: &'static Wheel) -> bool {
 
 /// The timer thread: fires what is due, then sleeps until the next deadline, rounded up to
 /// a whole millisecond so that deadlines close together are fired in one go.
-fn run(wheel: &'static Wheel) {
+fn run(thread: &'static TimerThread) {
     let mut due = Vec::new();
     let mut table = lock();
     loop {
@@ -279,7 +299,7 @@ fn run(wheel: &'static Wheel) {
                 let wake_at = next.div_ceil(1000).saturating_mul(1000);
                 table.thread_wakes_at = wake_at;
                 let wait = Duration::from_micros(wake_at.saturating_sub(now));
-                table = wheel
+                table = thread
                     .wake
                     .wait_timeout(table, wait)
                     .unwrap_or_else(PoisonError::into_inner)
@@ -287,7 +307,7 @@ fn run(wheel: &'static Wheel) {
             }
             None => {
                 table.thread_wakes_at = NEVER;
-                table = wheel
+                table = thread
                     .wake
                     .wait(table)
                     .unwrap_or_else(PoisonError::into_inner);

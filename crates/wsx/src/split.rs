@@ -1,471 +1,234 @@
 //! Read and write halves of a [`WebSocket`](crate::WebSocket), for using one connection from
 //! two tasks.
 //!
-//! The halves share no protocol state: the reader owns the receiving state machine
-//! ([`wsx_proto::connection::Receiver`]), the writer the sending one
-//! ([`wsx_proto::connection::Sender`]). What they share is the transport's write side, so
-//! that the reader can answer pings and close frames even while the application never
-//! touches the writer. That shared write side sits behind a `std` mutex that is only held
-//! for non-blocking write attempts (never across an `.await`); reading takes no lock except
-//! to hand over a pong or a close reply.
+//! # Design: one driver, two thin handles
 //!
-//! The halves keep the close timeout and answer pings. The reader also runs the keepalive
-//! pings, the pong timeout and the idle timeout of [`WebSocketOptions`] (so keep polling it:
-//! a peer that vanishes is noticed there), and when the connection ends it wakes a writer
-//! that waits for the socket, which then fails with [`Error::Closed`]. The writer runs the
-//! write timeout: when its output makes no progress for that long it fails with
-//! [`Error::Timeout`], and so does the reader, which then ends the connection (1006).
+//! The halves share the whole connection's driver (transport, core and timers) behind a
+//! `std` mutex, so everything the whole socket does, the halves do, by the same code:
+//! keepalive and its round-trip time, the idle, close and write timeouts, the server's
+//! shutdown signal (1001), backpressure, read-buffer sizing and idle buffer release. The
+//! lock is only held while a half polls the driver, which never blocks (never across an
+//! `.await`), so a half waits for the other at most for one non-blocking step.
+//!
+//! The other shape, a task of its own that owns the connection with channels to the
+//! handles (quinn's driver), was not chosen: every message would cross a channel and wake a
+//! second task, and the connection would need a task even when the application drives it
+//! itself. Here the tasks that use the halves drive the connection.
+//!
+//! Both halves poll the driver with one waker that wakes both: readiness of the transport
+//! (in either direction) and the timer can matter to either half, and a spurious wake-up
+//! is cheap where a missed one hangs. A half also wakes the other when the connection
+//! changes state under it (a close frame queued by the writer starts the reader's close
+//! timer; the end of the connection fails a writer that waits for the socket).
+//!
+//! Keep polling the reader: it runs the read side of the protocol (answering pings and
+//! close frames, noticing a vanished peer). The writer runs the write timeout while it
+//! waits; when it runs out, both halves see [`Error::Timeout`]. [`WsReader::reunite`] gives
+//! the whole [`WebSocket`](crate::WebSocket) back.
 
+use crate::driver::{Driver, TrySendError};
 use crate::error::{Error, Result};
-use crate::shared_timer::{self, later, SharedTimer};
-use crate::websocket::{event_to_item, fired, keepalive_due, poll_discard, WebSocketOptions};
+use crate::websocket::{event_to_item, WebSocket};
 use futures_core::Stream;
 use futures_sink::Sink;
 use futures_util::task::AtomicWaker;
 use std::future::poll_fn;
-use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::time::{Instant, Sleep};
-use wsx_proto::connection::{Receiver, Sender};
-use wsx_proto::{CloseCode, CloseEvent, CloseFrame, Event, Message, MessageKind, Role, State};
+use std::task::{ready, Context, Poll, Wake, Waker};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use wsx_proto::{
+    CloseCode, CloseEvent, CloseFrame, Event, FrameTrace, Message, MessageKind, State,
+};
 
-const READ_CHUNK: usize = 16 * 1024;
-
-/// Which half is writing: the reader writes pongs and close replies, the writer messages.
+/// Which half is polling.
 #[derive(Clone, Copy)]
 enum Half {
     Reader = 0,
     Writer = 1,
 }
 
-pub(crate) struct WriteSide<S> {
-    io: WriteHalf<S>,
-    tx: Sender,
-    shut: bool,
-    /// The tasks of halves whose last write attempt found the socket full. The socket keeps
-    /// one write waker (the last task that tried), so the other one is woken from here
-    /// whenever a write makes progress.
-    blocked: [Option<std::task::Waker>; 2],
-    /// Bytes written so far, by either half: the writer's write timeout restarts whenever
-    /// this moves.
-    written: u64,
+/// The tasks of both halves, woken together (see the module documentation).
+#[derive(Default)]
+struct HalfWakers([AtomicWaker; 2]);
+
+impl Wake for HalfWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0[0].wake();
+        self.0[1].wake();
+    }
 }
 
-impl<S: AsyncRead + AsyncWrite> WriteSide<S> {
-    /// [`WriteSide::poll_write_out`] on behalf of `half`, keeping both halves' tasks awake:
-    /// progress wakes the other half if it is blocked; a full socket records this one.
-    fn poll_write_out_for(&mut self, half: Half, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let before = self.tx.buffered_amount();
-        let r = self.poll_write_out(cx);
-        if r.is_ready() || self.tx.buffered_amount() < before {
-            if let Some(other) = self.blocked[1 - half as usize].take() {
-                other.wake();
-            }
-        }
-        let slot = &mut self.blocked[half as usize];
-        if r.is_pending() {
-            match slot {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *slot = Some(cx.waker().clone()),
-            }
-        } else {
-            *slot = None;
+struct Shared<S> {
+    driver: Mutex<Driver<S>>,
+    wakers: Arc<HalfWakers>,
+    /// Wakes both halves: the waker the driver is polled with.
+    waker: Waker,
+}
+
+impl<S> Shared<S> {
+    fn lock(&self) -> MutexGuard<'_, Driver<S>> {
+        // The driver is left consistent between steps; a panic in another half's task
+        // must not take this one down with it.
+        self.driver.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the driver for `half`, with the shared waker; wakes the other half when
+    /// the connection changed state meanwhile.
+    fn drive<R>(
+        &self,
+        half: Half,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Driver<S>, &mut Context<'_>) -> R,
+    ) -> R {
+        self.wakers.0[half as usize].register(cx.waker());
+        self.act(half, f)
+    }
+
+    /// [`Shared::drive`] for a step that does not wait (queueing a message): the task of
+    /// `half` is not registered.
+    fn act<R>(&self, half: Half, f: impl FnOnce(&mut Driver<S>, &mut Context<'_>) -> R) -> R {
+        let mut driver = self.lock();
+        let before = driver.milestone();
+        let mut shared_cx = Context::from_waker(&self.waker);
+        let r = f(&mut driver, &mut shared_cx);
+        if driver.milestone() != before {
+            self.wakers.0[1 - half as usize].wake();
         }
         r
     }
-
-    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.tx.output().is_empty() {
-            let n = ready!(crate::websocket::write_some(&mut self.io, &self.tx, cx))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.tx.advance_output(n);
-            self.written += n as u64;
-        }
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
 }
 
-struct SharedState<S> {
-    write: Mutex<WriteSide<S>>,
-    /// Mirrors `Sender::close_sent`, so the reader can check it without the lock.
-    close_sent: AtomicBool,
-    /// The writer's output stalled past the write timeout: the connection is over.
-    write_timed_out: AtomicBool,
-    /// The reader's task, registered before it waits (only with a write timeout set), so
-    /// the writer can wake it for `write_timed_out`.
-    reader_waker: AtomicWaker,
+pub(crate) fn split<S>(driver: Driver<S>) -> (WsReader<S>, WsWriter<S>) {
+    let wakers = Arc::new(HalfWakers::default());
+    let shared = Arc::new(Shared {
+        driver: Mutex::new(driver),
+        waker: Waker::from(wakers.clone()),
+        wakers,
+    });
+    (
+        WsReader {
+            shared: shared.clone(),
+        },
+        WsWriter { shared },
+    )
 }
 
-type Shared<S> = Arc<SharedState<S>>;
-
-/// The guard of the write side; on drop it publishes whether a close frame was sent.
-struct Guard<'a, S> {
-    guard: MutexGuard<'a, WriteSide<S>>,
-    flag: &'a AtomicBool,
-}
-
-impl<S> std::ops::Deref for Guard<'_, S> {
-    type Target = WriteSide<S>;
-    fn deref(&self) -> &WriteSide<S> {
-        &self.guard
-    }
-}
-
-impl<S> std::ops::DerefMut for Guard<'_, S> {
-    fn deref_mut(&mut self) -> &mut WriteSide<S> {
-        &mut self.guard
-    }
-}
-
-impl<S> Drop for Guard<'_, S> {
-    fn drop(&mut self) {
-        if self.guard.tx.close_sent() {
-            self.flag.store(true, Ordering::Release);
-        }
-    }
-}
-
-fn lock<S>(shared: &Shared<S>) -> Guard<'_, S> {
-    // A panic while holding the lock cannot leave the write side inconsistent in a way that
-    // matters more than losing the connection; keep going with the inner value.
-    Guard {
-        guard: shared.write.lock().unwrap_or_else(|e| e.into_inner()),
-        flag: &shared.close_sent,
-    }
-}
-
-/// The receiving half: a [`Stream`] of messages. Answers pings and close frames through the
-/// shared write side.
+/// The receiving half: a [`Stream`] of messages. It also answers pings and close frames and
+/// runs the connection's timers.
 pub struct WsReader<S> {
-    io: ReadHalf<S>,
-    rx: Receiver,
-    writer: Shared<S>,
-    options: WebSocketOptions,
-    timer: Option<Pin<Box<Sleep>>>,
-    pending_error: Option<Error>,
-    closing: bool,
-    finished: bool,
-    eof: bool,
-    /// A reply of ours waits for the socket to take it.
-    write_blocked: bool,
-    /// Keepalive pings and the idle timeout; `None` when both are off.
-    keepalive: Option<Box<Keepalive>>,
-}
-
-/// The reader's keepalive state: one timer, re-armed lazily when it fires. Times are
-/// [`shared_timer::now`] microseconds.
-struct Keepalive {
-    timer: SharedTimer,
-    last_recv: u64,
-    /// When the ping in flight was sent (0: none); also its payload (8 bytes big endian).
-    ping_sent: u64,
-}
-
-impl Keepalive {
-    /// When the ping in flight was sent, if one is.
-    fn ping(&self) -> Option<u64> {
-        (self.ping_sent != 0).then_some(self.ping_sent)
-    }
+    shared: Arc<Shared<S>>,
 }
 
 /// The sending half: a [`Sink`] of messages.
 pub struct WsWriter<S> {
-    writer: Shared<S>,
-    options: WebSocketOptions,
-    /// Running while queued output makes no progress (see `write_timeout`).
-    write_timer: Option<Pin<Box<Sleep>>>,
-    /// `WriteSide::written` when the timer last (re)started.
-    written_at_timer: u64,
+    shared: Arc<Shared<S>>,
 }
 
-pub(crate) fn split<S>(
-    io: S,
-    rx: Receiver,
-    tx: Sender,
-    options: WebSocketOptions,
-) -> (WsReader<S>, WsWriter<S>)
-where
-    S: AsyncRead + AsyncWrite,
-{
-    let (r, w) = tokio::io::split(io);
-    let close_sent = AtomicBool::new(tx.close_sent());
-    let writer = Arc::new(SharedState {
-        write: Mutex::new(WriteSide {
-            io: w,
-            tx,
-            shut: false,
-            blocked: [None, None],
-            written: 0,
-        }),
-        close_sent,
-        write_timed_out: AtomicBool::new(false),
-        reader_waker: AtomicWaker::new(),
-    });
-    (
-        WsReader {
-            io: r,
-            rx,
-            writer: writer.clone(),
-            options,
-            timer: None,
-            pending_error: None,
-            closing: false,
-            finished: false,
-            eof: false,
-            write_blocked: false,
-            keepalive: keepalive_on(&options).then(|| {
-                Box::new(Keepalive {
-                    timer: SharedTimer::new(),
-                    last_recv: shared_timer::now(),
-                    ping_sent: 0,
-                })
-            }),
-        },
-        WsWriter {
-            writer,
-            options,
-            write_timer: None,
-            written_at_timer: 0,
-        },
-    )
+impl<S> std::fmt::Debug for WsReader<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WsReader")
+            .field(&*self.shared.lock())
+            .finish()
+    }
 }
 
-/// Whether the reader has keepalive work: pings or an idle timeout.
-fn keepalive_on(options: &WebSocketOptions) -> bool {
-    options.ping_interval.is_some() || options.idle_timeout.is_some()
+impl<S> std::fmt::Debug for WsWriter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WsWriter")
+            .field(&*self.shared.lock())
+            .finish()
+    }
 }
 
-impl<S: AsyncRead + AsyncWrite> WsReader<S> {
-    /// How the connection ended, once it has.
-    pub fn close_event(&self) -> Option<&CloseEvent> {
-        self.rx.close_event()
-    }
+/// What both halves can tell about the connection.
+macro_rules! common_accessors {
+    () => {
+        /// The connection state.
+        pub fn state(&self) -> State {
+            self.shared.lock().conn.state()
+        }
 
-    /// The oldest trace record of a received frame not yet taken, when the frame trace was
-    /// turned on before splitting ([`WebSocket::set_frame_trace`](crate::WebSocket::set_frame_trace)).
-    /// Records of both halves share one sequence (`FrameTrace::seq`) for merging.
-    pub fn pop_frame_trace(&mut self) -> Option<wsx_proto::FrameTrace> {
-        self.rx.pop_frame_trace()
-    }
+        /// How the connection ended, once it has.
+        pub fn close_event(&self) -> Option<CloseEvent> {
+            self.shared.lock().close_event().cloned()
+        }
 
-    /// Trace records of received frames dropped because nobody took them in time.
-    pub fn frame_traces_dropped(&self) -> u64 {
-        self.rx.frame_traces_dropped()
-    }
+        /// Round-trip time of the last answered keepalive ping.
+        pub fn rtt(&self) -> Option<Duration> {
+            self.shared.lock().conn.rtt()
+        }
 
+        /// Bytes queued for sending but not yet written.
+        pub fn buffered_amount(&self) -> usize {
+            self.shared.lock().conn.buffered_amount()
+        }
+
+        /// The subprotocol agreed in the handshake.
+        pub fn protocol(&self) -> Option<String> {
+            self.shared.lock().protocol().map(str::to_owned)
+        }
+
+        /// The oldest frame trace record not yet taken, either direction, when the trace
+        /// was turned on before splitting
+        /// ([`WebSocket::set_frame_trace`](crate::WebSocket::set_frame_trace)).
+        pub fn pop_frame_trace(&self) -> Option<FrameTrace> {
+            self.shared.lock().conn.pop_frame_trace()
+        }
+
+        /// Frame trace records dropped because nobody took them in time.
+        pub fn frame_traces_dropped(&self) -> u64 {
+            self.shared.lock().conn.frame_traces_dropped()
+        }
+    };
+}
+
+impl<S> WsReader<S> {
+    common_accessors!();
+
+    /// Puts the halves back together; hands them back when they are not of one
+    /// connection.
+    pub fn reunite(
+        self,
+        writer: WsWriter<S>,
+    ) -> std::result::Result<WebSocket<S>, (WsReader<S>, WsWriter<S>)> {
+        if !Arc::ptr_eq(&self.shared, &writer.shared) {
+            return Err((self, writer));
+        }
+        drop(writer);
+        let shared = Arc::try_unwrap(self.shared)
+            .unwrap_or_else(|_| unreachable!("both halves were given back"));
+        let driver = shared
+            .driver
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        Ok(WebSocket { driver })
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
     /// The next message; `None` once the connection is closed.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
         poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
-    fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        fired(&mut self.timer, self.options.close_timeout, cx)
+    /// The next event (messages, fragments in streaming mode, and the final `Closed`).
+    pub async fn next_event(&mut self) -> Option<Result<Event>> {
+        poll_fn(|cx| self.poll_event(cx)).await
     }
 
-    /// Hands replies to the write side and tries to write them (again, while they wait for
-    /// the socket: this task may be the one the socket wakes, for the writer's bytes too).
-    fn push_replies(&mut self, cx: &mut Context<'_>) {
-        if !self.rx.has_reply() && !self.write_blocked {
-            return;
-        }
-        let mut w = lock(&self.writer);
-        while let Some(r) = self.rx.take_reply() {
-            w.tx.reply(r);
-        }
-        self.write_blocked = matches!(w.poll_write_out_for(Half::Reader, cx), Poll::Pending);
-    }
-
-    /// Keepalive pings, the pong timeout and the idle timeout, as on the unsplit
-    /// `WebSocket`: a ping goes out after `ping_interval` without received bytes, an
-    /// unanswered one fails the connection with 1011 after `pong_timeout`, and
-    /// `idle_timeout` without received bytes closes it with 1001. True when it failed the
-    /// connection (its `Closed` event is due).
-    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(ka) = self.keepalive.as_deref_mut() else {
-            return false;
-        };
-        let opts = &self.options;
-        if !ka.timer.expired(cx.waker()) {
-            return false;
-        }
-        let now = shared_timer::now();
-        if self.rx.is_closed() {
-            return false;
-        }
-        if let Some(sent) = ka.ping() {
-            if now >= later(sent, opts.pong_timeout) {
-                self.rx
-                    .abort(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
-                return true;
-            }
-        }
-        let close_sent = self.writer.close_sent.load(Ordering::Acquire);
-        if let Some(idle) = opts.idle_timeout {
-            if now >= later(ka.last_recv, idle) && !close_sent {
-                let mut w = lock(&self.writer);
-                let _ =
-                    w.tx.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
-                self.write_blocked = w.poll_write_out_for(Half::Reader, cx).is_pending();
-                // Re-armed at the next poll, which finds the close sent.
-                return false;
-            }
-        }
-        if let (None, Some(every)) = (ka.ping(), opts.ping_interval) {
-            if now >= later(ka.last_recv, every) && !close_sent {
-                let payload = wsx_proto::Bytes::copy_from_slice(&now.to_be_bytes());
-                let mut w = lock(&self.writer);
-                if w.tx.send(Message::Ping(payload)).is_ok() {
-                    ka.ping_sent = now;
-                }
-                self.write_blocked = w.poll_write_out_for(Half::Reader, cx).is_pending();
-            }
-        }
-        let due = keepalive_due(
-            now,
-            ka.last_recv,
-            ka.ping(),
-            (opts.ping_interval, opts.pong_timeout, opts.idle_timeout),
-            None,
-        );
-        ka.timer.arm(due, cx.waker());
-        false
-    }
-
-    /// Notes a pong: answers our keepalive ping when the payload matches.
-    fn on_pong(&mut self, payload: &[u8]) {
-        if let Some(ka) = self.keepalive.as_deref_mut() {
-            if ka.ping().is_some_and(|sent| payload == sent.to_be_bytes()) {
-                ka.ping_sent = 0;
-            }
-        }
-    }
-
-    /// The transport part of closing: flush, (client) wait for the server's FIN, shut down.
-    fn poll_close_transport(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        {
-            let mut w = lock(&self.writer);
-            if !w.shut
-                && w.poll_write_out_for(Half::Reader, cx).is_pending()
-                && !fired(&mut self.timer, self.options.close_timeout, cx)
-            {
-                return Poll::Pending;
-            }
-        }
-        let clean = self.rx.close_event().is_some_and(|e| e.was_clean);
-        if self.rx.role() == Role::Client && clean && !self.eof {
-            loop {
-                match poll_discard(&mut self.io, cx) {
-                    Poll::Ready(Ok(n)) if n > 0 => {}
-                    Poll::Ready(_) => break,
-                    Poll::Pending if self.timer_fired(cx) => break,
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            self.eof = true;
-        }
-        let mut w = lock(&self.writer);
-        if !w.shut {
-            if Pin::new(&mut w.io).poll_shutdown(cx).is_pending()
-                && !fired(&mut self.timer, self.options.close_timeout, cx)
-            {
-                return Poll::Pending;
-            }
-            w.shut = true;
-            // A writer waiting for the socket would wait forever (the peer may be gone).
-            if let Some(writer) = w.blocked[Half::Writer as usize].take() {
-                writer.wake();
-            }
-        }
-        Poll::Ready(())
-    }
-
-    /// Drives the receiving side and returns the next event.
+    /// Drives the connection and returns the next event.
     pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
-        loop {
-            if self.finished {
-                return Poll::Ready(None);
-            }
-            if self.closing {
-                ready!(self.poll_close_transport(cx));
-                if let Some(e) = self.pending_error.take() {
-                    return Poll::Ready(Some(Err(e)));
-                }
-                self.finished = true;
-                return Poll::Ready(self.rx.close_event().cloned().map(|e| Ok(Event::Closed(e))));
-            }
-            let ev = self.rx.poll_event();
-            self.push_replies(cx);
-            if let Some(ev) = ev {
-                match ev {
-                    Event::Closed(_) => {
-                        self.closing = true;
-                        self.timer = None;
-                    }
-                    Event::Error(e) => self.pending_error = Some(Error::Protocol(e)),
-                    Event::Message(Message::Pong(p)) => {
-                        self.on_pong(&p);
-                        return Poll::Ready(Some(Ok(Event::Message(Message::Pong(p)))));
-                    }
-                    other => return Poll::Ready(Some(Ok(other))),
-                }
-                continue;
-            }
-            if self.poll_keepalive(cx) {
-                continue;
-            }
-            if self.writer.write_timed_out.load(Ordering::Acquire) {
-                self.eof = true;
-                self.rx.receive_eof();
-                self.pending_error = Some(Error::Timeout("write"));
-                continue;
-            }
-            if self.writer.close_sent.load(Ordering::Acquire) && self.timer_fired(cx) {
-                // The peer did not answer our close frame in time.
-                self.rx.receive_eof();
-                continue;
-            }
-            let buf = self.rx.read_buf();
-            if buf.capacity() - buf.len() < 1024 {
-                buf.reserve(READ_CHUNK);
-            }
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, self.rx.read_buf()) {
-                Poll::Ready(Ok(0)) => {
-                    self.eof = true;
-                    self.rx.receive_eof();
-                }
-                Poll::Ready(Ok(_)) => {
-                    if let Some(ka) = self.keepalive.as_deref_mut() {
-                        ka.last_recv = shared_timer::now();
-                    }
-                }
-                Poll::Ready(Err(e)) => {
-                    self.eof = true;
-                    self.rx.receive_eof();
-                    self.pending_error = Some(Error::Io(e));
-                }
-                Poll::Pending => {
-                    // About to wait: registered for the writer's timeout first, then checked, so
-                    // a timeout set in between still wakes us (only waits register, not reads).
-                    if self.options.write_timeout.is_some() {
-                        self.writer.reader_waker.register(cx.waker());
-                        if self.writer.write_timed_out.load(Ordering::Acquire) {
-                            continue;
-                        }
-                    }
-                    return Poll::Pending;
-                }
-            }
-        }
+        self.shared.drive(Half::Reader, cx, Driver::poll_event)
     }
 }
 
-impl<S: AsyncRead + AsyncWrite> Stream for WsReader<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsReader<S> {
     type Item = Result<Message>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -474,111 +237,58 @@ impl<S: AsyncRead + AsyncWrite> Stream for WsReader<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite> WsWriter<S> {
-    /// The oldest trace record of a sent frame not yet taken (see
-    /// [`WsReader::pop_frame_trace`]).
-    pub fn pop_frame_trace(&self) -> Option<wsx_proto::FrameTrace> {
-        lock(&self.writer).tx.pop_frame_trace()
+impl<S> WsWriter<S> {
+    common_accessors!();
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
+    fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.shared.drive(Half::Writer, cx, Driver::poll_ready)
     }
 
-    /// Trace records of sent frames dropped because nobody took them in time.
-    pub fn frame_traces_dropped(&self) -> u64 {
-        lock(&self.writer).tx.frame_traces_dropped()
+    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.shared.drive(Half::Writer, cx, Driver::poll_flush)
     }
 
-    /// Sends a message and flushes it.
-    pub async fn send(&mut self, msg: Message) -> Result<()> {
+    /// Queues with `queue` once the connection takes a message, then flushes.
+    async fn queue_and_flush(
+        &mut self,
+        queue: impl FnOnce(&mut wsx_proto::Connection) -> std::result::Result<(), wsx_proto::SendError>,
+    ) -> Result<()> {
         poll_fn(|cx| self.poll_ready_inner(cx)).await?;
-        lock(&self.writer).tx.send(msg)?;
+        self.shared.act(Half::Writer, |d, _| queue(&mut d.conn))?;
         poll_fn(|cx| self.poll_flush_inner(cx)).await
+    }
+
+    /// Sends a message and flushes it (waiting first while the write buffer is full).
+    pub async fn send(&mut self, msg: Message) -> Result<()> {
+        self.queue_and_flush(|c| c.send(msg)).await
+    }
+
+    /// Sends a message without compressing it, and flushes it.
+    pub async fn send_uncompressed(&mut self, msg: Message) -> Result<()> {
+        self.queue_and_flush(|c| c.send_uncompressed(msg)).await
     }
 
     /// Sends one fragment of a message and flushes it.
     pub async fn send_fragment(&mut self, kind: MessageKind, data: &[u8], fin: bool) -> Result<()> {
-        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
-        lock(&self.writer).tx.send_fragment(kind, data, fin)?;
-        poll_fn(|cx| self.poll_flush_inner(cx)).await
+        self.queue_and_flush(|c| c.send_fragment(kind, data, fin))
+            .await
+    }
+
+    /// Queues a message without waiting (see [`WebSocket::try_send`]).
+    pub fn try_send(&mut self, msg: Message) -> std::result::Result<(), TrySendError> {
+        self.shared.act(Half::Writer, |d, cx| d.try_send(msg, cx))
     }
 
     /// Sends a close frame and flushes it; the reader half sees the peer's answer and ends.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<()> {
-        lock(&self.writer).tx.close(frame)?;
+        self.shared.act(Half::Writer, |d, _| d.conn.close(frame))?;
         poll_fn(|cx| self.poll_flush_inner(cx)).await
-    }
-
-    /// Bytes queued but not yet written.
-    pub fn buffered_amount(&self) -> usize {
-        lock(&self.writer).tx.buffered_amount()
-    }
-
-    /// CLOSING once a close frame was sent, OPEN before (the reader knows when it is CLOSED).
-    pub fn state(&self) -> State {
-        if lock(&self.writer).tx.close_sent() {
-            State::Closing
-        } else {
-            State::Open
-        }
-    }
-
-    fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let w = lock(&self.writer);
-        if w.shut {
-            return Poll::Ready(Err(Error::Closed));
-        }
-        if w.tx.buffered_amount() > self.options.write_buffer_high_water {
-            drop(w);
-            return self.poll_out(cx);
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.poll_out(cx)
-    }
-
-    /// Writes what is queued, bounded by the write timeout: the clock restarts whenever
-    /// bytes go out, and when it runs out the connection is over for both halves.
-    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.writer.write_timed_out.load(Ordering::Acquire) {
-            return Poll::Ready(Err(Error::Timeout("write")));
-        }
-        let mut w = lock(&self.writer);
-        if w.shut && !w.tx.output().is_empty() {
-            // The reader closed the transport: what is still queued will not go out.
-            return Poll::Ready(Err(Error::Closed));
-        }
-        match w.poll_write_out_for(Half::Writer, cx) {
-            Poll::Ready(r) => {
-                self.write_timer = None;
-                Poll::Ready(r.map_err(Error::from))
-            }
-            Poll::Pending => {
-                let Some(after) = self.options.write_timeout else {
-                    return Poll::Pending;
-                };
-                if w.written != self.written_at_timer {
-                    // Progress (ours or the reader's replies): the stall clock starts again.
-                    self.written_at_timer = w.written;
-                    if let Some(t) = self.write_timer.as_mut() {
-                        t.as_mut().reset(Instant::now() + after);
-                    }
-                }
-                if !fired(&mut self.write_timer, after, cx) {
-                    return Poll::Pending;
-                }
-                self.write_timer = None;
-                // Nothing more goes out; the reader ends the connection.
-                w.shut = true;
-                drop(w);
-                self.writer.write_timed_out.store(true, Ordering::Release);
-                self.writer.reader_waker.wake();
-                Poll::Ready(Err(Error::Timeout("write")))
-            }
-        }
     }
 }
 
-impl<S: AsyncRead + AsyncWrite> Sink<Message> for WsWriter<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -586,7 +296,10 @@ impl<S: AsyncRead + AsyncWrite> Sink<Message> for WsWriter<S> {
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        lock(&self.writer).tx.send(item).map_err(Error::from)
+        self.get_mut()
+            .shared
+            .act(Half::Writer, |d, _| d.conn.send(item))
+            .map_err(Error::from)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -595,9 +308,9 @@ impl<S: AsyncRead + AsyncWrite> Sink<Message> for WsWriter<S> {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
-        lock(&this.writer)
-            .tx
-            .close(Some(CloseFrame::new(CloseCode::NORMAL, "")))?;
+        this.shared.drive(Half::Writer, cx, |d, _| {
+            d.conn.close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
+        })?;
         this.poll_flush_inner(cx)
     }
 }

@@ -1,6 +1,6 @@
 //! TLS configuration with rustls: client roots and options, server certificates from PEM.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TlsError};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -24,30 +24,26 @@ pub struct ClientTlsOptions {
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = |context: String| move |source| Error::Tls(TlsError::Pem { context, source });
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| {
-            Error::Tls(format!(
-                "cannot read certificates from {}: {e}",
-                path.display()
-            ))
-        })?
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::Tls(format!("bad certificate in {}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(Error::Tls(format!(
-            "no certificate found in {}",
+        .map_err(pem(format!(
+            "cannot read certificates from {}",
             path.display()
-        )));
+        )))?
+        .collect::<Result<_, _>>()
+        .map_err(pem(format!("bad certificate in {}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Tls(TlsError::NoCertificate(path.to_owned())));
     }
     Ok(certs)
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| {
-        Error::Tls(format!(
-            "cannot read private key from {}: {e}",
-            path.display()
-        ))
+    PrivateKeyDer::from_pem_file(path).map_err(|source| {
+        Error::Tls(TlsError::Pem {
+            context: format!("cannot read private key from {}", path.display()),
+            source,
+        })
     })
 }
 
@@ -56,7 +52,7 @@ impl ClientTlsOptions {
     pub fn build(&self) -> Result<Arc<rustls::ClientConfig>> {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Tls(e.to_string()))?;
+            .map_err(TlsError::rustls("protocol versions"))?;
         let builder = if self.insecure {
             builder
                 .dangerous()
@@ -68,7 +64,7 @@ impl ClientTlsOptions {
                 for cert in load_certs(file)? {
                     roots
                         .add(cert)
-                        .map_err(|e| Error::Tls(format!("bad CA in {}: {e}", file.display())))?;
+                        .map_err(TlsError::rustls(format!("bad CA in {}", file.display())))?;
                 }
             }
             builder.with_root_certificates(roots)
@@ -76,7 +72,7 @@ impl ClientTlsOptions {
         let config = match &self.client_cert {
             Some((cert, key)) => builder
                 .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
-                .map_err(|e| Error::Tls(e.to_string()))?,
+                .map_err(TlsError::rustls("client certificate"))?,
             None => builder.with_no_client_auth(),
         };
         Ok(Arc::new(config))
@@ -87,10 +83,12 @@ impl ClientTlsOptions {
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
+        .map_err(TlsError::rustls("protocol versions"))?
         .with_no_client_auth()
         .with_single_cert(load_certs(cert)?, load_key(key)?)
-        .map_err(|e| Error::Tls(format!("certificate and key do not form a valid pair: {e}")))?;
+        .map_err(TlsError::rustls(
+            "certificate and key do not form a valid pair",
+        ))?;
     Ok(Arc::new(config))
 }
 

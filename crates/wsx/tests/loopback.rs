@@ -596,9 +596,9 @@ async fn split_writer_blocked_on_a_full_socket_resumes_after_a_pong() {
 /// A server whose connection is split, with fast keepalive timings.
 fn fast_keepalive() -> ServerConfig {
     let mut config = ServerConfig::default();
-    config.options.ping_interval = Some(Duration::from_millis(100));
-    config.options.pong_timeout = Duration::from_millis(200);
-    config.options.close_timeout = Duration::from_millis(200);
+    config.config.ping_interval = Some(Duration::from_millis(100));
+    config.config.pong_timeout = Duration::from_millis(200);
+    config.config.close_timeout = Duration::from_millis(200);
     config
 }
 
@@ -624,7 +624,7 @@ async fn split_keepalive_ends_a_vanished_peer_and_frees_the_writer() {
             while let Some(item) = reader.next().await {
                 assert!(item.is_ok(), "{item:?}");
             }
-            let ev = reader.close_event().cloned().unwrap();
+            let ev = reader.close_event().unwrap();
             (ev, writer_task.await.unwrap())
         })
         .await;
@@ -659,7 +659,7 @@ async fn split_keepalive_keeps_a_live_peer() {
                         pongs += 1;
                     }
                 }
-                (pongs, reader.close_event().cloned().unwrap())
+                (pongs, reader.close_event().unwrap())
             });
             tokio::time::sleep(Duration::from_millis(800)).await;
             writer.send(Message::text("still here")).await.unwrap();
@@ -693,7 +693,7 @@ async fn split_keepalive_keeps_a_live_peer() {
 async fn split_write_timeout_ends_a_peer_that_never_reads() {
     bounded(async {
         let mut config = ServerConfig::default();
-        config.options.write_timeout = Some(Duration::from_millis(300));
+        config.config.write_timeout = Some(Duration::from_millis(300));
         let (addr, server) = split_server(config, |mut reader, mut writer| async move {
             let writer_task = tokio::spawn(async move {
                 loop {
@@ -722,11 +722,11 @@ async fn split_write_timeout_ends_a_peer_that_never_reads() {
         });
         let (reader_error, writer_error) = server.await.unwrap();
         assert!(
-            matches!(writer_error, Error::Timeout("write")),
+            matches!(writer_error, Error::Timeout(wsx::Timeout::Write)),
             "{writer_error:?}"
         );
         assert!(
-            matches!(reader_error, Some(Error::Timeout("write"))),
+            matches!(reader_error, Some(Error::Timeout(wsx::Timeout::Write))),
             "{reader_error:?}"
         );
         assert!(

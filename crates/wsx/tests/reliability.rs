@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wsx::{CloseCode, Message, Server, ServerConfig, WebSocketOptions};
+use wsx::{CloseCode, Message, Server, ServerConfig};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -78,8 +78,8 @@ async fn read_until_close(s: &mut TcpStream) -> Option<u16> {
 async fn unanswered_pings_end_in_1011_and_answered_ones_measure_rtt() {
     bounded(async {
         let mut config = ServerConfig::default();
-        config.options.ping_interval = Some(ms(200));
-        config.options.pong_timeout = ms(300);
+        config.config.ping_interval = Some(ms(200));
+        config.config.pong_timeout = ms(300);
         let addr = echo_server(config).await;
 
         let (mut raw, head) = raw_client(addr, "").await;
@@ -90,12 +90,12 @@ async fn unanswered_pings_end_in_1011_and_answered_ones_measure_rtt() {
         assert!(took >= ms(400) && took < ms(3000), "{took:?}");
 
         // A wsx client answers pings by itself; with its own keepalive it measures RTT.
-        let opts = WebSocketOptions {
+        let opts = wsx::Config {
             ping_interval: Some(ms(100)),
             ..Default::default()
         };
         let mut ws = wsx::ClientBuilder::new(format!("ws://{addr}/"))
-            .options(opts)
+            .config(opts)
             .connect()
             .await
             .unwrap();
@@ -119,8 +119,8 @@ async fn unanswered_pings_end_in_1011_and_answered_ones_measure_rtt() {
 async fn idle_timeout_closes_with_1001() {
     bounded(async {
         let mut config = ServerConfig::default();
-        config.options.ping_interval = None;
-        config.options.idle_timeout = Some(ms(300));
+        config.config.ping_interval = None;
+        config.config.idle_timeout = Some(ms(300));
         let addr = echo_server(config).await;
         let mut ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
         match ws.next().await {
@@ -135,8 +135,8 @@ async fn idle_timeout_closes_with_1001() {
 async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
     bounded(async {
         let mut config = ServerConfig::default();
-        config.options.write_timeout = Some(ms(500));
-        config.options.write_buffer_high_water = 256 * 1024;
+        config.config.write_timeout = Some(ms(500));
+        config.config.write_buffer_high_water = 256 * 1024;
         let server = Server::bind("127.0.0.1:0").await.unwrap().config(config);
         let addr = server.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -181,12 +181,12 @@ async fn try_send_reports_full() {
             let _ws = wsx::accept(tcp).await.unwrap();
             tokio::time::sleep(Duration::from_secs(10)).await; // never reads
         });
-        let opts = WebSocketOptions {
+        let opts = wsx::Config {
             write_buffer_high_water: 64 * 1024,
             ..Default::default()
         };
         let mut ws = wsx::ClientBuilder::new(format!("ws://{addr}/"))
-            .options(opts)
+            .config(opts)
             .connect()
             .await
             .unwrap();

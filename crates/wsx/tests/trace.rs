@@ -5,8 +5,8 @@ use futures_util::StreamExt;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use wsx::trace::Direction::{Incoming as In, Outgoing as Out};
-use wsx::wsx_proto::frame::OpCode;
 use wsx::{Bytes, CloseCode, CloseFrame, FrameTrace, Message, TraceConfig};
+use wsx_proto::frame::OpCode;
 
 const LIMIT: Duration = Duration::from_secs(20);
 

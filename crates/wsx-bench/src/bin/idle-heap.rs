@@ -104,7 +104,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "sizes: WebSocket<TcpStream> {} B, Connection {} B",
         std::mem::size_of::<wsx::WebSocket<tokio::net::TcpStream>>(),
-        std::mem::size_of::<wsx::wsx_proto::Connection>()
+        std::mem::size_of::<wsx_proto::Connection>()
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

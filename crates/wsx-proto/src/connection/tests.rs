@@ -827,7 +827,11 @@ fn client_payloads_are_always_copied_and_masked() {
 fn connection_state_stays_small() {
     assert!(std::mem::size_of::<PartialFrame>() <= 32);
     assert!(std::mem::size_of::<Option<Incoming>>() <= 48);
-    assert!(std::mem::size_of::<Connection>() <= 328, "{}", std::mem::size_of::<Connection>());
+    assert!(
+        std::mem::size_of::<Connection>() <= 328,
+        "{}",
+        std::mem::size_of::<Connection>()
+    );
 }
 
 #[test]

@@ -184,7 +184,9 @@ impl Timers {
         use super::State;
         match seen.state {
             State::Closing if self.close == ClosePhase::None => return true,
-            State::Closed if self.close == ClosePhase::None || self.close == ClosePhase::Handshake => {
+            State::Closed
+                if self.close == ClosePhase::None || self.close == ClosePhase::Handshake =>
+            {
                 return true
             }
             _ => {}
@@ -204,7 +206,8 @@ impl Timers {
             // In the past: due at once.
             return Some(1);
         }
-        let after = |t: u64, ms: u32| (ms != NO_TIMEOUT).then(|| t.saturating_add(u64::from(ms) * 1000));
+        let after =
+            |t: u64, ms: u32| (ms != NO_TIMEOUT).then(|| t.saturating_add(u64::from(ms) * 1000));
         let mut due = None::<u64>;
         let mut at = |t: Option<u64>| {
             if let Some(t) = t {
@@ -327,7 +330,11 @@ mod tests {
     /// A server connection whose clocks started at `t0`.
     fn server(config: &Config, t0: Instant) -> Connection {
         let mut c = Connection::new(Role::Server, config, None);
-        assert_eq!(c.poll_timeout(), None, "no timer before the first time given");
+        assert_eq!(
+            c.poll_timeout(),
+            None,
+            "no timer before the first time given"
+        );
         c.handle_timeout(t0);
         c
     }
@@ -386,7 +393,11 @@ mod tests {
         c.receive(&client_frame(0x1, b"hi"));
         c.mark_received(t0 + S(10));
         wake(&mut c, t0 + S(10));
-        assert_eq!(c.poll_timeout(), Some(t0 + S(11)), "release, a second after input");
+        assert_eq!(
+            c.poll_timeout(),
+            Some(t0 + S(11)),
+            "release, a second after input"
+        );
         wake(&mut c, t0 + S(29));
         assert!(frames(&mut c).is_empty());
         assert_eq!(c.poll_timeout(), Some(t0 + S(30)));
@@ -412,7 +423,11 @@ mod tests {
         wake(&mut c, t0 + S(52));
         assert_eq!(c.poll_timeout(), Some(t0 + S(53)), "release first");
         wake(&mut c, t0 + S(53));
-        assert_eq!(c.poll_timeout(), Some(t0 + S(56)), "the ping's pong deadline");
+        assert_eq!(
+            c.poll_timeout(),
+            Some(t0 + S(56)),
+            "the ping's pong deadline"
+        );
     }
 
     #[test]
@@ -435,9 +450,19 @@ mod tests {
     #[test]
     fn no_pings_when_turned_off() {
         let t0 = Instant::now();
-        let mut c = server(&Config { ping_interval: None, ..config() }, t0);
+        let mut c = server(
+            &Config {
+                ping_interval: None,
+                ..config()
+            },
+            t0,
+        );
         wake(&mut c, t0 + S(1));
-        assert_eq!(c.poll_timeout(), None, "nothing scheduled once buffers are released");
+        assert_eq!(
+            c.poll_timeout(),
+            None,
+            "nothing scheduled once buffers are released"
+        );
         wake(&mut c, t0 + S(3600));
         assert!(frames(&mut c).is_empty());
     }
@@ -445,7 +470,10 @@ mod tests {
     #[test]
     fn the_idle_timeout_closes_with_1001_and_the_close_timeout_bounds_the_answer() {
         let t0 = Instant::now();
-        let cfg = Config { idle_timeout: Some(S(8)), ..config() };
+        let cfg = Config {
+            idle_timeout: Some(S(8)),
+            ..config()
+        };
         let mut c = server(&cfg, t0);
         c.receive(&client_frame(0x2, b"x"));
         c.mark_received(t0 + S(2));
@@ -472,7 +500,8 @@ mod tests {
         let mut c = server(&config(), t0);
         wake(&mut c, t0 + S(4));
         // Queued at 6 s, with no time at hand: the timer reports itself due at once...
-        c.close(Some(CloseFrame::new(CloseCode::NORMAL, "bye"))).unwrap();
+        c.close(Some(CloseFrame::new(CloseCode::NORMAL, "bye")))
+            .unwrap();
         assert!(c.poll_timeout().unwrap() <= t0 + S(6));
         // ...and counts from the time the next handle_timeout gives.
         wake(&mut c, t0 + S(6));
@@ -499,7 +528,10 @@ mod tests {
     #[test]
     fn the_write_timeout_counts_from_the_last_progress() {
         let t0 = Instant::now();
-        let cfg = Config { ping_interval: None, ..config() };
+        let cfg = Config {
+            ping_interval: None,
+            ..config()
+        };
         let mut c = server(&cfg, t0);
         c.send(Message::binary(vec![1u8; 1000])).unwrap();
         // Output waits when the I/O layer goes to sleep: the stall clock starts then.
@@ -521,7 +553,10 @@ mod tests {
     #[test]
     fn written_output_runs_no_write_timer() {
         let t0 = Instant::now();
-        let cfg = Config { ping_interval: None, ..config() };
+        let cfg = Config {
+            ping_interval: None,
+            ..config()
+        };
         let mut c = server(&cfg, t0);
         c.send(Message::text("hello")).unwrap();
         let n = c.output().len();
@@ -541,7 +576,10 @@ mod tests {
         c.receive(&frame[..50]);
         c.mark_received(t0);
         wake(&mut c, t0 + S(1));
-        assert!(c.read_buf().capacity() > 0, "a partial frame's buffer was released");
+        assert!(
+            c.read_buf().capacity() > 0,
+            "a partial frame's buffer was released"
+        );
         c.receive(&frame[50..]);
         c.mark_received(t0 + S(2));
         let ev = wake(&mut c, t0 + S(2));
@@ -551,7 +589,11 @@ mod tests {
         wake(&mut c, t0 + S(3) - MS(1));
         assert!(c.read_buf().capacity() > 0);
         wake(&mut c, t0 + S(3));
-        assert_eq!(c.read_buf().capacity(), 0, "not released after a second of quiet");
+        assert_eq!(
+            c.read_buf().capacity(),
+            0,
+            "not released after a second of quiet"
+        );
     }
 
     #[test]
@@ -579,6 +621,10 @@ mod tests {
     #[test]
     fn the_timers_stay_small() {
         // Every connection carries them.
-        assert!(std::mem::size_of::<Timers>() <= 80, "{}", std::mem::size_of::<Timers>());
+        assert!(
+            std::mem::size_of::<Timers>() <= 80,
+            "{}",
+            std::mem::size_of::<Timers>()
+        );
     }
 }

@@ -1,0 +1,444 @@
+//! The one connection driver: moves bytes between a transport and the sans-I/O core, sleeps
+//! until the core's next deadline, and reports the core's events.
+//!
+//! A [`WebSocket`](crate::WebSocket) holds a `Driver` inline; its split halves
+//! ([`crate::split`]) share one behind a mutex. Either way the same code reads, writes,
+//! runs the timers, answers the server's shutdown signal and winds the transport down, so
+//! the two shapes cannot drift apart.
+//!
+//! Every method takes the task's [`Context`] and never blocks. Each wake follows the core's
+//! calling order ([`wsx_proto::Connection`]): drain events, write what is queued, run the
+//! timers that are due, read (unless the write buffer is full: backpressure), repeat until
+//! the transport has nothing more.
+
+use crate::error::{Error, Result, Timeout};
+use crate::shared_timer::{self, SharedTimer};
+use crate::shutdown::ShutdownSignal;
+use crate::transport::{poll_discard, poll_read_into, write_some, READ_CHUNK};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
+use wsx_proto::handshake::client::Response;
+use wsx_proto::{CloseCode, CloseEvent, CloseFrame, Connection, Event, Message, Role, State};
+
+/// Where the transport is in its shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading and writing frames.
+    Open,
+    /// The core is CLOSED: write the rest of the output...
+    Flushing,
+    /// ...(client, after a clean close) wait for the server's FIN...
+    AwaitingEof,
+    /// ...and shut the transport down.
+    ShuttingDown,
+    /// The transport is closed; the `Closed` event is due.
+    Done,
+    /// `Closed` event delivered; no more events.
+    Finished,
+}
+
+/// The opening handshake as it happened on a client connection.
+#[derive(Clone, Debug)]
+pub struct Handshake {
+    /// The request head sent.
+    pub request: Vec<u8>,
+    /// The server's response head.
+    pub response: Response,
+}
+
+/// What most connections never need, allocated on first use so that an idle connection
+/// does not carry it.
+#[derive(Default)]
+pub(crate) struct Extras {
+    pub(crate) protocol: Option<String>,
+    pub(crate) pending_error: Option<Error>,
+    pub(crate) close_event: Option<CloseEvent>,
+    pub(crate) handshake: Option<Handshake>,
+    pub(crate) request_target: Option<String>,
+}
+
+/// One connection: the transport, the core, and the glue between them.
+pub(crate) struct Driver<S> {
+    pub(crate) io: S,
+    pub(crate) conn: Connection,
+    /// Sleeps until the core's next deadline (on the process-wide timer thread).
+    timer: SharedTimer,
+    /// The server's shutdown request, on connections a [`crate::Server`] serves.
+    shutdown: Option<Arc<ShutdownSignal>>,
+    pub(crate) extras: Option<Box<Extras>>,
+    /// Current read size in KiB (see [`READ_CHUNK`]).
+    read_chunk_kib: u16,
+    pub(crate) phase: Phase,
+    eof: bool,
+    /// Writing failed or timed out: nothing more goes out.
+    write_failed: bool,
+}
+
+impl<S> std::fmt::Debug for Driver<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("conn", &self.conn)
+            .field("protocol", &self.protocol())
+            .field("phase", &self.phase)
+            .finish()
+    }
+}
+
+impl<S> Driver<S> {
+    pub(crate) fn new(
+        io: S,
+        mut conn: Connection,
+        protocol: Option<String>,
+        leftover: &[u8],
+    ) -> Self {
+        let now = Instant::now();
+        // The clocks start now.
+        conn.handle_timeout(now);
+        if !leftover.is_empty() {
+            conn.receive(leftover);
+            conn.mark_received(now);
+        }
+        Driver {
+            io,
+            conn,
+            timer: SharedTimer::new(),
+            shutdown: None,
+            extras: protocol.map(|p| {
+                Box::new(Extras {
+                    protocol: Some(p),
+                    ..Default::default()
+                })
+            }),
+            read_chunk_kib: (READ_CHUNK / 1024) as u16,
+            phase: Phase::Open,
+            eof: false,
+            write_failed: false,
+        }
+    }
+
+    pub(crate) fn set_shutdown(&mut self, signal: Arc<ShutdownSignal>) {
+        self.shutdown = Some(signal);
+    }
+
+    pub(crate) fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Default::default)
+    }
+
+    pub(crate) fn protocol(&self) -> Option<&str> {
+        self.extras.as_ref()?.protocol.as_deref()
+    }
+
+    pub(crate) fn handshake(&self) -> Option<&Handshake> {
+        self.extras.as_ref()?.handshake.as_ref()
+    }
+
+    pub(crate) fn request_target(&self) -> Option<&str> {
+        self.extras.as_ref()?.request_target.as_deref()
+    }
+
+    /// How the connection ended (code, reason, clean or not), once it has.
+    pub(crate) fn close_event(&self) -> Option<&CloseEvent> {
+        self.extras
+            .as_ref()
+            .and_then(|e| e.close_event.as_ref())
+            .or(self.conn.close_event())
+    }
+
+    fn take_pending_error(&mut self) -> Option<Error> {
+        self.extras.as_mut()?.pending_error.take()
+    }
+
+    /// A summary of where the connection is, which changes when the state or the phase
+    /// does: split halves wake each other when it changes.
+    pub(crate) fn milestone(&self) -> (State, Phase, bool) {
+        (self.conn.state(), self.phase, self.write_failed)
+    }
+
+    /// The error a send or flush gets once nothing more can go out.
+    fn closed_error(&self) -> Error {
+        if self.conn.write_timed_out() {
+            Error::Timeout(Timeout::Write)
+        } else {
+            Error::Closed
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    /// Runs the core's timers that are due and arms the shared timer for the next
+    /// deadline, for the task of `cx`. True when it ran any (their results are events and
+    /// output to look at).
+    ///
+    /// Cheap when nothing changed: the core's deadline is compared with the one armed; the
+    /// timer is re-armed only when it fired or the deadline moved earlier (a deadline that
+    /// moved later, as keepalive does on every read, lets the timer fire early once).
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut ran = false;
+        // Each round starts a timer or handles one that ran out; a few at most.
+        for _ in 0..8 {
+            let Some(due) = self.conn.poll_timeout() else {
+                return ran;
+            };
+            let due_us = shared_timer::micros(due);
+            let fired = self.timer.expired(cx.waker());
+            if !fired && self.timer.armed_due().is_some_and(|armed| armed <= due_us) {
+                return ran;
+            }
+            let now = Instant::now();
+            if due <= now {
+                self.conn.handle_timeout(now);
+                ran = true;
+                continue;
+            }
+            if fired {
+                self.timer.arm(due_us, cx.waker());
+            } else {
+                self.timer.arm_earlier(due_us, cx.waker());
+            }
+            return ran;
+        }
+        ran
+    }
+
+    /// Runs the timers; true once the close timeout for the transport's wind-down ran out.
+    fn linger_over(&mut self, cx: &mut Context<'_>) -> bool {
+        self.poll_timers(cx);
+        self.conn.linger_expired()
+    }
+
+    /// Writes queued output; `Ready(Ok)` once all of it is written.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.write_failed {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        while !self.conn.output().is_empty() {
+            let n = ready!(write_some(&mut self.io, &self.conn, cx))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.conn.advance_output(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes everything queued and flushes the transport. While the transport does not
+    /// take it, the timers run (the write timeout among them).
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let shut = matches!(
+            self.phase,
+            Phase::ShuttingDown | Phase::Done | Phase::Finished
+        );
+        if self.write_failed || (shut && !self.conn.output().is_empty()) {
+            // What is still queued will not go out.
+            return Poll::Ready(Err(self.closed_error()));
+        }
+        match self.poll_write_out(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => {
+                self.write_failed(&e);
+                return Poll::Ready(Err(Error::Io(e)));
+            }
+            Poll::Pending => {
+                self.poll_timers(cx);
+                if self.conn.write_timed_out() {
+                    self.write_failed = true;
+                    return Poll::Ready(Err(Error::Timeout(Timeout::Write)));
+                }
+                return Poll::Pending;
+            }
+        }
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Ready to take a message: open, and no more than the high-water mark queued.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.phase != Phase::Open || self.write_failed {
+            return Poll::Ready(Err(self.closed_error()));
+        }
+        while self.conn.write_buffer_full() {
+            ready!(self.poll_flush(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// A write failed: nothing more goes out, and the connection ends (1006).
+    fn write_failed(&mut self, e: &io::Error) {
+        tracing::debug!("write failed: {e}");
+        self.write_failed = true;
+        self.conn.receive_eof();
+        self.eof = true;
+    }
+
+    /// Writes whatever is queued, without waiting.
+    #[inline]
+    fn flush_queued(&mut self, cx: &mut Context<'_>) {
+        if !self.conn.output().is_empty() && !self.write_failed {
+            let _ = self.poll_flush(cx);
+        }
+    }
+
+    /// Queues a message without waiting (see [`crate::WebSocket::try_send`]).
+    pub(crate) fn try_send(
+        &mut self,
+        msg: Message,
+        cx: &mut Context<'_>,
+    ) -> std::result::Result<(), TrySendError> {
+        // Checked before the message goes to the core, so it can be handed back.
+        if self.phase != Phase::Open || self.write_failed || self.conn.state() != State::Open {
+            return Err(TrySendError::Closed(msg));
+        }
+        if self.conn.write_buffer_full() {
+            return Err(TrySendError::Full(msg));
+        }
+        self.conn.send(msg).map_err(TrySendError::Invalid)?;
+        let _ = self.poll_flush(cx);
+        Ok(())
+    }
+
+    /// Drives the connection and returns the next event: messages, fragments (streaming
+    /// mode), then `Closed` once the transport is closed, then `None`.
+    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
+        loop {
+            match self.phase {
+                Phase::Open => {}
+                Phase::Flushing => {
+                    // The peer may be gone; a write error just ends the flush.
+                    if !self.write_failed
+                        && self.poll_flush(cx).is_pending()
+                        && !self.linger_over(cx)
+                    {
+                        return Poll::Pending;
+                    }
+                    let clean = self.conn.close_event().is_some_and(|e| e.was_clean);
+                    self.phase = if self.conn.role() == Role::Client && clean && !self.eof {
+                        // RFC 6455 §7.1.1: the server closes TCP first.
+                        Phase::AwaitingEof
+                    } else {
+                        Phase::ShuttingDown
+                    };
+                    continue;
+                }
+                Phase::AwaitingEof => {
+                    loop {
+                        match poll_discard(&mut self.io, cx) {
+                            Poll::Ready(Ok(n)) if n > 0 => {}
+                            Poll::Ready(_) => break,
+                            Poll::Pending if self.linger_over(cx) => break,
+                            Poll::Pending => return Poll::Pending,
+                        }
+                    }
+                    self.eof = true;
+                    self.phase = Phase::ShuttingDown;
+                    continue;
+                }
+                Phase::ShuttingDown => {
+                    if Pin::new(&mut self.io).poll_shutdown(cx).is_pending()
+                        && !self.linger_over(cx)
+                    {
+                        return Poll::Pending;
+                    }
+                    self.phase = Phase::Done;
+                    continue;
+                }
+                Phase::Done => {
+                    if let Some(e) = self.take_pending_error() {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    self.phase = Phase::Finished;
+                    self.conn.shrink_buffers();
+                    let end = self.close_event().cloned();
+                    if let (Some(signal), Some(ev)) = (&self.shutdown, &end) {
+                        signal.clean.store(ev.was_clean, Ordering::Release);
+                    }
+                    return Poll::Ready(end.map(|e| Ok(Event::Closed(e))));
+                }
+                Phase::Finished => return Poll::Ready(None),
+            }
+            // Phase::Open.
+            if let Some(signal) = &self.shutdown {
+                if signal.is_requested() && self.conn.state() == State::Open {
+                    let _ = self.conn.close(Some(CloseFrame::new(
+                        CloseCode::GOING_AWAY,
+                        "server shutting down",
+                    )));
+                }
+            }
+            let ev = self.conn.poll_event();
+            // Pongs and close replies go out as soon as the transport takes them.
+            self.flush_queued(cx);
+            if let Some(ev) = ev {
+                match ev {
+                    Event::Closed(ce) => {
+                        if self.conn.write_timed_out() {
+                            self.write_failed = true;
+                            self.extras_mut().pending_error = Some(Error::Timeout(Timeout::Write));
+                        }
+                        self.extras_mut().close_event = Some(ce);
+                        self.phase = Phase::Flushing;
+                    }
+                    Event::Error(e) => self.extras_mut().pending_error = Some(Error::Protocol(e)),
+                    other => return Poll::Ready(Some(Ok(other))),
+                }
+                continue;
+            }
+            if self.poll_timers(cx) {
+                // A ping or a close frame to write, or the connection ended.
+                continue;
+            }
+            if let Some(signal) = &self.shutdown {
+                signal.register(cx.waker());
+            }
+            // Backpressure: while the peer does not take our output, stop reading its input
+            // (the pending write wakes this task when the transport takes more).
+            if self.conn.write_buffer_full() {
+                return Poll::Pending;
+            }
+            let mut chunk = usize::from(self.read_chunk_kib) * 1024;
+            let polled = poll_read_into(&mut self.io, &mut self.conn, &mut chunk, cx);
+            self.read_chunk_kib = (chunk / 1024) as u16;
+            match polled {
+                Poll::Ready(Ok(0)) => {
+                    self.eof = true;
+                    self.conn.receive_eof();
+                }
+                Poll::Ready(Ok(_)) => self.conn.mark_received(Instant::now()),
+                Poll::Ready(Err(e)) => {
+                    self.eof = true;
+                    self.conn.receive_eof();
+                    self.extras_mut().pending_error = Some(Error::Io(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Why [`crate::WebSocket::try_send`] did not queue a message; the message is handed back.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TrySendError {
+    /// More than the high-water mark is queued: wait (e.g. `send().await`) or drop it.
+    Full(Message),
+    /// The connection is closing or closed.
+    Closed(Message),
+    /// The message itself cannot be sent (oversized control frame, bad close code, ...).
+    Invalid(wsx_proto::SendError),
+}
+
+impl std::fmt::Display for TrySendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("write buffer full"),
+            TrySendError::Closed(_) => f.write_str("connection closed"),
+            TrySendError::Invalid(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for TrySendError {}
