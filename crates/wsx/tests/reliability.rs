@@ -1,12 +1,60 @@
-//! Keepalive, timeouts, backpressure, caps, origin policy and graceful shutdown, over real
-//! loopback sockets. Timeouts are set short so every test ends in a few seconds.
+//! Keepalive, timeouts, backpressure, limits, buffer release, caps, origin policy and
+//! graceful shutdown, over real loopback sockets. Timeouts are set short so every test ends
+//! in a few seconds.
+//!
+//! The behaviour tests run on both shapes of a connection: the whole [`wsx::WebSocket`] and
+//! its split halves used from two tasks ([`Shape`]). Both are driven by one driver, and
+//! these tests keep it so.
 
 use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wsx::{CloseCode, Message, Server, ServerConfig};
+use wsx::{CloseCode, MaybeTlsStream, Message, Server, ServerConfig, WebSocket};
+
+/// How a handler uses its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// The whole `WebSocket`, from one task.
+    Whole,
+    /// `split()`, the reader in one task and the writer in another.
+    Split,
+}
+
+const SHAPES: [Shape; 2] = [Shape::Whole, Shape::Split];
+
+/// Echoes data messages until the connection ends.
+async fn echo(ws: WebSocket<MaybeTlsStream>, shape: Shape) {
+    match shape {
+        Shape::Whole => {
+            let mut ws = ws;
+            while let Some(Ok(msg)) = ws.next().await {
+                if msg.is_data() && ws.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }
+        Shape::Split => {
+            let (mut reader, mut writer) = ws.split();
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(16);
+            let writing = tokio::spawn(async move {
+                while let Some(msg) = rx.recv().await {
+                    if writer.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            while let Some(Ok(msg)) = reader.next().await {
+                if msg.is_data() && tx.send(msg).await.is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+            let _ = writing.await;
+        }
+    }
+}
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -20,16 +68,10 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-async fn echo_server(config: ServerConfig) -> SocketAddr {
+async fn echo_server(config: ServerConfig, shape: Shape) -> SocketAddr {
     let server = Server::bind("127.0.0.1:0").await.unwrap().config(config);
     let addr = server.local_addr().unwrap();
-    tokio::spawn(server.serve(|mut ws, _| async move {
-        while let Some(Ok(msg)) = ws.next().await {
-            if msg.is_data() && ws.send(msg).await.is_err() {
-                break;
-            }
-        }
-    }));
+    tokio::spawn(server.serve(move |ws, _| echo(ws, shape)));
     addr
 }
 
@@ -76,63 +118,288 @@ async fn read_until_close(s: &mut TcpStream) -> Option<u16> {
 
 #[tokio::test]
 async fn unanswered_pings_end_in_1011_and_answered_ones_measure_rtt() {
+    for shape in SHAPES {
+        unanswered_pings(shape).await;
+    }
+}
+
+async fn unanswered_pings(shape: Shape) {
     bounded(async {
         let mut config = ServerConfig::default();
         config.config.ping_interval = Some(ms(200));
         config.config.pong_timeout = ms(300);
-        let addr = echo_server(config).await;
+        let addr = echo_server(config, shape).await;
 
         let (mut raw, head) = raw_client(addr, "").await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         let start = Instant::now();
-        assert_eq!(read_until_close(&mut raw).await, Some(1011));
+        assert_eq!(read_until_close(&mut raw).await, Some(1011), "{shape:?}");
         let took = start.elapsed();
-        assert!(took >= ms(400) && took < ms(3000), "{took:?}");
+        assert!(took >= ms(400) && took < ms(3000), "{shape:?}: {took:?}");
 
         // A wsx client answers pings by itself; with its own keepalive it measures RTT.
         let opts = wsx::Config {
             ping_interval: Some(ms(100)),
             ..Default::default()
         };
-        let mut ws = wsx::ClientBuilder::new(format!("ws://{addr}/"))
+        let ws = wsx::ClientBuilder::new(format!("ws://{addr}/"))
             .config(opts)
             .connect()
             .await
             .unwrap();
+        let (mut reader, writer) = client_halves(ws, shape);
         let until = Instant::now() + ms(1200);
         while Instant::now() < until {
             tokio::select! {
-                m = ws.next() => match m {
+                m = reader.next() => match m {
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    other => panic!("connection should stay open: {other:?}"),
+                    other => panic!("{shape:?}: connection should stay open: {other:?}"),
                 },
                 _ = tokio::time::sleep_until(until.into()) => {}
             }
         }
-        assert!(ws.rtt().is_some());
-        assert_eq!(ws.state(), wsx::State::Open);
+        assert!(reader.rtt().is_some(), "{shape:?}");
+        assert!(writer.rtt().is_some(), "{shape:?}");
+        assert_eq!(reader.state(), wsx::State::Open);
     })
     .await
+}
+
+/// A client connection as a reader and a writer: for `Whole`, both are the one socket
+/// (behind a shared lock, used from one task at a time); for `Split`, the two halves.
+fn client_halves(ws: WebSocket<MaybeTlsStream>, shape: Shape) -> (Either, Either) {
+    match shape {
+        Shape::Whole => {
+            let ws = std::sync::Arc::new(tokio::sync::Mutex::new(ws));
+            (Either::Whole(ws.clone()), Either::Whole(ws))
+        }
+        Shape::Split => {
+            let (r, w) = ws.split();
+            (Either::Reader(r), Either::Writer(w))
+        }
+    }
+}
+
+type Shared = std::sync::Arc<tokio::sync::Mutex<WebSocket<MaybeTlsStream>>>;
+
+/// One side of [`client_halves`].
+enum Either {
+    Whole(Shared),
+    Reader(wsx::WsReader<MaybeTlsStream>),
+    Writer(wsx::WsWriter<MaybeTlsStream>),
+}
+
+impl Either {
+    async fn next(&mut self) -> Option<wsx::Result<Message>> {
+        match self {
+            Either::Whole(ws) => ws.lock().await.next().await,
+            Either::Reader(r) => r.next().await,
+            Either::Writer(_) => unreachable!("the writer does not read"),
+        }
+    }
+
+    async fn send(&mut self, msg: Message) -> wsx::Result<()> {
+        match self {
+            Either::Whole(ws) => ws.lock().await.send(msg).await,
+            Either::Writer(w) => w.send(msg).await,
+            Either::Reader(_) => unreachable!("the reader does not write"),
+        }
+    }
+
+    fn try_send(&mut self, msg: Message) -> Result<(), wsx::TrySendError> {
+        match self {
+            Either::Whole(ws) => ws.try_lock().unwrap().try_send(msg),
+            Either::Writer(w) => w.try_send(msg),
+            Either::Reader(_) => unreachable!("the reader does not write"),
+        }
+    }
+
+    fn rtt(&self) -> Option<Duration> {
+        match self {
+            Either::Whole(ws) => ws.try_lock().unwrap().rtt(),
+            Either::Reader(r) => r.rtt(),
+            Either::Writer(w) => w.rtt(),
+        }
+    }
+
+    fn state(&self) -> wsx::State {
+        match self {
+            Either::Whole(ws) => ws.try_lock().unwrap().state(),
+            Either::Reader(r) => r.state(),
+            Either::Writer(w) => w.state(),
+        }
+    }
+
+    fn buffered_amount(&self) -> usize {
+        match self {
+            Either::Whole(ws) => ws.try_lock().unwrap().buffered_amount(),
+            Either::Reader(r) => r.buffered_amount(),
+            Either::Writer(w) => w.buffered_amount(),
+        }
+    }
 }
 
 #[tokio::test]
 async fn idle_timeout_closes_with_1001() {
-    bounded(async {
-        let mut config = ServerConfig::default();
-        config.config.ping_interval = None;
-        config.config.idle_timeout = Some(ms(300));
-        let addr = echo_server(config).await;
-        let mut ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
-        match ws.next().await {
-            Some(Ok(Message::Close(Some(f)))) => assert_eq!(f.code, CloseCode::GOING_AWAY),
-            other => panic!("{other:?}"),
-        }
-    })
-    .await
+    for shape in SHAPES {
+        bounded(async {
+            let mut config = ServerConfig::default();
+            config.config.ping_interval = None;
+            config.config.idle_timeout = Some(ms(300));
+            let addr = echo_server(config, shape).await;
+            let mut ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    assert_eq!(f.code, CloseCode::GOING_AWAY, "{shape:?}")
+                }
+                other => panic!("{shape:?}: {other:?}"),
+            }
+            assert!(ws.next().await.is_none());
+            assert!(ws.close_event().unwrap().was_clean, "{shape:?}");
+        })
+        .await
+    }
+}
+
+/// Our close frame is never answered: the connection ends with 1006 (not clean) after the
+/// close timeout, and the transport is closed.
+#[tokio::test]
+async fn an_unanswered_close_ends_after_the_close_timeout() {
+    for shape in SHAPES {
+        bounded(async {
+            let mut config = ServerConfig::default();
+            config.config.close_timeout = ms(300);
+            let server = Server::bind("127.0.0.1:0").await.unwrap().config(config);
+            let addr = server.local_addr().unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
+            tokio::spawn(server.serve(move |ws, _| {
+                let tx = tx.clone();
+                async move {
+                    let start = Instant::now();
+                    let end = match shape {
+                        Shape::Whole => {
+                            let mut ws = ws;
+                            ws.close(Some(wsx::CloseFrame::new(CloseCode::NORMAL, "bye")))
+                                .await
+                                .unwrap()
+                        }
+                        Shape::Split => {
+                            let (mut reader, mut writer) = ws.split();
+                            let reading = tokio::spawn(async move {
+                                while reader.next().await.is_some() {}
+                                reader.close_event().unwrap()
+                            });
+                            writer
+                                .close(Some(wsx::CloseFrame::new(CloseCode::NORMAL, "bye")))
+                                .await
+                                .unwrap();
+                            reading.await.unwrap()
+                        }
+                    };
+                    if let Some(tx) = tx.lock().unwrap().take() {
+                        let _ = tx.send((end, start.elapsed()));
+                    }
+                }
+            }));
+            let (mut raw, _) = raw_client(addr, "").await;
+            // Read the close frame, never answer it; then wait for the server's FIN.
+            assert_eq!(read_until_close(&mut raw).await, Some(1000), "{shape:?}");
+            let (end, took) = rx.await.unwrap();
+            assert_eq!(end.code, CloseCode::ABNORMAL, "{shape:?}: {end:?}");
+            assert!(!end.was_clean);
+            assert!(took >= ms(300) && took < ms(3000), "{shape:?}: {took:?}");
+            let mut rest = Vec::new();
+            let n = tokio::time::timeout(ms(2000), raw.read_to_end(&mut rest)).await;
+            assert!(
+                matches!(n, Ok(Ok(_))),
+                "{shape:?}: transport not closed: {n:?}"
+            );
+        })
+        .await
+    }
+}
+
+/// A message over the limit is refused with 1009, on either shape.
+#[tokio::test]
+async fn message_limit_is_1009() {
+    for shape in SHAPES {
+        bounded(async {
+            let mut config = ServerConfig::default();
+            config.config.max_message_size = 1000;
+            let addr = echo_server(config, shape).await;
+            let mut ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+            ws.send(Message::binary(vec![1u8; 1000])).await.unwrap();
+            assert_eq!(ws.next().await.unwrap().unwrap().len(), 1000);
+            ws.send(Message::binary(vec![1u8; 1001])).await.unwrap();
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    assert_eq!(f.code, CloseCode::MESSAGE_TOO_BIG, "{shape:?}")
+                }
+                other => panic!("{shape:?}: {other:?}"),
+            }
+        })
+        .await
+    }
+}
+
+/// A connection that goes quiet gives its buffers back, on either shape (the halves are
+/// put back together to look).
+#[tokio::test]
+async fn quiet_connections_release_their_buffers() {
+    for shape in SHAPES {
+        bounded(async {
+            let addr = echo_server(ServerConfig::default(), Shape::Whole).await;
+            // Without compression: its context (kept from message to message) is not idle
+            // buffer memory.
+            let ws = wsx::ClientBuilder::new(format!("ws://{addr}/"))
+                .config(wsx::Config {
+                    deflate: None,
+                    ..Default::default()
+                })
+                .connect()
+                .await
+                .unwrap();
+            let (mut reader, mut writer) = ws.split();
+            for _ in 0..3 {
+                writer
+                    .send(Message::binary(vec![5u8; 100_000]))
+                    .await
+                    .unwrap();
+                reader.next().await.unwrap().unwrap();
+            }
+            let mut ws = match shape {
+                Shape::Split => {
+                    // Quiet for longer than a second, while the reader is polled.
+                    let _ = tokio::time::timeout(ms(1500), reader.next()).await;
+                    reader.reunite(writer).unwrap()
+                }
+                Shape::Whole => {
+                    let mut ws = reader.reunite(writer).unwrap();
+                    let busy = ws.connection().memory_usage();
+                    assert!(busy > 100_000, "{busy}");
+                    let _ = tokio::time::timeout(ms(1500), ws.next()).await;
+                    ws
+                }
+            };
+            let quiet = ws.connection().memory_usage();
+            assert!(quiet < 4096, "{shape:?}: kept {quiet} bytes when quiet");
+            // And it works afterwards.
+            ws.send(Message::text("again")).await.unwrap();
+            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("again"));
+        })
+        .await
+    }
 }
 
 #[tokio::test]
 async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
+    for shape in SHAPES {
+        write_timeout(shape).await;
+    }
+}
+
+async fn write_timeout(shape: Shape) {
     bounded(async {
         let mut config = ServerConfig::default();
         config.config.write_timeout = Some(ms(500));
@@ -141,30 +408,50 @@ async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
         let addr = server.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
-        tokio::spawn(server.serve(move |mut ws, _| {
+        tokio::spawn(server.serve(move |ws, _| {
             let tx = tx.clone();
             async move {
+                let (mut reader, mut writer) = client_halves(ws, shape);
+                // The split reader is polled meanwhile, as it should be; it must see the end.
+                let reading = tokio::spawn(async move {
+                    if let Either::Reader(r) = &mut reader {
+                        let mut last = None;
+                        while let Some(item) = r.next().await {
+                            last = Some(item.map(|_| ()));
+                        }
+                        return last.map(|r| r.map_err(|e| e.to_string()));
+                    }
+                    None
+                });
                 let big = Message::binary(vec![7u8; 1 << 20]);
                 let start = Instant::now();
                 let mut sent = 0usize;
                 let err = loop {
-                    match ws.send(big.clone()).await {
+                    match writer.send(big.clone()).await {
                         Ok(()) => sent += 1,
                         Err(e) => break e,
                     }
                     assert!(sent < 1000, "the peer never reads; sends must stop");
                 };
-                let held = ws.buffered_amount();
+                let took = start.elapsed();
+                let held = writer.buffered_amount();
+                let reader_end = reading.await.unwrap();
                 if let Some(tx) = tx.lock().unwrap().take() {
-                    let _ = tx.send((err.to_string(), start.elapsed(), held));
+                    let _ = tx.send((err, took, held, reader_end));
                 }
             }
         }));
         let (_raw, head) = raw_client(addr, "").await; // never reads after the head
         assert!(head.starts_with("HTTP/1.1 101"));
-        let (err, took, held) = rx.await.unwrap();
-        assert!(err.contains("timed out"), "{err}");
-        assert!(took < ms(10_000), "{took:?}");
+        let (err, took, held, reader_end) = rx.await.unwrap();
+        assert!(
+            matches!(err, wsx::Error::Timeout(wsx::Timeout::Write)),
+            "{shape:?}: {err}"
+        );
+        if shape == Shape::Split {
+            assert_eq!(reader_end, Some(Err("write timed out".into())), "{shape:?}");
+        }
+        assert!(took >= ms(500) && took < ms(10_000), "{shape:?}: {took:?}");
         // Memory held by the stuck connection is bounded by the high-water mark + one message.
         assert!(held <= 256 * 1024 + (1 << 20) + 64, "{held}");
     })
@@ -173,6 +460,12 @@ async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
 
 #[tokio::test]
 async fn try_send_reports_full() {
+    for shape in SHAPES {
+        try_send_full(shape).await;
+    }
+}
+
+async fn try_send_full(shape: Shape) {
     bounded(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -185,11 +478,12 @@ async fn try_send_reports_full() {
             write_buffer_high_water: 64 * 1024,
             ..Default::default()
         };
-        let mut ws = wsx::ClientBuilder::new(format!("ws://{addr}/"))
+        let ws = wsx::ClientBuilder::new(format!("ws://{addr}/"))
             .config(opts)
             .connect()
             .await
             .unwrap();
+        let (_reader, mut ws) = client_halves(ws, shape);
         let mut full = None;
         for i in 0..10_000 {
             match ws.try_send(Message::binary(vec![1u8; 64 * 1024])) {
@@ -203,7 +497,7 @@ async fn try_send_reports_full() {
         }
         let (_, returned) = full.expect("buffer never filled up");
         assert_eq!(returned.len(), 64 * 1024, "the message is handed back");
-        assert!(ws.buffered_amount() > 64 * 1024);
+        assert!(ws.buffered_amount() > 64 * 1024, "{shape:?}");
     })
     .await
 }
@@ -224,7 +518,7 @@ async fn connection_caps_and_origin_policy() {
             ]),
             ..Default::default()
         };
-        let addr = echo_server(config).await;
+        let addr = echo_server(config, Shape::Whole).await;
         assert!(status_of(addr, "Origin: https://evil.example\r\n")
             .await
             .starts_with("HTTP/1.1 403"));
@@ -252,10 +546,13 @@ async fn connection_caps_and_origin_policy() {
         }
         assert!(ok, "slots were not released");
 
-        let addr = echo_server(ServerConfig {
-            max_connections_per_ip: Some(2),
-            ..Default::default()
-        })
+        let addr = echo_server(
+            ServerConfig {
+                max_connections_per_ip: Some(2),
+                ..Default::default()
+            },
+            Shape::Whole,
+        )
         .await;
         let _a = raw_client(addr, "").await;
         let _b = raw_client(addr, "").await;
@@ -267,10 +564,13 @@ async fn connection_caps_and_origin_policy() {
 #[tokio::test]
 async fn slow_request_head_gets_408() {
     bounded(async {
-        let addr = echo_server(ServerConfig {
-            handshake_timeout: ms(300),
-            ..Default::default()
-        })
+        let addr = echo_server(
+            ServerConfig {
+                handshake_timeout: ms(300),
+                ..Default::default()
+            },
+            Shape::Whole,
+        )
         .await;
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
@@ -288,17 +588,22 @@ async fn slow_request_head_gets_408() {
 
 #[tokio::test]
 async fn graceful_shutdown_closes_everyone_with_1001() {
-    graceful_shutdown(None).await
+    for shape in SHAPES {
+        graceful_shutdown(None, shape).await
+    }
 }
 
 #[tokio::test]
 async fn graceful_shutdown_with_worker_threads() {
-    graceful_shutdown(Some(2)).await
+    for shape in SHAPES {
+        graceful_shutdown(Some(2), shape).await
+    }
 }
 
-/// Five echo connections, then a shutdown: each gets 1001 and closes cleanly. With worker
-/// threads, the handlers must have run on them, spread over both.
-async fn graceful_shutdown(workers: Option<usize>) {
+/// Five echo connections, then a shutdown: each gets 1001 and closes cleanly, whether the
+/// handlers use the whole socket or split it. With worker threads, the handlers must have
+/// run on them, spread over both.
+async fn graceful_shutdown(workers: Option<usize>, shape: Shape) {
     bounded(async {
         let mut server = Server::bind("127.0.0.1:0")
             .await
@@ -315,17 +620,13 @@ async fn graceful_shutdown(workers: Option<usize>) {
         let addr = server.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(server.serve_until(
-            move |mut ws, _| {
+            move |ws, _| {
                 let seen = seen.clone();
                 async move {
                     seen.lock()
                         .unwrap()
                         .push(std::thread::current().name().map(str::to_owned));
-                    while let Some(Ok(msg)) = ws.next().await {
-                        if msg.is_data() && ws.send(msg).await.is_err() {
-                            break;
-                        }
-                    }
+                    echo(ws, shape).await
                 }
             },
             || wsx::NoHook,
@@ -357,11 +658,15 @@ async fn graceful_shutdown(workers: Option<usize>) {
         stop_tx.send(()).unwrap();
         let report = serving.await.unwrap().unwrap();
         for r in readers {
-            assert_eq!(r.await.unwrap(), (Some(CloseCode::GOING_AWAY), Some(true)));
+            assert_eq!(
+                r.await.unwrap(),
+                (Some(CloseCode::GOING_AWAY), Some(true)),
+                "{shape:?}"
+            );
         }
-        assert_eq!(report.open, 5);
-        assert_eq!(report.closed_cleanly, 5);
-        assert_eq!(report.dropped, 0);
+        assert_eq!(report.open, 5, "{shape:?}");
+        assert_eq!(report.closed_cleanly, 5, "{shape:?}");
+        assert_eq!(report.dropped, 0, "{shape:?}");
         // No longer accepting.
         assert!(wsx::connect(&format!("ws://{addr}/")).await.is_err());
         let mut names = threads.lock().unwrap().clone();
@@ -383,7 +688,7 @@ async fn graceful_shutdown(workers: Option<usize>) {
 #[tokio::test]
 async fn try_send_hands_the_message_back_once_closing() {
     bounded(async {
-        let addr = echo_server(ServerConfig::default()).await;
+        let addr = echo_server(ServerConfig::default(), Shape::Whole).await;
         let mut ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
         ws.try_send(Message::text("before")).unwrap();
         ws.send(Message::Close(None)).await.unwrap();
