@@ -10,6 +10,7 @@
 //! taken when the writing half has room, so large input streams with backpressure.
 
 use crate::args::{parse_secs, secs, DeflateArgs, ProxyArgs};
+use crate::console::{fmt_rtt, parse_close_code, parse_close_reason, Input};
 use crate::interactive;
 use crate::pipe::{self, PipeMode};
 use futures_util::{SinkExt, StreamExt};
@@ -177,47 +178,6 @@ fn parse_token(s: &str) -> Result<String, String> {
     }
 }
 
-/// A close code that may be sent: 1000-1003, 1007-1014, 3000-4999.
-pub fn parse_close_code(s: &str) -> Result<u16, String> {
-    let code: u16 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a close code"))?;
-    if CloseCode(code).is_allowed_on_wire() {
-        Ok(code)
-    } else {
-        Err(format!(
-            "{code} cannot be sent (use 1000-1003, 1007-1014 or 3000-4999)"
-        ))
-    }
-}
-
-/// A close reason: at most 123 bytes.
-pub fn parse_close_reason(s: &str) -> Result<String, String> {
-    if s.len() > wsx_proto::close::MAX_REASON_LEN {
-        Err(format!(
-            "the close reason is {} bytes; at most 123 fit",
-            s.len()
-        ))
-    } else {
-        Ok(s.to_owned())
-    }
-}
-
-/// What the user (or stdin) asks for.
-#[derive(Debug)]
-pub enum Input {
-    /// Send a data message.
-    Send(Message),
-    /// Send a ping with this payload.
-    Ping(Bytes),
-    /// Close with this frame (`/close`) and exit once the close handshake is done.
-    Close(Option<CloseFrame>),
-    /// End of input or `/quit`: close with `--close-code` and exit.
-    Quit,
-    /// Reading input failed: close and exit with status 1.
-    Failed(String),
-}
-
 /// Where the session's output goes: stdout/stderr (pipe mode) or the terminal.
 pub enum Ui {
     /// Pipe mode.
@@ -277,11 +237,6 @@ impl Ui {
             Ui::Terminal(s) => s.error(text),
         }
     }
-}
-
-/// A round-trip time for people: milliseconds with three decimals.
-pub fn fmt_rtt(rtt: Duration) -> String {
-    format!("{:.3} ms", rtt.as_secs_f64() * 1000.0)
 }
 
 /// Input that outlives one connection (for reconnects).
@@ -760,16 +715,6 @@ mod tests {
         assert!(parse_header("X: a\rb").is_err());
         assert!(parse_header("Host: x").unwrap_err().contains("handshake"));
         assert!(parse_header("origin: x").unwrap_err().contains("--origin"));
-    }
-
-    #[test]
-    fn close_codes_and_reasons_are_validated() {
-        assert_eq!(parse_close_code("4000"), Ok(4000));
-        assert!(parse_close_code("1005").is_err());
-        assert!(parse_close_code("1006").is_err());
-        assert!(parse_close_code("99999").is_err());
-        assert!(parse_close_reason(&"x".repeat(123)).is_ok());
-        assert!(parse_close_reason(&"x".repeat(124)).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! channel; the async side prints through rustyline's `ExternalPrinter`, which redraws the
 //! prompt and the half-typed line below each message.
 
-use crate::connect::{fmt_rtt, parse_close_code, parse_close_reason, Input};
+use crate::console::{fmt_rtt, parse_close_code, parse_close_reason, timestamp, Input};
 use base64::Engine as _;
 use rustyline::error::ReadlineError;
 use std::io::{IsTerminal, Write};
@@ -131,21 +131,6 @@ fn payload(b: &[u8]) -> String {
         Ok(s) => format!("{s:?}"),
         Err(_) => format!("[{}]", hex_preview(b)),
     }
-}
-
-/// The current time (UTC) as `HH:MM:SS.mmm`.
-pub fn timestamp() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let day = now.as_secs() % 86400;
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        day / 3600,
-        day / 60 % 60,
-        day % 60,
-        now.subsec_millis()
-    )
 }
 
 /// Where the history lives: `$XDG_STATE_HOME/wsx/history`, else
@@ -429,6 +414,5 @@ mod tests {
         assert!(hex_preview(&[0; 40]).ends_with('…'));
         assert_eq!(payload(b"hi"), "\"hi\"");
         assert_eq!(payload(&[0xff]), "[ff]");
-        assert_eq!(timestamp().len(), 12);
     }
 }

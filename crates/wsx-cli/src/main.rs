@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod broadcast;
 mod connect;
+mod console;
 mod exec;
 mod interactive;
 mod pipe;

@@ -4,7 +4,7 @@
 //! when the connection cannot take more (the server reads slowly), the channel fills and
 //! the reader stops reading stdin, so no input piles up in memory.
 
-use crate::connect::Input;
+use crate::console::{timestamp, Input};
 use base64::Engine as _;
 use std::io;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -176,8 +176,7 @@ impl Output {
         match self.mode {
             PipeMode::Lines if text => {
                 if self.timestamps {
-                    self.line
-                        .extend_from_slice(crate::interactive::timestamp().as_bytes());
+                    self.line.extend_from_slice(timestamp().as_bytes());
                     self.line.push(b' ');
                 }
                 self.line.extend_from_slice(bytes);

@@ -231,24 +231,19 @@ impl ClientBuilder {
 }
 
 async fn connect_tcp(target: &Target) -> Result<TcpStream> {
-    let addrs: Vec<_> = tokio::net::lookup_host((target.host.as_str(), target.port))
+    use crate::net::ConnectError;
+    crate::net::connect_tcp(&target.host, target.port)
         .await
-        .map_err(|source| Error::Dns {
-            host: target.host.clone(),
-            source,
-        })?
-        .collect();
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(Error::Connect {
-        addr: format!("{}:{}", target.host, target.port),
-        source: last.unwrap_or_else(|| std::io::Error::other("no addresses found")),
-    })
+        .map_err(|e| match e {
+            ConnectError::Resolve(source) => Error::Dns {
+                host: target.host.clone(),
+                source,
+            },
+            ConnectError::Connect(last) => Error::Connect {
+                addr: format!("{}:{}", target.host, target.port),
+                source: last.unwrap_or_else(|| std::io::Error::other("no addresses found")),
+            },
+        })
 }
 
 async fn handshake_on<S: AsyncRead + AsyncWrite + Unpin>(

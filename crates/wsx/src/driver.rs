@@ -2,7 +2,7 @@
 //! until the core's next deadline, and reports the core's events.
 //!
 //! A [`WebSocket`](crate::WebSocket) holds a `Driver` inline; its split halves
-//! ([`crate::split`]) share one behind a mutex. Either way the same code reads, writes,
+//! ([`crate::WsReader`], [`crate::WsWriter`]) share one behind a mutex. Either way the same code reads, writes,
 //! runs the timers, answers the server's shutdown signal and winds the transport down, so
 //! the two shapes cannot drift apart.
 //!

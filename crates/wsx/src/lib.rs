@@ -25,13 +25,14 @@
 mod client;
 mod driver;
 mod error;
-pub mod proxy;
+mod net;
+mod proxy;
 mod server;
 mod shared_timer;
 mod shutdown;
-pub mod split;
+mod split;
 mod stream;
-pub mod tls;
+mod tls;
 mod transport;
 mod websocket;
 mod workers;
@@ -46,6 +47,7 @@ pub use server::{
 };
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
+pub use tls::{server_config as tls_server_config, ClientTlsOptions};
 pub use websocket::{SendFuture, WebSocket};
 pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::trace::{self, FrameTrace, TraceConfig};

@@ -193,7 +193,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Splits into a reading half (a `Stream`) and a writing half (a `Sink`) for use from
-    /// two tasks. See [`crate::split`] for how they cooperate.
+    /// two tasks; [`crate::WsReader::reunite`] puts them back together.
+    ///
+    /// The halves share this connection's driver behind a mutex held only for
+    /// non-blocking steps, so they behave exactly as the whole socket does: keepalive and
+    /// [`rtt`](crate::WsReader::rtt), the idle, close and write timeouts, the server's
+    /// shutdown (1001), backpressure and buffer release. Keep polling the reader (it
+    /// answers pings and close frames and notices a vanished peer); a writer waiting for
+    /// the socket runs the write timeout, and when the connection ends it fails with
+    /// [`Error::Closed`] (or [`Error::Timeout`]) instead of waiting forever.
     pub fn split(self) -> (crate::split::WsReader<S>, crate::split::WsWriter<S>) {
         crate::split::split(self.driver)
     }
