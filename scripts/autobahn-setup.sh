@@ -10,7 +10,7 @@
 #                      (default: $(pyenv root)/versions/2.7.18/bin/python, or
 #                      $PYENV_ROOT / $HOME/.pyenv when pyenv is not on PATH)
 #
-# The suite only runs on Python 2.7; see /work/shared/README.md. An existing
+# The suite only runs on Python 2.7 (see the README, "What ./scripts/test.sh needs"). An existing
 # venv is reused when its wstest runs and reports the pinned version;
 # otherwise it is (re)created, which takes about 2 minutes and needs PyPI.
 set -euo pipefail

@@ -431,6 +431,7 @@ impl Harness {
                 self.events.frag = None;
                 got.push(Got::Other);
             }
+            other => panic!("an event this harness does not know: {other:?}"),
         }
     }
 
@@ -856,7 +857,7 @@ impl Harness {
             }
         }
         assert_eq!(tx.close_sent(), self.close_queued);
-        self.conn = Some(Connection::join(rx, tx));
+        self.conn = Some(Connection::join(rx, tx, &Config::default()));
         self.check_state();
     }
 }

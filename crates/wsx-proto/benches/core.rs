@@ -6,7 +6,9 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use wsx_proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use wsx_proto::mask::{apply_mask_at, apply_mask_at_baseline};
+use wsx_proto::mask::apply_mask_at;
+#[cfg(feature = "bench-internals")]
+use wsx_proto::mask::apply_mask_at_baseline;
 use wsx_proto::utf8::Utf8Validator;
 use wsx_proto::{Config, Connection, Event, Message, Role};
 
@@ -19,7 +21,9 @@ fn masking(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new(format!("align{align}"), size), |b| {
                 b.iter(|| apply_mask_at(black_box(&mut buf[align..align + size]), [1, 2, 3, 4], 0))
             });
-            // The baseline loop alone (SSE2 on x86_64), for the gain of the run-time choice.
+            // The baseline loop alone (SSE2 on x86_64), for the gain of the run-time choice
+            // (with `--features bench-internals`).
+            #[cfg(feature = "bench-internals")]
             g.bench_function(
                 BenchmarkId::new(format!("baseline-align{align}"), size),
                 |b| {

@@ -41,7 +41,8 @@ pub fn apply_mask_at(buf: &mut [u8], key: [u8; 4], offset: usize) {
 }
 
 /// [`apply_mask_at`] without the run-time choice of a wider loop: the baseline loop only
-/// (SSE2 on x86_64). For comparisons in benchmarks and tests.
+/// (SSE2 on x86_64). For comparisons in benchmarks (feature `bench-internals`) and tests.
+#[cfg(any(test, feature = "bench-internals"))]
 #[inline]
 pub fn apply_mask_at_baseline(buf: &mut [u8], key: [u8; 4], offset: usize) {
     mask_words(buf, rotate(key, offset));
