@@ -216,8 +216,6 @@ pub struct Sender {
     /// Output that goes out before `wbuf`: large payloads queued without copying (see
     /// [`ZERO_COPY_MIN`]), with the frames before them. Allocated on first use.
     queued: Option<Box<Queued>>,
-    /// `Config::write_buffer_high_water`, saturated to `u32`.
-    high_water: u32,
 }
 
 /// Payloads at least this large are queued as they are (a reference to the message's
@@ -330,7 +328,9 @@ struct Deflate {
 pub struct Connection {
     rx: Receiver,
     tx: Sender,
-    timers: Timers,
+    /// Boxed: the connection's state stays small enough for an I/O layer's task to fit a
+    /// smaller allocation (a tokio task is sized in 128-byte steps).
+    timers: Box<Timers>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -392,9 +392,8 @@ impl Connection {
                 close_sent: false,
                 trace: None,
                 queued: None,
-                high_water: u32::try_from(config.write_buffer_high_water).unwrap_or(u32::MAX),
             },
-            timers: Timers::new(config),
+            timers: Box::new(Timers::new(config)),
         }
     }
 
@@ -413,7 +412,7 @@ impl Connection {
         let mut c = Connection {
             rx,
             tx,
-            timers: Timers::new(config),
+            timers: Box::new(Timers::new(config)),
         };
         c.pump_replies();
         c
@@ -571,7 +570,7 @@ impl Connection {
     /// Whether more than [`Config::write_buffer_high_water`] bytes are queued for writing.
     #[inline]
     pub fn write_buffer_full(&self) -> bool {
-        self.tx.buffered_amount() > self.tx.high_water as usize
+        self.tx.buffered_amount() > self.timers.high_water as usize
     }
 
     /// Whether no more input will be looked at (close received, failed, or closed).

@@ -193,7 +193,7 @@ impl ClientBuilder {
                 let config: Arc<rustls::ClientConfig> = self.tls.build()?;
                 let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(
                     |source| {
-                        Error::Tls(TlsError::ServerName {
+                        Error::from(TlsError::ServerName {
                             name: target.host.clone(),
                             source,
                         })
@@ -202,7 +202,7 @@ impl ClientBuilder {
                 let tls = tokio_rustls::TlsConnector::from(config)
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| Error::Tls(TlsError::Handshake(e)))?;
+                    .map_err(|e| Error::from(TlsError::Handshake(e)))?;
                 MaybeTlsStream::ClientTls(Box::new(tls))
             } else {
                 MaybeTlsStream::Plain(tcp)

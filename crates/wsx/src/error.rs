@@ -41,9 +41,9 @@ pub enum Error {
         #[source]
         error: Box<crate::proxy::ProxyError>,
     },
-    /// TLS setup or handshake failed.
+    /// TLS setup or handshake failed (boxed: it is large, and rare).
     #[error("TLS: {0}")]
-    Tls(#[from] TlsError),
+    Tls(Box<TlsError>),
     /// Reading or writing the transport failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -151,7 +151,13 @@ pub enum TlsError {
 impl TlsError {
     pub(crate) fn rustls(context: impl Into<String>) -> impl FnOnce(rustls::Error) -> Error {
         let context = context.into();
-        move |source| Error::Tls(TlsError::Rustls { context, source })
+        move |source| TlsError::Rustls { context, source }.into()
+    }
+}
+
+impl From<TlsError> for Error {
+    fn from(e: TlsError) -> Self {
+        Error::Tls(Box::new(e))
     }
 }
 

@@ -664,7 +664,7 @@ async fn upgrade<H: Hook>(
             tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp))
                 .await
                 .map_err(|_| Error::Timeout(Timeout::TlsHandshake))?
-                .map_err(|e| Error::Tls(TlsError::Handshake(e)))?,
+                .map_err(|e| Error::from(TlsError::Handshake(e)))?,
         )),
         None => MaybeTlsStream::Plain(tcp),
     };

@@ -24,7 +24,7 @@ pub struct ClientTlsOptions {
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = |context: String| move |source| Error::Tls(TlsError::Pem { context, source });
+    let pem = |context: String| move |source| Error::from(TlsError::Pem { context, source });
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .map_err(pem(format!(
             "cannot read certificates from {}",
@@ -33,14 +33,14 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         .collect::<Result<_, _>>()
         .map_err(pem(format!("bad certificate in {}", path.display())))?;
     if certs.is_empty() {
-        return Err(Error::Tls(TlsError::NoCertificate(path.to_owned())));
+        return Err(Error::from(TlsError::NoCertificate(path.to_owned())));
     }
     Ok(certs)
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     PrivateKeyDer::from_pem_file(path).map_err(|source| {
-        Error::Tls(TlsError::Pem {
+        Error::from(TlsError::Pem {
             context: format!("cannot read private key from {}", path.display()),
             source,
         })

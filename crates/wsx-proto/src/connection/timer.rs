@@ -8,15 +8,17 @@
 //! once that time has come. Tests drive every timer with a made-up clock.
 //!
 //! Deadlines are not stored but computed from a few instants (when bytes last arrived,
-//! when the ping in flight went out, when our close frame went out, when the output
-//! stalled), so a deadline that moves on every read costs a store, not a re-arm. A timer
-//! that starts without a time at hand (a close frame queued by `close()`, output left
-//! waiting by a full socket) is reported due at once: the next `handle_timeout(now)` then
-//! starts it at `now`.
+//! when the ping in flight went out, when the output stalled or the close timer started),
+//! so a deadline that moves on every read costs a store, not a re-arm. A timer that starts
+//! without a time at hand (a close frame queued by `close()`, output left waiting by a full
+//! socket) is reported due at once: the next `handle_timeout(now)` then starts it at `now`.
 //!
-//! Instants are kept as microseconds since the first instant the connection was given
-//! (plus one, so that 0 means "not set"): every idle connection carries these fields.
+//! Every idle connection carries these fields, so they are kept small: instants are stored
+//! as microseconds ("ticks") since one epoch shared by the process, the first instant any
+//! connection was given less a year (so that instants somewhat before it still count
+//! right). Ticks are at least 1; 0 means "not set".
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A connection that has received nothing for this long gives its buffers back (released
@@ -38,14 +40,46 @@ fn pack_opt_ms(d: Option<Duration>) -> u32 {
     d.map_or(NO_TIMEOUT, pack_ms)
 }
 
+/// The epoch of all ticks (see the module documentation).
+fn epoch(first: Instant) -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        first
+            .checked_sub(Duration::from_secs(365 * 86400))
+            .unwrap_or(first)
+    })
+}
+
+/// `now` in ticks.
+#[inline]
+fn ticks(now: Instant) -> u64 {
+    let d = now.saturating_duration_since(epoch(now));
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
+        .saturating_add(1)
+}
+
+/// The instant of `ticks`.
+fn instant(ticks: u64) -> Option<Instant> {
+    // Ticks exist only once some instant was given, so the epoch is set.
+    let epoch = epoch(Instant::now());
+    epoch.checked_add(Duration::from_micros(ticks.saturating_sub(1)))
+}
+
+/// `t` plus `ms` milliseconds, or `None` for [`NO_TIMEOUT`].
+fn after(t: u64, ms: u32) -> Option<u64> {
+    (ms != NO_TIMEOUT).then(|| t.saturating_add(u64::from(ms) * 1000))
+}
+
 /// Where the close sequence is, for the close timer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ClosePhase {
     /// No close frame sent, not CLOSED.
     None,
-    /// Our close frame is out; `close_at` bounds the wait for the peer's.
+    /// Our close frame is out; `since` + close timeout bounds the wait for the peer's.
     Handshake,
-    /// CLOSED; `close_at` bounds the transport's wind-down.
+    /// CLOSED; `since` + close timeout bounds the transport's wind-down.
     Linger,
     /// The wind-down's time ran out.
     LingerExpired,
@@ -77,19 +111,19 @@ pub(crate) struct Due {
     pub(crate) release: bool,
 }
 
-/// The clocks of one connection (see the module documentation).
+/// The clocks of one connection (see the module documentation), and the write high-water
+/// mark (it fits in their padding).
 #[derive(Debug)]
 pub(crate) struct Timers {
-    /// The first instant given; `None` until then (no timer runs before it).
-    epoch: Option<Instant>,
-    /// When bytes last arrived (or the clocks started), in ticks.
+    /// When bytes last arrived (or the clocks started), in ticks; 0 until the first instant
+    /// is given (no timer runs before it).
     last_recv: u64,
     /// When the keepalive ping in flight went out (0: none); also its payload.
     ping_sent: u64,
-    /// When the close timer runs out (0: not started).
-    close_at: u64,
-    /// Since when waiting output has made no progress (0: not stalled, or not started).
-    stall_since: u64,
+    /// While OPEN: since when waiting output has made no progress (0: not stalled, or not
+    /// timed yet). From the close frame on: when the close timer started (the close timeout
+    /// then bounds a stalled output too).
+    since: u64,
     ping_interval: u32,
     pong_timeout: u32,
     idle_timeout: u32,
@@ -98,6 +132,8 @@ pub(crate) struct Timers {
     /// Round-trip time of the last answered keepalive ping in microseconds, plus one
     /// (0: none yet).
     rtt: u32,
+    /// `Config::write_buffer_high_water`, saturated to `u32`.
+    pub(crate) high_water: u32,
     close: ClosePhase,
     /// Buffers were released since bytes last arrived.
     released: bool,
@@ -108,43 +144,26 @@ pub(crate) struct Timers {
 impl Timers {
     pub(crate) fn new(config: &crate::Config) -> Self {
         Timers {
-            epoch: None,
             last_recv: 0,
             ping_sent: 0,
-            close_at: 0,
-            stall_since: 0,
+            since: 0,
             ping_interval: pack_opt_ms(config.ping_interval),
             pong_timeout: pack_ms(config.pong_timeout),
             idle_timeout: pack_opt_ms(config.idle_timeout),
             close_timeout: pack_ms(config.close_timeout),
             write_timeout: pack_opt_ms(config.write_timeout),
             rtt: 0,
+            high_water: u32::try_from(config.write_buffer_high_water).unwrap_or(u32::MAX),
             close: ClosePhase::None,
             released: false,
             write_timed_out: false,
         }
     }
 
-    /// `now` in ticks (starting the clocks if this is the first instant given).
-    #[inline]
-    fn ticks(&mut self, now: Instant) -> u64 {
-        let epoch = *self.epoch.get_or_insert(now);
-        let d = now.saturating_duration_since(epoch);
-        d.as_secs()
-            .saturating_mul(1_000_000)
-            .saturating_add(u64::from(d.subsec_micros()))
-            .saturating_add(1)
-    }
-
-    fn instant(&self, ticks: u64) -> Option<Instant> {
-        self.epoch?
-            .checked_add(Duration::from_micros(ticks.saturating_sub(1)))
-    }
-
     /// Bytes arrived at `now`.
     #[inline]
     pub(crate) fn mark_received(&mut self, now: Instant) {
-        self.last_recv = self.ticks(now);
+        self.last_recv = ticks(now);
         self.released = false;
     }
 
@@ -161,7 +180,9 @@ impl Timers {
     /// Output was written: a stall, if one was being timed, is over.
     #[inline]
     pub(crate) fn on_progress(&mut self) {
-        self.stall_since = 0;
+        if self.close == ClosePhase::None {
+            self.since = 0;
+        }
     }
 
     pub(crate) fn rtt(&self) -> Option<Duration> {
@@ -182,32 +203,29 @@ impl Timers {
     /// Whether a timer has to be started at the next `handle_timeout`.
     fn needs_start(&self, seen: Seen) -> bool {
         use super::State;
-        match seen.state {
-            State::Closing if self.close == ClosePhase::None => return true,
-            State::Closed
-                if self.close == ClosePhase::None || self.close == ClosePhase::Handshake =>
-            {
-                return true
+        match (seen.state, self.close) {
+            (State::Closing, ClosePhase::None)
+            | (State::Closed, ClosePhase::None | ClosePhase::Handshake) => true,
+            (State::Open, _) => {
+                seen.output_waiting
+                    && self.since == 0
+                    && self.write_timeout != NO_TIMEOUT
+                    && !self.write_timed_out
             }
-            _ => {}
+            _ => false,
         }
-        seen.output_waiting
-            && self.stall_since == 0
-            && self.write_timeout != NO_TIMEOUT
-            && !self.write_timed_out
-            && seen.state != State::Closed
     }
 
     /// When `handle_timeout` next has something to do, in ticks (`None`: nothing).
     fn next_due(&self, seen: Seen) -> Option<u64> {
         use super::State;
-        self.epoch?;
+        if self.last_recv == 0 {
+            return None;
+        }
         if self.needs_start(seen) {
             // In the past: due at once.
             return Some(1);
         }
-        let after =
-            |t: u64, ms: u32| (ms != NO_TIMEOUT).then(|| t.saturating_add(u64::from(ms) * 1000));
         let mut due = None::<u64>;
         let mut at = |t: Option<u64>| {
             if let Some(t) = t {
@@ -220,15 +238,18 @@ impl Timers {
             } else if seen.state == State::Open {
                 at(after(self.last_recv, self.ping_interval));
             }
-            if seen.state == State::Open {
-                at(after(self.last_recv, self.idle_timeout));
-            }
-            if self.stall_since != 0 {
-                at(after(self.stall_since, self.write_timeout));
-            }
         }
-        if matches!(self.close, ClosePhase::Handshake | ClosePhase::Linger) {
-            at(Some(self.close_at));
+        match self.close {
+            ClosePhase::None => {
+                at(after(self.last_recv, self.idle_timeout));
+                if self.since != 0 {
+                    at(after(self.since, self.write_timeout));
+                }
+            }
+            ClosePhase::Handshake | ClosePhase::Linger => {
+                at(after(self.since, self.close_timeout));
+            }
+            ClosePhase::LingerExpired => {}
         }
         if !self.released {
             at(after(
@@ -241,57 +262,54 @@ impl Timers {
 
     /// See [`super::Connection::poll_timeout`].
     pub(crate) fn poll_timeout(&self, seen: Seen) -> Option<Instant> {
-        self.instant(self.next_due(seen)?)
+        instant(self.next_due(seen)?)
     }
 
     /// Starts what needs starting and reports what ran out at `now`.
     pub(crate) fn handle_timeout(&mut self, now: Instant, seen: Seen) -> Due {
         use super::State;
-        let first = self.epoch.is_none();
-        let t = self.ticks(now);
-        if first {
+        let t = ticks(now);
+        if self.last_recv == 0 {
+            // The clocks start.
             self.last_recv = t;
         }
+        let expired = |since: u64, ms: u32| since != 0 && after(since, ms).is_some_and(|d| t >= d);
         let mut due = Due::default();
-        let close_after = |ms: u32| t.saturating_add(u64::from(ms) * 1000);
         match (seen.state, self.close) {
             (State::Closing, ClosePhase::None) => {
                 self.close = ClosePhase::Handshake;
-                self.close_at = close_after(self.close_timeout);
+                self.since = t;
             }
             (State::Closed, ClosePhase::None | ClosePhase::Handshake) => {
                 self.close = ClosePhase::Linger;
-                self.close_at = close_after(self.close_timeout);
+                self.since = t;
                 self.ping_sent = 0;
-                self.stall_since = 0;
             }
-            (State::Closing, ClosePhase::Handshake) if t >= self.close_at => {
+            (State::Closing, ClosePhase::Handshake) if expired(self.since, self.close_timeout) => {
                 due.close_timeout = true;
             }
-            (State::Closed, ClosePhase::Linger) if t >= self.close_at => {
+            (State::Closed, ClosePhase::Linger) if expired(self.since, self.close_timeout) => {
                 self.close = ClosePhase::LingerExpired;
             }
             _ => {}
         }
-        let expired = |since: u64, ms: u32| {
-            ms != NO_TIMEOUT && since != 0 && t >= since.saturating_add(u64::from(ms) * 1000)
-        };
-        if seen.state != State::Closed {
-            if self.ping_sent != 0 && expired(self.ping_sent, self.pong_timeout) {
-                due.pong_timeout = true;
-            }
-            if seen.state == State::Open {
-                if expired(self.last_recv, self.idle_timeout) {
-                    due.idle = true;
-                } else if self.ping_sent == 0 && expired(self.last_recv, self.ping_interval) {
-                    self.ping_sent = t;
-                    due.ping = Some(t.to_be_bytes());
-                }
+        if seen.state != State::Closed
+            && self.ping_sent != 0
+            && expired(self.ping_sent, self.pong_timeout)
+        {
+            due.pong_timeout = true;
+        }
+        if seen.state == State::Open && self.close == ClosePhase::None {
+            if expired(self.last_recv, self.idle_timeout) {
+                due.idle = true;
+            } else if self.ping_sent == 0 && expired(self.last_recv, self.ping_interval) {
+                self.ping_sent = t;
+                due.ping = Some(t.to_be_bytes());
             }
             if seen.output_waiting && self.write_timeout != NO_TIMEOUT && !self.write_timed_out {
-                if self.stall_since == 0 {
-                    self.stall_since = t;
-                } else if expired(self.stall_since, self.write_timeout) {
+                if self.since == 0 {
+                    self.since = t;
+                } else if expired(self.since, self.write_timeout) {
                     self.write_timed_out = true;
                     due.write_timeout = true;
                 }
@@ -353,6 +371,13 @@ mod tests {
         panic!("timers still due after 10 rounds at one instant");
     }
 
+    /// When the connection next has something to do, after `t0`, to the millisecond (the
+    /// connection keeps time in microseconds from an epoch of its own choosing).
+    fn due(c: &Connection, t0: Instant) -> Option<Duration> {
+        let d = c.poll_timeout()?.saturating_duration_since(t0);
+        Some(MS(((d.as_micros() + 500) / 1000) as u64))
+    }
+
     /// The frames in a server's output: (opcode, payload).
     fn frames(c: &mut Connection) -> Vec<(u8, Vec<u8>)> {
         let out = c.take_output();
@@ -386,27 +411,23 @@ mod tests {
     fn a_keepalive_ping_goes_out_after_the_interval_without_input() {
         let t0 = Instant::now();
         let mut c = server(&config(), t0);
-        assert_eq!(c.poll_timeout(), Some(t0 + RELEASE_BUFFERS_AFTER));
+        assert_eq!(due(&c, t0), Some(RELEASE_BUFFERS_AFTER));
         wake(&mut c, t0 + S(19));
         assert!(frames(&mut c).is_empty(), "pinged before the interval");
         // Input at 10 s moves the ping to 30 s.
         c.receive(&client_frame(0x1, b"hi"));
         c.mark_received(t0 + S(10));
         wake(&mut c, t0 + S(10));
-        assert_eq!(
-            c.poll_timeout(),
-            Some(t0 + S(11)),
-            "release, a second after input"
-        );
+        assert_eq!(due(&c, t0), Some(S(11)), "release, a second after input");
         wake(&mut c, t0 + S(29));
         assert!(frames(&mut c).is_empty());
-        assert_eq!(c.poll_timeout(), Some(t0 + S(30)));
+        assert_eq!(due(&c, t0), Some(S(30)));
         wake(&mut c, t0 + S(30));
         let sent = frames(&mut c);
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].0, 0x9, "a ping");
         // The pong deadline is next, not another ping.
-        assert_eq!(c.poll_timeout(), Some(t0 + S(35)));
+        assert_eq!(due(&c, t0), Some(S(35)));
         // Its pong, 40 ms later, answers it and measures the round trip.
         c.receive(&client_frame(0xA, &sent[0].1));
         c.mark_received(t0 + S(30) + MS(40));
@@ -421,13 +442,9 @@ mod tests {
         c.receive(&client_frame(0xA, b"unsolicited"));
         c.mark_received(t0 + S(52));
         wake(&mut c, t0 + S(52));
-        assert_eq!(c.poll_timeout(), Some(t0 + S(53)), "release first");
+        assert_eq!(due(&c, t0), Some(S(53)), "release first");
         wake(&mut c, t0 + S(53));
-        assert_eq!(
-            c.poll_timeout(),
-            Some(t0 + S(56)),
-            "the ping's pong deadline"
-        );
+        assert_eq!(due(&c, t0), Some(S(56)), "the ping's pong deadline");
     }
 
     #[test]
@@ -487,7 +504,7 @@ mod tests {
         assert_eq!(&sent[0].1[..2], &1001u16.to_be_bytes());
         assert_eq!(&sent[0].1[2..], b"idle timeout");
         // The peer never answers: 1006 after the close timeout (3 s).
-        assert_eq!(c.poll_timeout(), Some(t0 + S(13)));
+        assert_eq!(due(&c, t0), Some(S(13)));
         let ev = wake(&mut c, t0 + S(13));
         let end = closed(&ev).expect("closed at the close timeout");
         assert_eq!(end.code, CloseCode::ABNORMAL);
@@ -505,7 +522,7 @@ mod tests {
         assert!(c.poll_timeout().unwrap() <= t0 + S(6));
         // ...and counts from the time the next handle_timeout gives.
         wake(&mut c, t0 + S(6));
-        assert_eq!(c.poll_timeout(), Some(t0 + S(9)));
+        assert_eq!(due(&c, t0), Some(S(9)));
         let ev = wake(&mut c, t0 + S(9) - MS(1));
         assert!(ev.is_empty() && c.state() == State::Closing);
         // The peer answers in time: a clean close.
@@ -515,9 +532,9 @@ mod tests {
         assert!(closed(&ev).unwrap().was_clean);
         // CLOSED: the transport gets the close timeout to wind down, from now.
         assert!(!c.linger_expired());
-        assert_eq!(c.poll_timeout(), Some(t0 + S(9)), "release first");
+        assert_eq!(due(&c, t0), Some(S(9)), "release first");
         wake(&mut c, t0 + S(9));
-        assert_eq!(c.poll_timeout(), Some(t0 + S(11)));
+        assert_eq!(due(&c, t0), Some(S(11)));
         wake(&mut c, t0 + S(11) - MS(1));
         assert!(!c.linger_expired());
         wake(&mut c, t0 + S(11));
@@ -536,11 +553,11 @@ mod tests {
         c.send(Message::binary(vec![1u8; 1000])).unwrap();
         // Output waits when the I/O layer goes to sleep: the stall clock starts then.
         wake(&mut c, t0 + S(1));
-        assert_eq!(c.poll_timeout(), Some(t0 + S(31)));
+        assert_eq!(due(&c, t0), Some(S(31)));
         // Some of it is written at 20 s: the clock starts again at the next sleep.
         c.advance_output(100);
         wake(&mut c, t0 + S(20));
-        assert_eq!(c.poll_timeout(), Some(t0 + S(50)));
+        assert_eq!(due(&c, t0), Some(S(50)));
         let ev = wake(&mut c, t0 + S(50) - MS(1));
         assert!(ev.is_empty() && !c.write_timed_out());
         let ev = wake(&mut c, t0 + S(50));
@@ -607,7 +624,7 @@ mod tests {
         assert_eq!(c.state(), State::Open);
         // A clock that goes backwards is read as no time passing.
         c.handle_timeout(t0);
-        assert_eq!(c.poll_timeout(), Some(t0 + S(20)));
+        assert_eq!(due(&c, t0), Some(S(20)));
     }
 
     #[test]
