@@ -933,17 +933,19 @@ fuzz_target!(|data: &[u8]| {
         client_max_window_bits: 8 + ((bits >> 3) & 7),
     });
     let level = [1, 0, 6, 9][usize::from(setup >> 6)];
-    let config = Config {
-        max_message_size: MAX_MESSAGE,
-        max_frame_size: MAX_FRAME,
-        max_fragments: MAX_FRAGMENTS,
-        streaming: setup & 4 != 0,
-        deflate: Some(DeflateConfig {
-            level,
-            threshold: if setup & 32 != 0 { 0 } else { 200 },
-            ..Default::default()
-        }),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.max_message_size = MAX_MESSAGE;
+        c.max_frame_size = MAX_FRAME;
+        c.max_fragments = MAX_FRAGMENTS;
+        c.streaming = setup & 4 != 0;
+        c.deflate = Some({
+            let mut c = DeflateConfig::default();
+            c.level = level;
+            c.threshold = if setup & 32 != 0 { 0 } else { 200 };
+            c
+        });
+        c
     };
     let conn = Connection::new(role, &config, params);
     assert_eq!(conn.role(), role);

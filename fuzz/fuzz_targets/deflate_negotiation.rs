@@ -27,12 +27,13 @@ use wsx_proto::deflate::{
 
 fn config(b: u8) -> DeflateConfig {
     let bits = |x: u8| if x == 0 { 15 } else { 7 + x };
-    DeflateConfig {
-        server_max_window_bits: bits(b & 7),
-        client_max_window_bits: bits((b >> 3) & 7),
-        server_no_context_takeover: b & 0x40 != 0,
-        client_no_context_takeover: b & 0x80 != 0,
-        ..Default::default()
+    {
+        let mut c = DeflateConfig::default();
+        c.server_max_window_bits = bits(b & 7);
+        c.client_max_window_bits = bits((b >> 3) & 7);
+        c.server_no_context_takeover = b & 0x40 != 0;
+        c.client_no_context_takeover = b & 0x80 != 0;
+        c
     }
 }
 
@@ -100,9 +101,10 @@ fuzz_target!(|data: &[u8]| {
     // Server side, then the round trip through a client that sent exactly these offers.
     if let Some((sp, header)) = server_negotiate(&server, &refs) {
         check_server_answer(&server, &sp, &header);
-        let offering_client = DeflateConfig {
-            client_offers: Some(values.clone()),
-            ..Default::default()
+        let offering_client = {
+            let mut c = DeflateConfig::default();
+            c.client_offers = Some(values.clone());
+            c
         };
         client_agrees(&offering_client, &sp, &header);
     }
@@ -137,9 +139,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(sp.server_max_window_bits <= client.server_max_window_bits);
 
     // Valid custom offers: accepted by a default server, the same as one joined line.
-    let custom = DeflateConfig {
-        client_offers: Some(values.clone()),
-        ..Default::default()
+    let custom = {
+        let mut c = DeflateConfig::default();
+        c.client_offers = Some(values.clone());
+        c
     };
     if !values.is_empty() && custom.validate().is_ok() {
         let default = DeflateConfig::default();

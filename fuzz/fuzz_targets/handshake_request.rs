@@ -38,30 +38,34 @@ fn check_error(e: &RequestError) {
 fn configs() -> Vec<ServerHandshakeConfig> {
     vec![
         ServerHandshakeConfig::default(),
-        ServerHandshakeConfig {
-            protocols: vec!["chat".into(), "superchat".into()],
-            deflate: Some(DeflateConfig::default()),
-            ..Default::default()
+        {
+            let mut c = ServerHandshakeConfig::default();
+            c.protocols = vec!["chat".into(), "superchat".into()];
+            c.deflate = Some(DeflateConfig::default());
+            c
         },
-        ServerHandshakeConfig {
-            deflate: Some(DeflateConfig {
-                server_max_window_bits: 10,
-                client_max_window_bits: 9,
-                server_no_context_takeover: true,
-                client_no_context_takeover: true,
-                ..Default::default()
-            }),
-            allowed_origins: Some(vec![
+        {
+            let mut c = ServerHandshakeConfig::default();
+            c.deflate = Some({
+                let mut c = DeflateConfig::default();
+                c.server_max_window_bits = 10;
+                c.client_max_window_bits = 9;
+                c.server_no_context_takeover = true;
+                c.client_no_context_takeover = true;
+                c
+            });
+            c.allowed_origins = Some(vec![
                 "https://app.example.com".into(),
                 "https://*.example.org".into(),
                 "http://*.\u{e9}t\u{e9}.test".into(),
-            ]),
-            ..Default::default()
+            ]);
+            c
         },
-        ServerHandshakeConfig {
-            allowed_origins: Some(vec!["*".into()]),
-            protocols: vec!["v2.wsx".into()],
-            ..Default::default()
+        {
+            let mut c = ServerHandshakeConfig::default();
+            c.allowed_origins = Some(vec!["*".into()]);
+            c.protocols = vec!["v2.wsx".into()];
+            c
         },
     ]
 }

@@ -47,18 +47,20 @@ fuzz_target!(|data: &[u8]| {
     let deflate = match (flags >> 1) & 3 {
         0 => None,
         1 => Some(DeflateConfig::default()),
-        2 => Some(DeflateConfig {
-            server_no_context_takeover: true,
-            server_max_window_bits: 10,
-            client_max_window_bits: 12,
-            ..Default::default()
+        2 => Some({
+            let mut c = DeflateConfig::default();
+            c.server_no_context_takeover = true;
+            c.server_max_window_bits = 10;
+            c.client_max_window_bits = 12;
+            c
         }),
-        _ => Some(DeflateConfig {
-            client_offers: Some(vec![
+        _ => Some({
+            let mut c = DeflateConfig::default();
+            c.client_offers = Some(vec![
                 "permessage-deflate; server_max_window_bits=10; client_max_window_bits".into(),
                 "permessage-deflate".into(),
-            ]),
-            ..Default::default()
+            ]);
+            c
         }),
     };
     let offers_protocols = flags & 8 != 0;

@@ -233,12 +233,14 @@ enum Conn {
 async fn open(opts: BenchOptions) -> anyhow::Result<Conn> {
     let target = wsx_proto::handshake::client::Target::parse(&opts.url)?;
     if opts.deflate || target.tls {
-        let config = wsx::Config {
-            deflate: opts.deflate.then(|| wsx::DeflateConfig {
-                threshold: 0,
-                ..Default::default()
-            }),
-            ..Default::default()
+        let config = {
+            let mut c = wsx::Config::default();
+            c.deflate = opts.deflate.then(|| {
+                let mut c = wsx::DeflateConfig::default();
+                c.threshold = 0;
+                c
+            });
+            c
         };
         let ws = wsx::ClientBuilder::new(opts.url.clone())
             .config(config)

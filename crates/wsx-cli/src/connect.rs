@@ -367,9 +367,10 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
 fn builder(args: &ConnectArgs) -> wsx::ClientBuilder {
     let mut b = wsx::ClientBuilder::new(args.url.clone())
         .danger_accept_invalid_certs(args.insecure)
-        .config(wsx::Config {
-            deflate: args.deflate.config(),
-            ..Default::default()
+        .config({
+            let mut c = wsx::Config::default();
+            c.deflate = args.deflate.config();
+            c
         });
     b = args.proxy.apply(b);
     if let Some(t) = secs(args.connect_timeout) {

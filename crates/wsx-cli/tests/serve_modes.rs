@@ -112,9 +112,10 @@ type Ws = WebSocket<wsx::MaybeTlsStream>;
 async fn connect(addr: SocketAddr, path: &str) -> Ws {
     // No compression: debug-build deflate would dominate the timing of the bulk tests.
     ClientBuilder::new(format!("ws://{addr}{path}"))
-        .config(Config {
-            deflate: None,
-            ..Default::default()
+        .config({
+            let mut c = Config::default();
+            c.deflate = None;
+            c
         })
         .connect()
         .await

@@ -1,6 +1,6 @@
 //! Close codes and close frame payloads (RFC 6455 §5.5.1, §7.4).
 
-use crate::message::Utf8Bytes;
+use crate::utf8::Utf8Bytes;
 use crate::utf8::Utf8Validator;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 /// Limits and options of one endpoint (client or server).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Largest message accepted, after decompression (default 64 MiB). Larger fails with 1009.
     pub max_message_size: usize,

@@ -27,7 +27,7 @@
 #![deny(missing_docs)]
 // Two `unsafe` blocks in the crate: the call of the AVX2 masking loop after the CPU was
 // found to support AVX2 (`mask.rs`), and `Utf8Bytes::as_str`, which does not validate
-// again what its constructors validated (`message.rs`). Everything else is safe code.
+// again what its constructors validated (`utf8.rs`). Everything else is safe code.
 #![deny(unsafe_code)]
 
 pub mod close;
@@ -47,5 +47,6 @@ pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
 pub use connection::{CloseEvent, Connection, Event, Fragment, MessageKind, Role, State};
 pub use error::{ProtocolError, SendError};
-pub use message::{Message, Utf8Bytes};
+pub use message::Message;
 pub use trace::{FrameTrace, TraceConfig};
+pub use utf8::Utf8Bytes;

@@ -74,6 +74,7 @@ pub enum Direction {
 
 /// Settings of the frame trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TraceConfig {
     /// Payload bytes kept per frame (default 32).
     pub preview_len: usize,

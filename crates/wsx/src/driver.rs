@@ -419,6 +419,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 }
 
+/// Maps an event to an item of a `Stream` of messages (`None`: the stream has ended).
+///
+/// In streaming mode each fragment becomes a `Binary` message (a text fragment may split a
+/// code point); use `next_event` to tell fragments apart.
+pub(crate) fn event_to_item(ev: Option<Result<Event>>) -> Option<Result<Message>> {
+    match ev? {
+        Ok(Event::Message(m)) => Some(Ok(m)),
+        Ok(Event::Fragment(f)) => Some(Ok(Message::Binary(f.data))),
+        Ok(Event::Closed(_)) => None,
+        Ok(Event::Error(e)) => Some(Err(Error::Protocol(e))),
+        Ok(_) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
 /// Why [`crate::WebSocket::try_send`] did not queue a message; the message is handed back.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -29,6 +29,7 @@ pub use wsx_proto::handshake::server::{
 /// Server settings: protocol limits, compression, subprotocols, origin policy, caps and
 /// timeouts.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Protocol limits, compression, keepalive and the connection's timeouts, write buffer.
     pub config: Config,
@@ -69,13 +70,14 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The core's handshake settings. A [`Server`] makes them once, not per connection.
     fn handshake_config(&self) -> ServerHandshakeConfig {
-        ServerHandshakeConfig {
-            max_head_size: self.config.max_head_size,
-            protocols: self.protocols.clone(),
-            deflate: self.config.deflate.clone(),
-            allowed_origins: self.allowed_origins.clone(),
-        }
+        let mut hs = ServerHandshakeConfig::default();
+        hs.max_head_size = self.config.max_head_size;
+        hs.protocols = self.protocols.clone();
+        hs.deflate = self.config.deflate.clone();
+        hs.allowed_origins = self.allowed_origins.clone();
+        hs
     }
 }
 
@@ -96,20 +98,38 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Hook,
 {
-    // Boxed: the handshake's state (buffers, timer, parsed request) lives on the heap only
-    // while it runs, instead of sizing the caller's task (the connection's whole life) for it.
-    Box::pin(accept_boxed(stream, config, hook)).await
+    accept_prepared(stream, config, &config.handshake_config(), hook).await
 }
 
-async fn accept_boxed<S, H>(mut stream: S, config: &ServerConfig, hook: H) -> Result<WebSocket<S>>
+/// [`accept_with`] with the handshake settings made already.
+async fn accept_prepared<S, H>(
+    stream: S,
+    config: &ServerConfig,
+    hs: &ServerHandshakeConfig,
+    hook: H,
+) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Hook,
 {
-    let hs = config.handshake_config();
+    // Boxed: the handshake's state (buffers, timer, parsed request) lives on the heap only
+    // while it runs, instead of sizing the caller's task (the connection's whole life) for it.
+    Box::pin(accept_boxed(stream, config, hs, hook)).await
+}
+
+async fn accept_boxed<S, H>(
+    mut stream: S,
+    config: &ServerConfig,
+    hs: &ServerHandshakeConfig,
+    hook: H,
+) -> Result<WebSocket<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Hook,
+{
     match tokio::time::timeout(
         config.handshake_timeout,
-        upgrade_request(&mut stream, &hs, hook),
+        upgrade_request(&mut stream, hs, hook),
     )
     .await
     {
@@ -408,6 +428,9 @@ impl Server {
             .map(crate::workers::Workers::start)
             .transpose()?;
         let handler = Arc::new(handler);
+        // Made once: each connection shares it, rather than cloning the subprotocol and
+        // origin lists.
+        let handshake_config = Arc::new(config.handshake_config());
         let registry = Arc::new(Mutex::new(Registry::default()));
         // Connections still in their handshake when the shutdown starts are dropped at once.
         let stopping = tokio_util::sync::CancellationToken::new();
@@ -440,6 +463,7 @@ impl Server {
             let handler = handler.clone();
             let hook = make_hook();
             let config = config.clone();
+            let hs = handshake_config.clone();
             let tls = tls.clone();
             let stopping = stopping.clone();
             let (worker, load) = match workers.as_ref().map(|w| w.pick()) {
@@ -477,7 +501,7 @@ impl Server {
                 };
                 tokio::select! {
                     biased;
-                    r = upgrade(tcp, tls, &config, hook) => Some(r),
+                    r = upgrade(tcp, tls, &config, &hs, hook) => Some(r),
                     _ = stopping.cancelled() => None,
                 }
             });
@@ -656,6 +680,7 @@ async fn upgrade<H: Hook>(
     tcp: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
     config: &ServerConfig,
+    hs: &ServerHandshakeConfig,
     hook: H,
 ) -> Result<WebSocket<MaybeTlsStream>> {
     let _ = tcp.set_nodelay(true);
@@ -668,7 +693,7 @@ async fn upgrade<H: Hook>(
         )),
         None => MaybeTlsStream::Plain(tcp),
     };
-    accept_with(stream, config, hook).await
+    accept_prepared(stream, config, hs, hook).await
 }
 
 #[cfg(test)]

@@ -26,9 +26,10 @@
 //! waits; when it runs out, both halves see [`Error::Timeout`]. [`WsReader::reunite`] gives
 //! the whole [`WebSocket`](crate::WebSocket) back.
 
+use crate::driver::event_to_item;
 use crate::driver::{Driver, TrySendError};
 use crate::error::{Error, Result};
-use crate::websocket::{event_to_item, WebSocket};
+use crate::websocket::WebSocket;
 use futures_core::Stream;
 use futures_sink::Sink;
 use futures_util::task::AtomicWaker;
@@ -104,7 +105,23 @@ impl<S> Shared<S> {
     }
 }
 
-pub(crate) fn split<S>(driver: Driver<S>) -> (WsReader<S>, WsWriter<S>) {
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Splits into a reading half (a `Stream`) and a writing half (a `Sink`) for use from
+    /// two tasks; [`crate::WsReader::reunite`] puts them back together.
+    ///
+    /// The halves share this connection's driver behind a mutex held only for
+    /// non-blocking steps, so they behave exactly as the whole socket does: keepalive and
+    /// [`rtt`](crate::WsReader::rtt), the idle, close and write timeouts, the server's
+    /// shutdown (1001), backpressure and buffer release. Keep polling the reader (it
+    /// answers pings and close frames and notices a vanished peer); a writer waiting for
+    /// the socket runs the write timeout, and when the connection ends it fails with
+    /// [`Error::Closed`] (or [`Error::Timeout`]) instead of waiting forever.
+    pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
+        split(self.driver)
+    }
+}
+
+fn split<S>(driver: Driver<S>) -> (WsReader<S>, WsWriter<S>) {
     let wakers = Arc::new(HalfWakers::default());
     let shared = Arc::new(Shared {
         driver: Mutex::new(driver),

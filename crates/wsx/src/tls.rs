@@ -14,6 +14,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// How a client verifies servers.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct ClientTlsOptions {
     /// Extra trusted CA certificates (PEM files), in addition to the Mozilla roots.
     pub ca_files: Vec<PathBuf>,

@@ -1,6 +1,6 @@
 //! [`WebSocket`]: a connection over any async byte stream, driven by the sans-I/O core.
 
-use crate::driver::{Driver, Handshake, TrySendError};
+use crate::driver::{event_to_item, Driver, Handshake, TrySendError};
 use crate::error::{Error, Result};
 use crate::shutdown::ShutdownSignal;
 use futures_core::Stream;
@@ -192,20 +192,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.driver.try_send(msg, &mut cx)
     }
 
-    /// Splits into a reading half (a `Stream`) and a writing half (a `Sink`) for use from
-    /// two tasks; [`crate::WsReader::reunite`] puts them back together.
-    ///
-    /// The halves share this connection's driver behind a mutex held only for
-    /// non-blocking steps, so they behave exactly as the whole socket does: keepalive and
-    /// [`rtt`](crate::WsReader::rtt), the idle, close and write timeouts, the server's
-    /// shutdown (1001), backpressure and buffer release. Keep polling the reader (it
-    /// answers pings and close frames and notices a vanished peer); a writer waiting for
-    /// the socket runs the write timeout, and when the connection ends it fails with
-    /// [`Error::Closed`] (or [`Error::Timeout`]) instead of waiting forever.
-    pub fn split(self) -> (crate::split::WsReader<S>, crate::split::WsWriter<S>) {
-        crate::split::split(self.driver)
-    }
-
     /// Sends a message and flushes it: waits while more than
     /// [`wsx_proto::Config::write_buffer_high_water`] bytes are queued, queues the message,
     /// then writes until the output is empty.
@@ -260,21 +246,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             reason: String::new(),
             was_clean: false,
         }))
-    }
-}
-
-/// Maps an event to an item of a `Stream` of messages (`None`: the stream has ended).
-///
-/// In streaming mode each fragment becomes a `Binary` message (a text fragment may split a
-/// code point); use `next_event` to tell fragments apart.
-pub(crate) fn event_to_item(ev: Option<Result<Event>>) -> Option<Result<Message>> {
-    match ev? {
-        Ok(Event::Message(m)) => Some(Ok(m)),
-        Ok(Event::Fragment(f)) => Some(Ok(Message::Binary(f.data))),
-        Ok(Event::Closed(_)) => None,
-        Ok(Event::Error(e)) => Some(Err(Error::Protocol(e))),
-        Ok(_) => None,
-        Err(e) => Some(Err(e)),
     }
 }
 

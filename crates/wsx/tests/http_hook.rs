@@ -41,9 +41,10 @@ where
     M: Fn() -> H + Send + Sync + 'static,
     H: Hook + Send + 'static,
 {
-    let config = ServerConfig {
-        keep_request_target: true,
-        ..Default::default()
+    let config = {
+        let mut c = ServerConfig::default();
+        c.keep_request_target = true;
+        c
     };
     let server = Server::bind("127.0.0.1:0").await.unwrap().config(config);
     let addr = server.local_addr().unwrap();

@@ -200,9 +200,10 @@ async fn server_initiated_close_is_seen_and_clean() {
 #[tokio::test]
 async fn subprotocol_and_hook() {
     bounded(async {
-        let config = ServerConfig {
-            protocols: vec!["v2".into(), "v1".into()],
-            ..Default::default()
+        let config = {
+            let mut c = ServerConfig::default();
+            c.protocols = vec!["v2".into(), "v1".into()];
+            c
         };
         let server = Server::bind("127.0.0.1:0").await.unwrap().config(config);
         let addr = server.local_addr().unwrap();

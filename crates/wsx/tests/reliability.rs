@@ -138,9 +138,10 @@ async fn unanswered_pings(shape: Shape) {
         assert!(took >= ms(400) && took < ms(3000), "{shape:?}: {took:?}");
 
         // A wsx client answers pings by itself; with its own keepalive it measures RTT.
-        let opts = wsx::Config {
-            ping_interval: Some(ms(100)),
-            ..Default::default()
+        let opts = {
+            let mut c = wsx::Config::default();
+            c.ping_interval = Some(ms(100));
+            c
         };
         let ws = wsx::ClientBuilder::new(format!("ws://{addr}/"))
             .config(opts)
@@ -353,9 +354,10 @@ async fn quiet_connections_release_their_buffers() {
             // Without compression: its context (kept from message to message) is not idle
             // buffer memory.
             let ws = wsx::ClientBuilder::new(format!("ws://{addr}/"))
-                .config(wsx::Config {
-                    deflate: None,
-                    ..Default::default()
+                .config({
+                    let mut c = wsx::Config::default();
+                    c.deflate = None;
+                    c
                 })
                 .connect()
                 .await
@@ -474,9 +476,10 @@ async fn try_send_full(shape: Shape) {
             let _ws = wsx::accept(tcp).await.unwrap();
             tokio::time::sleep(Duration::from_secs(10)).await; // never reads
         });
-        let opts = wsx::Config {
-            write_buffer_high_water: 64 * 1024,
-            ..Default::default()
+        let opts = {
+            let mut c = wsx::Config::default();
+            c.write_buffer_high_water = 64 * 1024;
+            c
         };
         let ws = wsx::ClientBuilder::new(format!("ws://{addr}/"))
             .config(opts)
@@ -510,13 +513,14 @@ async fn status_of(addr: SocketAddr, extra_headers: &str) -> String {
 #[tokio::test]
 async fn connection_caps_and_origin_policy() {
     bounded(async {
-        let config = ServerConfig {
-            max_connections: Some(3),
-            allowed_origins: Some(vec![
+        let config = {
+            let mut c = ServerConfig::default();
+            c.max_connections = Some(3);
+            c.allowed_origins = Some(vec![
                 "https://ok.example".into(),
                 "https://*.ok.example".into(),
-            ]),
-            ..Default::default()
+            ]);
+            c
         };
         let addr = echo_server(config, Shape::Whole).await;
         assert!(status_of(addr, "Origin: https://evil.example\r\n")
@@ -547,9 +551,10 @@ async fn connection_caps_and_origin_policy() {
         assert!(ok, "slots were not released");
 
         let addr = echo_server(
-            ServerConfig {
-                max_connections_per_ip: Some(2),
-                ..Default::default()
+            {
+                let mut c = ServerConfig::default();
+                c.max_connections_per_ip = Some(2);
+                c
             },
             Shape::Whole,
         )
@@ -565,9 +570,10 @@ async fn connection_caps_and_origin_policy() {
 async fn slow_request_head_gets_408() {
     bounded(async {
         let addr = echo_server(
-            ServerConfig {
-                handshake_timeout: ms(300),
-                ..Default::default()
+            {
+                let mut c = ServerConfig::default();
+                c.handshake_timeout = ms(300);
+                c
             },
             Shape::Whole,
         )
@@ -605,13 +611,11 @@ async fn graceful_shutdown_with_worker_threads() {
 /// run on them, spread over both.
 async fn graceful_shutdown(workers: Option<usize>, shape: Shape) {
     bounded(async {
-        let mut server = Server::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .config(ServerConfig {
-                shutdown_timeout: Duration::from_secs(5),
-                ..Default::default()
-            });
+        let mut server = Server::bind("127.0.0.1:0").await.unwrap().config({
+            let mut c = ServerConfig::default();
+            c.shutdown_timeout = Duration::from_secs(5);
+            c
+        });
         if let Some(n) = workers {
             server = server.worker_threads(n);
         }

@@ -27,6 +27,7 @@ fn clamp_bits(bits: u8) -> u8 {
 /// Out-of-range numbers are clamped wherever they are used; call
 /// [`validate`](DeflateConfig::validate) to reject them up front instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeflateConfig {
     /// zlib compression level, `0..=9` (0 = stored blocks, 1 = fastest,
     /// 9 = smallest). Default: **1**: with zlib-rs, level 1 compresses

@@ -182,6 +182,7 @@ impl Rejection {
 
 /// Server handshake settings.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ServerHandshakeConfig {
     /// Largest request head accepted (default 16 KiB); larger gets `431`.
     pub max_head_size: usize,
