@@ -230,6 +230,21 @@ impl Ui {
         }
     }
 
+    /// Holds the terminal's lines back until [`Ui::resume`] or the end (see
+    /// `interactive::Screen::hold`).
+    fn hold(&mut self) {
+        if let Ui::Terminal(s) = self {
+            s.hold();
+        }
+    }
+
+    /// Prints the held lines and goes on printing live.
+    fn resume(&mut self) {
+        if let Ui::Terminal(s) = self {
+            s.resume();
+        }
+    }
+
     /// An error line (stderr in pipe mode).
     pub fn error(&mut self, text: &str) {
         match self {
@@ -426,6 +441,7 @@ async fn run_loop(
                 attempt = 0;
                 announce(args, ui, &ws);
                 let end = run_session(ws, ui, inputs, session).await;
+                ui.hold();
                 match &end {
                     End::Clean => {}
                     End::Error(m) | End::Lost(m) => ui.error(m),
@@ -442,6 +458,7 @@ async fn run_loop(
         }
         attempt += 1;
         let delay = backoff(args.reconnect.unwrap_or(1.0), attempt);
+        ui.resume();
         ui.info(&format!(
             "reconnecting in {:.1} s (attempt {attempt})",
             delay.as_secs_f64()

@@ -151,6 +151,11 @@ type Printer = Box<dyn rustyline::ExternalPrinter + Send>;
 /// The terminal side of interactive mode: prints messages above the prompt.
 pub struct Screen {
     printer: Option<Printer>,
+    /// Lines held back since the session ended (or the peer's close frame came), in
+    /// order: a line handed to the editor thread is drawn by that thread later, and is
+    /// lost if the program ends first. [`Screen::resume`] hands them on when another
+    /// session follows; [`Screen::finish`] prints them itself.
+    held: Option<Vec<String>>,
     color: bool,
     timestamps: bool,
     #[cfg(unix)]
@@ -170,6 +175,7 @@ pub fn start(tx: mpsc::Sender<Input>, timestamps: bool) -> anyhow::Result<Screen
     let printer = prx.recv().ok().flatten();
     Ok(Screen {
         printer,
+        held: None,
         color,
         timestamps,
         #[cfg(unix)]
@@ -272,6 +278,14 @@ impl Screen {
         } else {
             line
         };
+        match &mut self.held {
+            Some(held) => held.push(line),
+            None => self.show(line),
+        }
+    }
+
+    /// Prints through the editor (above its prompt), or straight to stdout without one.
+    fn show(&mut self, line: String) {
         // With a newline: rustyline adds one only while the editor is in raw mode.
         let printed = match &mut self.printer {
             Some(p) => p.print(format!("{line}\n")).is_ok(),
@@ -323,7 +337,21 @@ impl Screen {
             None => "close (no status code)".into(),
         };
         let line = format!("{} {}", self.received(), self.paint("33", &text));
+        // Nothing is received after a close frame: the session is ending.
+        self.hold();
         self.print(line);
+    }
+
+    /// Holds lines back from here on (see [`Screen::held`]).
+    pub fn hold(&mut self) {
+        self.held.get_or_insert_with(Vec::new);
+    }
+
+    /// Another session follows: the held lines go to the editor, and lines print live again.
+    pub fn resume(&mut self) {
+        for line in self.held.take().unwrap_or_default() {
+            self.show(line);
+        }
     }
 
     /// A status line.
@@ -345,6 +373,7 @@ impl Screen {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(b"\r\x1b[K\x1b[?2004l");
         let _ = out.flush();
+        drop(out);
         #[cfg(unix)]
         if let Some(t) = &self.saved {
             let _ = nix::sys::termios::tcsetattr(
@@ -352,6 +381,10 @@ impl Screen {
                 nix::sys::termios::SetArg::TCSANOW,
                 t,
             );
+        }
+        // In the terminal's own mode again, where a newline starts a new line.
+        for line in self.held.take().unwrap_or_default() {
+            self.show(line);
         }
     }
 }

@@ -778,6 +778,9 @@ mod interactive {
         let state = temp_dir("restore");
         let mut t = Term::start(&[&s.url()], &state, &[("NO_COLOR", "1")]);
         t.wait_for("connected to");
+        // Typed once the line editor shows its prompt: keys typed before it is ready can
+        // be taken for the terminal's answer to its cursor-position query.
+        t.wait_for("> ");
         t.type_str("unsent");
         t.wait_for("< close 1000 (normal closure) \"bye\"");
         assert!(!t.colored("< close"), "NO_COLOR is honored");

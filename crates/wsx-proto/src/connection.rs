@@ -501,9 +501,15 @@ impl Connection {
     /// Tells the connection that bytes arrived at `now` (after [`Connection::receive`], or
     /// after reading into [`Connection::read_buf`]): the keepalive ping, the idle timeout
     /// and the release of idle buffers count from the last arrival.
+    ///
+    /// Returns true when this arrival started a clock that was not running (the release of
+    /// idle buffers, after they were released): [`Connection::poll_timeout`] may then be
+    /// earlier than the deadline last seen. Otherwise arrivals only move deadlines later,
+    /// and an I/O layer that sleeps until the old deadline loses nothing but an early
+    /// wake-up.
     #[inline]
-    pub fn mark_received(&mut self, now: Instant) {
-        self.timers.mark_received(now);
+    pub fn mark_received(&mut self, now: Instant) -> bool {
+        self.timers.mark_received(now)
     }
 
     fn seen(&self) -> Seen {

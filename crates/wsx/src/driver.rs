@@ -77,6 +77,9 @@ pub(crate) struct Driver<S> {
     eof: bool,
     /// Writing failed or timed out: nothing more goes out.
     write_failed: bool,
+    /// The core's next deadline may have moved earlier than the one armed, though the
+    /// connection is OPEN with nothing to write (see [`Driver::poll_timers`]).
+    deadline_moved: bool,
 }
 
 impl<S> std::fmt::Debug for Driver<S> {
@@ -101,7 +104,7 @@ impl<S> Driver<S> {
         conn.handle_timeout(now);
         if !leftover.is_empty() {
             conn.receive(leftover);
-            conn.mark_received(now);
+            let _ = conn.mark_received(now);
         }
         Driver {
             io,
@@ -118,6 +121,7 @@ impl<S> Driver<S> {
             phase: Phase::Open,
             eof: false,
             write_failed: false,
+            deadline_moved: false,
         }
     }
 
@@ -174,10 +178,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// deadline, for the task of `cx`. True when it ran any (their results are events and
     /// output to look at).
     ///
-    /// Cheap when nothing changed: the core's deadline is compared with the one armed; the
-    /// timer is re-armed only when it fired or the deadline moved earlier (a deadline that
-    /// moved later, as keepalive does on every read, lets the timer fire early once).
+    /// The timer is re-armed only when it fired or the core's deadline moved earlier; a
+    /// deadline that moved later (keepalive and the idle timeout, on every read) lets the
+    /// timer fire early once, and it is re-armed then.
+    ///
+    /// On an OPEN connection with nothing waiting to be written, the core's deadline only
+    /// ever moves later, except when input arrives after its buffers were released (the
+    /// release clock starts again) or a pong answers the keepalive ping (the next ping may
+    /// be due before the pong deadline): `deadline_moved` says so. Then, while the armed timer has
+    /// not fired, there is nothing to compute: this is the path every message takes.
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.deadline_moved
+            && self.conn.state() == State::Open
+            && self.conn.buffered_amount() == 0
+            && !self.timer.expired(cx.waker())
+        {
+            return false;
+        }
+        self.deadline_moved = false;
         let mut ran = false;
         // Each round starts a timer or handles one that ran out; a few at most.
         for _ in 0..8 {
@@ -383,6 +401,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         self.phase = Phase::Flushing;
                     }
                     Event::Error(e) => self.extras_mut().pending_error = Some(Error::Protocol(e)),
+                    Event::Message(Message::Pong(p)) => {
+                        // It may have answered the keepalive ping: the next ping can be due
+                        // before the pong deadline that is armed.
+                        self.deadline_moved = true;
+                        return Poll::Ready(Some(Ok(Event::Message(Message::Pong(p)))));
+                    }
                     other => return Poll::Ready(Some(Ok(other))),
                 }
                 continue;
@@ -407,7 +431,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     self.eof = true;
                     self.conn.receive_eof();
                 }
-                Poll::Ready(Ok(_)) => self.conn.mark_received(Instant::now()),
+                Poll::Ready(Ok(_)) => {
+                    if self.conn.mark_received(Instant::now()) {
+                        self.deadline_moved = true;
+                    }
+                }
                 Poll::Ready(Err(e)) => {
                     self.eof = true;
                     self.conn.receive_eof();

@@ -346,22 +346,6 @@ async fn raw_peer_ping_violation_and_close() {
 }
 
 #[tokio::test]
-async fn message_limit_is_1009() {
-    bounded(async {
-        let mut config = ServerConfig::default();
-        config.config.max_message_size = 1000;
-        let addr = echo_server(config, None).await;
-        let mut ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
-        ws.send(Message::binary(vec![1u8; 1001])).await.unwrap();
-        match ws.next().await {
-            Some(Ok(Message::Close(Some(f)))) => assert_eq!(f.code, CloseCode::MESSAGE_TOO_BIG),
-            other => panic!("{other:?}"),
-        }
-    })
-    .await
-}
-
-#[tokio::test]
 async fn vanished_server_is_abnormal_1006() {
     bounded(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -13,8 +13,9 @@
 //! without a time at hand (a close frame queued by `close()`, output left waiting by a full
 //! socket) is reported due at once: the next `handle_timeout(now)` then starts it at `now`.
 //!
-//! Every idle connection carries these fields, so they are kept small: instants are stored
-//! as microseconds ("ticks") since one epoch shared by the process, the first instant any
+//! Every idle connection carries these fields, so they are kept small: instants other than
+//! the last arrival are stored as microseconds ("ticks") since one epoch shared by the
+//! process, the first instant any
 //! connection was given less a year (so that instants somewhat before it still count
 //! right). Ticks are at least 1; 0 means "not set".
 
@@ -115,9 +116,11 @@ pub(crate) struct Due {
 /// mark (it fits in their padding).
 #[derive(Debug)]
 pub(crate) struct Timers {
-    /// When bytes last arrived (or the clocks started), in ticks; 0 until the first instant
-    /// is given (no timer runs before it).
-    last_recv: u64,
+    /// When bytes last arrived (or the clocks started); `None` until the first instant is
+    /// given (no timer runs before it). Kept as the instant itself: it is stored on every
+    /// read, and converting it to ticks there would cost more than the store (it also fits
+    /// the box's size class: 64 bytes either way).
+    last_recv: Option<Instant>,
     /// When the keepalive ping in flight went out (0: none); also its payload.
     ping_sent: u64,
     /// While OPEN: since when waiting output has made no progress (0: not stalled, or not
@@ -144,7 +147,7 @@ pub(crate) struct Timers {
 impl Timers {
     pub(crate) fn new(config: &crate::Config) -> Self {
         Timers {
-            last_recv: 0,
+            last_recv: None,
             ping_sent: 0,
             since: 0,
             ping_interval: pack_opt_ms(config.ping_interval),
@@ -162,16 +165,21 @@ impl Timers {
 
     /// Bytes arrived at `now`.
     #[inline]
-    pub(crate) fn mark_received(&mut self, now: Instant) {
-        self.last_recv = ticks(now);
-        self.released = false;
+    pub(crate) fn mark_received(&mut self, now: Instant) -> bool {
+        self.last_recv = Some(now);
+        std::mem::replace(&mut self.released, false)
+    }
+
+    /// [`Timers::last_recv`] in ticks (0: not started).
+    fn last_recv(&self) -> u64 {
+        self.last_recv.map_or(0, ticks)
     }
 
     /// A pong arrived (in bytes marked received before it): it answers our ping when the
     /// payload matches.
     pub(crate) fn on_pong(&mut self, payload: &[u8]) {
         if self.ping_sent != 0 && payload == self.ping_sent.to_be_bytes() {
-            let us = self.last_recv.saturating_sub(self.ping_sent);
+            let us = self.last_recv().saturating_sub(self.ping_sent);
             self.rtt = u32::try_from(us).unwrap_or(u32::MAX - 1) + 1;
             self.ping_sent = 0;
         }
@@ -219,7 +227,8 @@ impl Timers {
     /// When `handle_timeout` next has something to do, in ticks (`None`: nothing).
     fn next_due(&self, seen: Seen) -> Option<u64> {
         use super::State;
-        if self.last_recv == 0 {
+        let last_recv = self.last_recv();
+        if last_recv == 0 {
             return None;
         }
         if self.needs_start(seen) {
@@ -236,12 +245,12 @@ impl Timers {
             if self.ping_sent != 0 {
                 at(after(self.ping_sent, self.pong_timeout));
             } else if seen.state == State::Open {
-                at(after(self.last_recv, self.ping_interval));
+                at(after(last_recv, self.ping_interval));
             }
         }
         match self.close {
             ClosePhase::None => {
-                at(after(self.last_recv, self.idle_timeout));
+                at(after(last_recv, self.idle_timeout));
                 if self.since != 0 {
                     at(after(self.since, self.write_timeout));
                 }
@@ -252,10 +261,7 @@ impl Timers {
             ClosePhase::LingerExpired => {}
         }
         if !self.released {
-            at(after(
-                self.last_recv,
-                RELEASE_BUFFERS_AFTER.as_millis() as u32,
-            ));
+            at(after(last_recv, RELEASE_BUFFERS_AFTER.as_millis() as u32));
         }
         due
     }
@@ -269,10 +275,11 @@ impl Timers {
     pub(crate) fn handle_timeout(&mut self, now: Instant, seen: Seen) -> Due {
         use super::State;
         let t = ticks(now);
-        if self.last_recv == 0 {
+        if self.last_recv.is_none() {
             // The clocks start.
-            self.last_recv = t;
+            self.last_recv = Some(now);
         }
+        let last_recv = self.last_recv();
         let expired = |since: u64, ms: u32| since != 0 && after(since, ms).is_some_and(|d| t >= d);
         let mut due = Due::default();
         match (seen.state, self.close) {
@@ -300,9 +307,9 @@ impl Timers {
             due.pong_timeout = true;
         }
         if seen.state == State::Open && self.close == ClosePhase::None {
-            if expired(self.last_recv, self.idle_timeout) {
+            if expired(last_recv, self.idle_timeout) {
                 due.idle = true;
-            } else if self.ping_sent == 0 && expired(self.last_recv, self.ping_interval) {
+            } else if self.ping_sent == 0 && expired(last_recv, self.ping_interval) {
                 self.ping_sent = t;
                 due.ping = Some(t.to_be_bytes());
             }
@@ -315,7 +322,7 @@ impl Timers {
                 }
             }
         }
-        if !self.released && expired(self.last_recv, RELEASE_BUFFERS_AFTER.as_millis() as u32) {
+        if !self.released && expired(last_recv, RELEASE_BUFFERS_AFTER.as_millis() as u32) {
             self.released = true;
             due.release = true;
         }
