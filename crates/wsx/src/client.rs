@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wsx_proto::handshake::client::{ClientHandshake, Response, Target};
+use wsx_proto::handshake::client::{
+    ClientHandshake, ClientHandshakeBuilder, Response, Target, UrlError,
+};
 use wsx_proto::{Config, Connection, Role};
 
 /// Largest error-response body kept for the caller.
@@ -46,10 +48,9 @@ pub async fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream>> {
 /// (`--proxy URL`, `--no-proxy`).
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
-    url: String,
-    origin: Option<String>,
-    protocols: Vec<String>,
-    headers: Vec<(String, String)>,
+    /// The request being built (the URL's error, if it cannot be used, is reported by
+    /// `connect`). Its compression offer and head limit come from `config` at connect time.
+    request: std::result::Result<ClientHandshakeBuilder, UrlError>,
     config: Config,
     tls: ClientTlsOptions,
     connect_timeout: Duration,
@@ -69,10 +70,7 @@ impl ClientBuilder {
     /// A builder for `url` (`ws://` or `wss://`).
     pub fn new(url: impl Into<String>) -> Self {
         ClientBuilder {
-            url: url.into(),
-            origin: None,
-            protocols: Vec::new(),
-            headers: Vec::new(),
+            request: ClientHandshake::builder(&url.into()),
             config: Config::default(),
             tls: ClientTlsOptions::default(),
             connect_timeout: Duration::from_secs(10),
@@ -83,19 +81,19 @@ impl ClientBuilder {
 
     /// Sets the `Origin` header.
     pub fn origin(mut self, origin: impl Into<String>) -> Self {
-        self.origin = Some(origin.into());
+        self.request = self.request.map(|r| r.origin(origin));
         self
     }
 
     /// Offers a subprotocol (call several times, in order of preference).
     pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
-        self.protocols.push(protocol.into());
+        self.request = self.request.map(|r| r.protocol(protocol));
         self
     }
 
     /// Adds a request header.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.request = self.request.map(|r| r.header(name.into(), value.into()));
         self
     }
 
@@ -150,20 +148,12 @@ impl ClientBuilder {
         self
     }
 
-    fn handshake(&self) -> Result<wsx_proto::handshake::client::ClientHandshakeBuilder> {
-        let mut b = ClientHandshake::builder(&self.url)?
+    fn handshake(&self) -> Result<ClientHandshakeBuilder> {
+        Ok(self
+            .request
+            .clone()?
             .deflate(self.config.deflate.clone())
-            .max_head_size(self.config.max_head_size);
-        if let Some(o) = &self.origin {
-            b = b.origin(o.clone());
-        }
-        for p in &self.protocols {
-            b = b.protocol(p.clone());
-        }
-        for (n, v) in &self.headers {
-            b = b.header(n.clone(), v.clone());
-        }
-        Ok(b)
+            .max_head_size(self.config.max_head_size))
     }
 
     /// Resolves, connects (TCP, through the proxy's tunnel if there is one, then TLS for

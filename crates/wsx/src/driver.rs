@@ -10,6 +10,12 @@
 //! calling order ([`wsx_proto::Connection`]): drain events, write what is queued, run the
 //! timers that are due, read (unless the write buffer is full: backpressure), repeat until
 //! the transport has nothing more.
+//!
+//! All output leaves through one place, `poll_write_out`, which writes everything the core
+//! has queued (several frames, and payloads queued by reference, in vectored writes). So
+//! the number of writes per wake is decided only by when that is called: today after each
+//! message sent and each event that owes the peer a reply; coalescing several frames into
+//! one write per wake changes the call sites, not the write path.
 
 use crate::error::{Error, Result, Timeout};
 use crate::shared_timer::{self, SharedTimer};
