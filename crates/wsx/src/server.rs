@@ -98,7 +98,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Hook,
 {
-    accept_prepared(stream, config, &config.handshake_config(), hook).await
+    // Boxed with the handshake settings it makes: the caller's task (the connection's
+    // whole life) is not sized for either.
+    Box::pin(async move {
+        let hs = config.handshake_config();
+        accept_boxed(stream, config, &hs, hook).await
+    })
+    .await
 }
 
 /// [`accept_with`] with the handshake settings made already.
@@ -706,6 +712,17 @@ mod tests {
         F: Fn(WebSocket<MaybeTlsStream>, SocketAddr) -> Fut,
     {
         std::mem::size_of::<Fut>()
+    }
+
+    /// A task that awaits `accept_with` is sized for its largest await for the rest of its
+    /// life: the handshake's state and settings must be behind the box, not in the future.
+    #[test]
+    fn accept_with_holds_its_state_in_a_box() {
+        let (io, _peer) = tokio::io::duplex(64);
+        let config = ServerConfig::default();
+        let fut = accept_with(io, &config, NoHook);
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 64, "accept_with's future is {size} B");
     }
 
     #[test]
