@@ -188,7 +188,7 @@ impl Error {
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
             Error::Protocol(e) => Some(e.close_code()),
-            Error::Io(_) | Error::Timeout(Timeout::Write) => Some(CloseCode::ABNORMAL),
+            Error::Io(_) | Error::Timeout(_) => Some(CloseCode::ABNORMAL),
             _ => None,
         }
     }

@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 /// buffers are allocated again, small, when traffic resumes).
 pub const RELEASE_BUFFERS_AFTER: Duration = Duration::from_secs(1);
 
+/// [`RELEASE_BUFFERS_AFTER`] in the packed form of the timeouts.
+const RELEASE_MS: u32 = RELEASE_BUFFERS_AFTER.as_millis() as u32;
+
 /// The packed form of "no timeout".
 const NO_TIMEOUT: u32 = u32::MAX;
 
@@ -41,31 +44,29 @@ fn pack_opt_ms(d: Option<Duration>) -> u32 {
     d.map_or(NO_TIMEOUT, pack_ms)
 }
 
-/// The epoch of all ticks (see the module documentation).
-fn epoch(first: Instant) -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(|| {
-        first
-            .checked_sub(Duration::from_secs(365 * 86400))
-            .unwrap_or(first)
-    })
-}
+/// The epoch of all ticks (see the module documentation): set from the first instant any
+/// connection is given.
+static EPOCH: OnceLock<Instant> = OnceLock::new();
 
 /// `now` in ticks.
 #[inline]
 fn ticks(now: Instant) -> u64 {
-    let d = now.saturating_duration_since(epoch(now));
+    let epoch = EPOCH.get_or_init(|| {
+        now.checked_sub(Duration::from_secs(365 * 86400))
+            .unwrap_or(now)
+    });
+    let d = now.saturating_duration_since(*epoch);
     d.as_secs()
         .saturating_mul(1_000_000)
         .saturating_add(u64::from(d.subsec_micros()))
         .saturating_add(1)
 }
 
-/// The instant of `ticks`.
+/// The instant of `ticks` (`None` before any instant was given: there are no ticks then).
 fn instant(ticks: u64) -> Option<Instant> {
-    // Ticks exist only once some instant was given, so the epoch is set.
-    let epoch = epoch(Instant::now());
-    epoch.checked_add(Duration::from_micros(ticks.saturating_sub(1)))
+    EPOCH
+        .get()?
+        .checked_add(Duration::from_micros(ticks.saturating_sub(1)))
 }
 
 /// `t` plus `ms` milliseconds, or `None` for [`NO_TIMEOUT`].
@@ -261,7 +262,7 @@ impl Timers {
             ClosePhase::LingerExpired => {}
         }
         if !self.released {
-            at(after(last_recv, RELEASE_BUFFERS_AFTER.as_millis() as u32));
+            at(after(last_recv, RELEASE_MS));
         }
         due
     }
@@ -322,7 +323,7 @@ impl Timers {
                 }
             }
         }
-        if !self.released && expired(last_recv, RELEASE_BUFFERS_AFTER.as_millis() as u32) {
+        if !self.released && expired(last_recv, RELEASE_MS) {
             self.released = true;
             due.release = true;
         }
@@ -405,6 +406,13 @@ mod tests {
         let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
         f.extend_from_slice(payload);
         f
+    }
+
+    /// The events end the connection with 1006, not clean.
+    fn assert_abnormal(events: &[Event], why: &str) {
+        let end = closed(events).expect(why);
+        assert_eq!(end.code, CloseCode::ABNORMAL, "{why}");
+        assert!(!end.was_clean, "{why}");
     }
 
     fn closed(events: &[Event]) -> Option<&crate::CloseEvent> {
@@ -513,9 +521,7 @@ mod tests {
         // The peer never answers: 1006 after the close timeout (3 s).
         assert_eq!(due(&c, t0), Some(S(13)));
         let ev = wake(&mut c, t0 + S(13));
-        let end = closed(&ev).expect("closed at the close timeout");
-        assert_eq!(end.code, CloseCode::ABNORMAL);
-        assert!(!end.was_clean);
+        assert_abnormal(&ev, "closed at the close timeout");
     }
 
     #[test]
@@ -569,9 +575,7 @@ mod tests {
         assert!(ev.is_empty() && !c.write_timed_out());
         let ev = wake(&mut c, t0 + S(50));
         assert!(c.write_timed_out());
-        let end = closed(&ev).expect("ended by the write timeout");
-        assert_eq!(end.code, CloseCode::ABNORMAL);
-        assert!(!end.was_clean);
+        assert_abnormal(&ev, "ended by the write timeout");
     }
 
     #[test]
