@@ -486,6 +486,15 @@ impl Connection {
         self.rx.frame_remaining()
     }
 
+    /// Whether received bytes wait to be parsed (with no frame half-received): more events
+    /// are probably ready without another read. An I/O layer can hold back the replies to
+    /// the events it hands over while this is true, and write them all at once when it is
+    /// not (see `wsx`'s write batching).
+    #[inline]
+    pub fn has_buffered_input(&self) -> bool {
+        self.rx.has_buffered_input()
+    }
+
     /// Appends received bytes (ignored once the connection stopped reading).
     #[inline]
     pub fn receive(&mut self, data: &[u8]) {
@@ -789,6 +798,13 @@ impl Receiver {
             // check_header bounded the length by max_frame_size, so it fits usize.
             f.len.saturating_sub(self.rbuf.len())
         })
+    }
+
+    /// Whether received bytes wait to be parsed, with no frame half-received: more events
+    /// are probably ready without another read.
+    #[inline]
+    pub fn has_buffered_input(&self) -> bool {
+        !self.rbuf.is_empty() && self.frame_remaining() == 0 && !self.stopped_reading()
     }
 
     /// Appends received bytes.

@@ -12,10 +12,23 @@
 //! the transport has nothing more.
 //!
 //! All output leaves through one place, `poll_write_out`, which writes everything the core
-//! has queued (several frames, and payloads queued by reference, in vectored writes). So
-//! the number of writes per wake is decided only by when that is called: today after each
-//! message sent and each event that owes the peer a reply; coalescing several frames into
-//! one write per wake changes the call sites, not the write path.
+//! has queued (several frames, and payloads queued by reference, in vectored writes).
+//!
+//! # Write batching
+//!
+//! Output is written when a message is sent or an event owes the peer a reply, except
+//! while it is *held* (see [`Driver::hold_output`]), so that a burst costs one write:
+//!
+//! - while frames that arrived together are being handed over (the core still has unparsed
+//!   input), the replies to them are held and go out together once the last has been
+//!   handed over and the driver is about to read again. Held at most [`CORK_WINDOW_US`]
+//!   (then written, and a new window starts) and [`CORK_MAX_BYTES`] of output. Only on
+//!   the whole socket: the halves of a split socket are used by two tasks, and a writer
+//!   must not wait for a reader that is busy elsewhere;
+//! - inside [`crate::WebSocket::cork`] and [`crate::WsWriter::cork`], which write what they
+//!   queued when they return.
+//!
+//! Flushing (`flush`, the `Sink`'s `poll_flush`, `close`) always writes everything.
 
 use crate::error::{Error, Result, Timeout};
 use crate::shared_timer::{self, SharedTimer};
@@ -86,7 +99,23 @@ pub(crate) struct Driver<S> {
     /// The core's next deadline may have moved earlier than the one armed, though the
     /// connection is OPEN with nothing to write (see [`Driver::poll_timers`]).
     deadline_moved: bool,
+    /// Inside a `cork` call: output is held until it returns.
+    corked: bool,
+    /// Replies to input that arrived together may be held (the whole socket, not split).
+    batch_replies: bool,
+    /// When output started being held for a batch, in [`shared_timer::micros`] (truncated;
+    /// 0: nothing held).
+    held_since: u32,
+    /// An event of a held batch was just handed over: the next send is its reply.
+    replying: bool,
 }
+
+/// The longest that replies to input which arrived together are held back before they are
+/// written (and holding starts again), in microseconds.
+pub(crate) const CORK_WINDOW_US: u32 = 1000;
+
+/// Output held back for a batch is written once this much is queued.
+pub(crate) const CORK_MAX_BYTES: usize = 64 * 1024;
 
 impl<S> std::fmt::Debug for Driver<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -128,7 +157,69 @@ impl<S> Driver<S> {
             eof: false,
             write_failed: false,
             deadline_moved: false,
+            corked: false,
+            batch_replies: true,
+            held_since: 0,
+            replying: false,
         }
+    }
+
+    /// Stops holding replies back for batches of input (see the module doc): for the
+    /// halves of a split socket.
+    pub(crate) fn set_batch_replies(&mut self, on: bool) {
+        self.batch_replies = on;
+    }
+
+    /// Starts or ends a `cork` call.
+    pub(crate) fn set_corked(&mut self, on: bool) {
+        self.corked = on;
+    }
+
+    /// Whether output queued now waits for more instead of being written (see "Write
+    /// batching" in the module doc). `handover`: asked as an event is handed over, else
+    /// after a message was queued.
+    ///
+    /// A burst is held while its input is being handed over: from the first reply queued
+    /// while more input is buffered, through the handover of its last event, to the reply
+    /// to that one (then the input is drained and everything is written). The clock bounds
+    /// it, read at most once per message: on each handover, and on a send that is not the
+    /// reply to the event just handed over (a handler that went on sending without reading).
+    #[inline]
+    pub(crate) fn hold_output(&mut self, handover: bool) -> bool {
+        if self.corked {
+            return true;
+        }
+        if !self.batch_replies || self.conn.buffered_amount() >= CORK_MAX_BYTES {
+            return false;
+        }
+        if handover {
+            if self.held_since == 0 && !self.conn.has_buffered_input() {
+                // A single message, not part of a burst.
+                return false;
+            }
+            self.replying = true;
+        } else {
+            if !self.conn.has_buffered_input() {
+                // The burst has been handed over.
+                return false;
+            }
+            if std::mem::take(&mut self.replying) && self.held_since != 0 {
+                // The reply to the event just handed over, whose handover read the clock.
+                return true;
+            }
+        }
+        // Truncated: only differences of less than CORK_WINDOW_US matter.
+        let now = (shared_timer::micros(Instant::now()) as u32).max(1);
+        if self.held_since == 0 {
+            self.held_since = now;
+            return true;
+        }
+        if now.wrapping_sub(self.held_since) < CORK_WINDOW_US {
+            return true;
+        }
+        self.held_since = 0;
+        self.replying = false;
+        false
     }
 
     pub(crate) fn set_shutdown(&mut self, signal: Arc<ShutdownSignal>) {
@@ -247,7 +338,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             self.conn.advance_output(n);
         }
+        self.held_since = 0;
+        self.replying = false;
         Poll::Ready(Ok(()))
+    }
+
+    /// After a message was queued: writes it, unless output is held (see
+    /// [`Driver::hold_output`]).
+    pub(crate) fn poll_sent(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.hold_output(false) {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_flush(cx)
     }
 
     /// Writes everything queued and flushes the transport. While the transport does not
@@ -321,7 +423,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             return Err(TrySendError::Full(msg));
         }
         self.conn.send(msg).map_err(TrySendError::Invalid)?;
-        let _ = self.poll_flush(cx);
+        let _ = self.poll_sent(cx);
         Ok(())
     }
 
@@ -394,8 +496,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 }
             }
             let ev = self.conn.poll_event();
-            // Pongs and close replies go out as soon as the transport takes them.
-            self.flush_queued(cx);
+            // Pongs and close replies go out as soon as the transport takes them, and
+            // replies to a batch once it has been handed over.
+            let batch = matches!(ev, Some(Event::Message(_) | Event::Fragment(_)));
+            if !(batch && !self.conn.output().is_empty() && self.hold_output(true)) {
+                self.flush_queued(cx);
+            }
             if let Some(ev) = ev {
                 match ev {
                     Event::Closed(ce) => {

@@ -121,7 +121,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
-fn split<S>(driver: Driver<S>) -> (WsReader<S>, WsWriter<S>) {
+fn split<S>(mut driver: Driver<S>) -> (WsReader<S>, WsWriter<S>) {
+    // The writer's task is not the one handing over the input: it would wait for a reader
+    // that may be busy elsewhere.
+    driver.set_batch_replies(false);
     let wakers = Arc::new(HalfWakers::default());
     let shared = Arc::new(Shared {
         driver: Mutex::new(driver),
@@ -220,10 +223,11 @@ impl<S> WsReader<S> {
         drop(writer);
         let shared = Arc::try_unwrap(self.shared)
             .unwrap_or_else(|_| unreachable!("both halves were given back"));
-        let driver = shared
+        let mut driver = shared
             .driver
             .into_inner()
             .unwrap_or_else(|e| e.into_inner());
+        driver.set_batch_replies(true);
         Ok(WebSocket { driver })
     }
 }
@@ -296,6 +300,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// Queues a message without waiting (see [`WebSocket::try_send`]).
     pub fn try_send(&mut self, msg: Message) -> std::result::Result<(), TrySendError> {
         self.shared.act(Half::Writer, |d, cx| d.try_send(msg, cx))
+    }
+
+    /// Runs `f` with writing held back: the messages it queues with
+    /// [`WsWriter::try_send`] are written together when it returns (see
+    /// [`WebSocket::cork`]).
+    pub fn cork<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.shared.act(Half::Writer, |d, _| d.set_corked(true));
+        // Reset even if `f` panics, so a caught panic does not leave writing held.
+        struct Uncork<'a, S: AsyncRead + AsyncWrite + Unpin>(&'a mut WsWriter<S>);
+        impl<S: AsyncRead + AsyncWrite + Unpin> Drop for Uncork<'_, S> {
+            fn drop(&mut self) {
+                self.0.shared.act(Half::Writer, |d, cx| {
+                    d.set_corked(false);
+                    let _ = d.poll_sent(cx);
+                });
+            }
+        }
+        let guard = Uncork(self);
+        f(guard.0)
     }
 
     /// Sends a close frame and flushes it; the reader half sees the peer's answer and ends.

@@ -32,6 +32,28 @@ use wsx_proto::{
 /// a fifth of an idle connection's memory); it starts with the first connection.
 ///
 /// [`WebSocket::split`] gives two halves for two tasks, driven by the same code.
+///
+/// # When messages are written
+///
+/// A completed [`WebSocket::send`] means the message is accepted for sending: queued, and
+/// written as far as the transport takes it, unless writing is *batched*. [`WebSocket::flush`]
+/// means written. Writes are batched so that a burst costs one system call instead of one
+/// per message (as uWebSockets "corks" a socket while its handler runs):
+///
+/// - **Replies to a burst.** When one read brings several frames, the messages sent while
+///   they are being handed over (an echo, the answers to pipelined requests, the pongs) are
+///   held and written together once the last of them has been handed over, when the
+///   connection is next polled for input ([`WebSocket::next`](futures_util::StreamExt::next),
+///   [`WebSocket::recv`], ...). They are held at most a millisecond and 64 KiB before they
+///   are written anyway (checked on the next send or receive). So a handler that answers a
+///   message and then does slow work before asking for the next one delays that answer;
+///   call [`WebSocket::flush`] after it when it must leave at once.
+/// - **Several messages at once.** [`WebSocket::cork`] queues everything sent inside it
+///   with [`WebSocket::try_send`] and writes it all when it returns: a fan-out queueing
+///   what has piled up for a subscriber, a game tick.
+///
+/// Nothing else waits: a message sent while no other input is pending is written at once,
+/// as are flushes, closes, keepalive pings and replies that end a burst.
 pub struct WebSocket<S> {
     pub(crate) driver: Driver<S>,
 }
@@ -64,6 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for SendFuture<'_, S> {
             ready!(d.poll_ready(cx))?;
             if let Some(msg) = this.msg.take() {
                 d.conn.send(msg)?;
+                return d.poll_sent(cx);
             }
         }
         d.poll_flush(cx)
@@ -185,16 +208,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Queues a message without waiting: refused with [`TrySendError::Full`] while more than
     /// the high-water mark ([`wsx_proto::Config::write_buffer_high_water`]) is buffered.
-    /// What can be written at once is written; the rest goes out on the next `flush`,
-    /// `send` or read.
+    /// What can be written at once is written (unless writing is batched: see
+    /// [`WebSocket::cork`]); the rest goes out on the next `flush`, `send` or read.
     pub fn try_send(&mut self, msg: Message) -> std::result::Result<(), TrySendError> {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         self.driver.try_send(msg, &mut cx)
     }
 
-    /// Sends a message and flushes it: waits while more than
+    /// Sends a message: waits while more than
     /// [`wsx_proto::Config::write_buffer_high_water`] bytes are queued, queues the message,
-    /// then writes until the output is empty.
+    /// then writes until the output is empty, unless the message is one of the replies to a
+    /// burst of input, which are written together (see "When messages are written" on
+    /// [`WebSocket`]).
     pub fn send(&mut self, msg: Message) -> SendFuture<'_, S> {
         SendFuture {
             ws: self,
@@ -202,18 +227,71 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    /// Sends a message without compressing it, and flushes it.
+    /// Sends a message without compressing it (written as [`WebSocket::send`] writes).
     pub async fn send_uncompressed(&mut self, msg: Message) -> Result<()> {
         poll_fn(|cx| self.driver.poll_ready(cx)).await?;
         self.driver.conn.send_uncompressed(msg)?;
-        poll_fn(|cx| self.driver.poll_flush(cx)).await
+        self.finish_send().await
     }
 
-    /// Sends one fragment of a message (see [`Connection::send_fragment`]) and flushes it.
+    /// Sends one fragment of a message (see [`Connection::send_fragment`]; written as
+    /// [`WebSocket::send`] writes).
     pub async fn send_fragment(&mut self, kind: MessageKind, data: &[u8], fin: bool) -> Result<()> {
         poll_fn(|cx| self.driver.poll_ready(cx)).await?;
         self.driver.conn.send_fragment(kind, data, fin)?;
+        self.finish_send().await
+    }
+
+    async fn finish_send(&mut self) -> Result<()> {
+        let mut queued = true;
+        poll_fn(|cx| {
+            if std::mem::take(&mut queued) {
+                self.driver.poll_sent(cx)
+            } else {
+                self.driver.poll_flush(cx)
+            }
+        })
+        .await
+    }
+
+    /// Writes everything queued (including replies held for a burst) and flushes the
+    /// transport.
+    pub async fn flush(&mut self) -> Result<()> {
         poll_fn(|cx| self.driver.poll_flush(cx)).await
+    }
+
+    /// Runs `f` with writing held back: the messages it queues with
+    /// [`WebSocket::try_send`] are written together, with as few system calls as the
+    /// transport allows, when it returns (what the transport does not take then is written
+    /// on the next send, flush or receive). For example, a fan-out that queues everything
+    /// pending for a subscriber:
+    ///
+    /// ```no_run
+    /// # async fn f(mut ws: wsx::WebSocket<tokio::net::TcpStream>, mut rx: tokio::sync::mpsc::Receiver<wsx::Message>) {
+    /// while let Some(first) = rx.recv().await {
+    ///     let full = ws.cork(|ws| {
+    ///         ws.try_send(first).is_err()
+    ///             || std::iter::from_fn(|| rx.try_recv().ok()).any(|m| ws.try_send(m).is_err())
+    ///     });
+    ///     if full {
+    ///         break; // the subscriber does not keep up
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn cork<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.driver.set_corked(true);
+        // Reset even if `f` panics, so a caught panic does not leave writing held.
+        struct Uncork<'a, S: AsyncRead + AsyncWrite + Unpin>(&'a mut WebSocket<S>);
+        impl<S: AsyncRead + AsyncWrite + Unpin> Drop for Uncork<'_, S> {
+            fn drop(&mut self) {
+                self.0.driver.set_corked(false);
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let _ = self.0.driver.poll_sent(&mut cx);
+            }
+        }
+        let guard = Uncork(self);
+        f(guard.0)
     }
 
     /// The next message; `None` once the connection is closed.
