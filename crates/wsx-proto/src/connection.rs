@@ -14,6 +14,7 @@ use crate::error::{ProtocolError, SendError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::{apply_mask, apply_mask_at};
 use crate::message::Message;
+use crate::prepared::PreparedMessage;
 use crate::trace::{pop_earliest, Direction, FrameTrace, TraceConfig, Tracer};
 use crate::utf8::Utf8Bytes;
 use crate::utf8::Utf8Validator;
@@ -618,6 +619,13 @@ impl Connection {
     pub fn send_uncompressed(&mut self, msg: Message) -> Result<(), SendError> {
         self.check_open()?;
         self.tx.send_uncompressed(msg)
+    }
+
+    /// Queues a message framed once for many connections (see [`PreparedMessage`]), with
+    /// as little work per connection as its parameters allow.
+    pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), SendError> {
+        self.check_open()?;
+        self.tx.send_prepared(msg)
     }
 
     /// Sends one fragment of a message (see [`Sender::send_fragment`]).
@@ -1267,6 +1275,67 @@ impl Sender {
     /// Like [`Sender::send`], but never compresses this message.
     pub fn send_uncompressed(&mut self, msg: Message) -> Result<(), SendError> {
         self.send_with(msg, false)
+    }
+
+    /// Queues a message framed once for many connections (see [`PreparedMessage`]): its
+    /// frame is copied or shared, or its compressed frame shared when this side compresses
+    /// every message alone; otherwise it is sent as [`Sender::send`] would.
+    pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closed);
+        }
+        if self.sending.is_some() {
+            return Err(SendError::FragmentInProgress);
+        }
+        if self.role == Role::Client {
+            // Masked with a fresh key per frame: nothing to share.
+            return self.send(msg.to_message());
+        }
+        if let Some(d) = self.deflate.as_ref() {
+            if msg.len() >= d.threshold {
+                if !d.codec.no_context_takeover() {
+                    // Our compressor's history must hold everything the peer has seen.
+                    return self.send(msg.to_message());
+                }
+                let (bits, level) = (d.codec.window_bits(), d.codec.level());
+                let Some(frame) = msg.compressed(bits, level) else {
+                    return self.send(msg.to_message());
+                };
+                self.queue_frame(frame, Some(msg.payload()));
+                return Ok(());
+            }
+        }
+        self.queue_frame(msg.frame(), None);
+        Ok(())
+    }
+
+    /// Queues a whole encoded server frame: copied into the output buffer when small, else
+    /// queued as it is. `plain` is the message before compression, for the trace.
+    fn queue_frame(&mut self, frame: &Bytes, plain: Option<&[u8]>) {
+        if let Some(t) = self.trace.as_mut() {
+            if let Ok(Some((header, n))) = FrameHeader::parse(frame) {
+                t.record(Direction::Outgoing, &header, &frame[n..], plain, None);
+            }
+        }
+        if frame.len() < ZERO_COPY_MIN {
+            if self.wbuf.capacity() - self.wbuf.len() < frame.len() && self.wpos > 0 {
+                // Make room by dropping what was written rather than by growing.
+                self.wbuf.drain(..self.wpos);
+                self.wpos = 0;
+            }
+            self.wbuf.extend_from_slice(frame);
+            return;
+        }
+        let q = self.queued.get_or_insert_with(Default::default);
+        // What is in the output buffer was queued before: it goes first.
+        if self.wbuf.len() > self.wpos {
+            let earlier = Bytes::from(std::mem::take(&mut self.wbuf)).slice(self.wpos..);
+            self.wpos = 0;
+            q.len += earlier.len();
+            q.chunks.push_back(Chunk::Data(earlier));
+        }
+        q.len += frame.len();
+        q.chunks.push_back(Chunk::Data(frame.clone()));
     }
 
     fn send_with(&mut self, msg: Message, compress: bool) -> Result<(), SendError> {

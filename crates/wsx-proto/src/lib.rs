@@ -39,6 +39,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod prepared;
 pub mod trace;
 pub mod utf8;
 
@@ -48,5 +49,6 @@ pub use config::Config;
 pub use connection::{CloseEvent, Connection, Event, Fragment, MessageKind, Role, State};
 pub use error::{ProtocolError, SendError};
 pub use message::Message;
+pub use prepared::PreparedMessage;
 pub use trace::{FrameTrace, TraceConfig};
 pub use utf8::Utf8Bytes;

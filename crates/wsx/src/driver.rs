@@ -42,7 +42,9 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wsx_proto::handshake::client::Response;
-use wsx_proto::{CloseCode, CloseEvent, CloseFrame, Connection, Event, Message, Role, State};
+use wsx_proto::{
+    CloseCode, CloseEvent, CloseFrame, Connection, Event, Message, PreparedMessage, Role, State,
+};
 
 /// Where the transport is in its shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -416,15 +418,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         cx: &mut Context<'_>,
     ) -> std::result::Result<(), TrySendError> {
         // Checked before the message goes to the core, so it can be handed back.
-        if self.phase != Phase::Open || self.write_failed || self.conn.state() != State::Open {
-            return Err(TrySendError::Closed(msg));
-        }
-        if self.conn.write_buffer_full() {
-            return Err(TrySendError::Full(msg));
+        if let Some(refuse) = self.try_send_refusal() {
+            return Err(refuse(msg));
         }
         self.conn.send(msg).map_err(TrySendError::Invalid)?;
         let _ = self.poll_sent(cx);
         Ok(())
+    }
+
+    /// Queues a prepared message without waiting (see [`crate::WebSocket::try_send_prepared`]).
+    pub(crate) fn try_send_prepared(
+        &mut self,
+        msg: &PreparedMessage,
+        cx: &mut Context<'_>,
+    ) -> std::result::Result<(), TrySendError> {
+        if let Some(refuse) = self.try_send_refusal() {
+            return Err(refuse(msg.to_message()));
+        }
+        self.conn
+            .send_prepared(msg)
+            .map_err(TrySendError::Invalid)?;
+        let _ = self.poll_sent(cx);
+        Ok(())
+    }
+
+    /// Why a message cannot be queued without waiting, if it cannot.
+    fn try_send_refusal(&self) -> Option<fn(Message) -> TrySendError> {
+        if self.phase != Phase::Open || self.write_failed || self.conn.state() != State::Open {
+            Some(TrySendError::Closed)
+        } else if self.conn.write_buffer_full() {
+            Some(TrySendError::Full)
+        } else {
+            None
+        }
     }
 
     /// Drives the connection and returns the next event: messages, fragments (streaming

@@ -53,5 +53,5 @@ pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::trace::{self, FrameTrace, TraceConfig};
 pub use wsx_proto::{
     Bytes, CloseCode, CloseEvent, CloseFrame, Config, Event, Fragment, Message, MessageKind,
-    ProtocolError, Role, SendError, State, Utf8Bytes,
+    PreparedMessage, ProtocolError, Role, SendError, State, Utf8Bytes,
 };

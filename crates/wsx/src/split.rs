@@ -40,7 +40,8 @@ use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wsx_proto::{
-    CloseCode, CloseEvent, CloseFrame, Event, FrameTrace, Message, MessageKind, State,
+    CloseCode, CloseEvent, CloseFrame, Event, FrameTrace, Message, MessageKind, PreparedMessage,
+    State,
 };
 
 /// Which half is polling.
@@ -300,6 +301,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// Queues a message without waiting (see [`WebSocket::try_send`]).
     pub fn try_send(&mut self, msg: Message) -> std::result::Result<(), TrySendError> {
         self.shared.act(Half::Writer, |d, cx| d.try_send(msg, cx))
+    }
+
+    /// Sends a message framed once for many connections (see [`PreparedMessage`]).
+    pub async fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<()> {
+        self.queue_and_flush(|c| c.send_prepared(msg)).await
+    }
+
+    /// Queues a message framed once for many connections without waiting (see
+    /// [`WebSocket::try_send_prepared`]).
+    pub fn try_send_prepared(
+        &mut self,
+        msg: &PreparedMessage,
+    ) -> std::result::Result<(), TrySendError> {
+        self.shared
+            .act(Half::Writer, |d, cx| d.try_send_prepared(msg, cx))
     }
 
     /// Runs `f` with writing held back: the messages it queues with

@@ -12,8 +12,8 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wsx_proto::{
-    CloseCode, CloseEvent, CloseFrame, Connection, Event, FrameTrace, Message, MessageKind, State,
-    TraceConfig,
+    CloseCode, CloseEvent, CloseFrame, Connection, Event, FrameTrace, Message, MessageKind,
+    PreparedMessage, State, TraceConfig,
 };
 
 /// A WebSocket connection over the transport `S` (a `TcpStream`, a TLS stream, or anything
@@ -225,6 +225,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             ws: self,
             msg: Some(msg),
         }
+    }
+
+    /// Sends a message framed once for many connections (see [`PreparedMessage`]; written
+    /// as [`WebSocket::send`] writes).
+    pub async fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<()> {
+        poll_fn(|cx| self.driver.poll_ready(cx)).await?;
+        self.driver.conn.send_prepared(msg)?;
+        self.finish_send().await
+    }
+
+    /// Queues a message framed once for many connections without waiting (see
+    /// [`WebSocket::try_send`] and [`PreparedMessage`]): the way to fan a message out.
+    pub fn try_send_prepared(
+        &mut self,
+        msg: &PreparedMessage,
+    ) -> std::result::Result<(), TrySendError> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.driver.try_send_prepared(msg, &mut cx)
     }
 
     /// Sends a message without compressing it (written as [`WebSocket::send`] writes).

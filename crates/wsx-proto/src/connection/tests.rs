@@ -847,3 +847,154 @@ fn a_partial_frame_gives_back_its_header() {
     };
     assert_eq!(PartialFrame::new(&h, false).header(), h);
 }
+
+mod prepared {
+    use super::*;
+    use crate::deflate::{DeflateConfig, DeflateParams};
+    use crate::prepared::PreparedMessage;
+
+    fn deflate_config() -> Config {
+        Config {
+            deflate: Some(DeflateConfig {
+                threshold: 0,
+                ..DeflateConfig::default()
+            }),
+            ..Config::default()
+        }
+    }
+
+    /// A server connection with `params` and the client that reads it.
+    fn pair_with(params: Option<DeflateParams>) -> (Connection, Connection) {
+        let config = deflate_config();
+        (
+            Connection::new(Role::Client, &config, params),
+            Connection::new(Role::Server, &config, params),
+        )
+    }
+
+    fn no_takeover(bits: u8) -> DeflateParams {
+        DeflateParams {
+            server_no_context_takeover: true,
+            server_max_window_bits: bits,
+            ..DeflateParams::default()
+        }
+    }
+
+    #[test]
+    fn uncompressed_frames_are_the_bytes_send_would_write() {
+        let big: Vec<u8> = (0..3 * ZERO_COPY_MIN).map(|i| (i % 251) as u8).collect();
+        for msg in [
+            Message::text(""),
+            Message::text("héllo"),
+            Message::binary(vec![7u8; 126]),
+            Message::binary(vec![9u8; 70_000]),
+            Message::Binary(Bytes::from(big)),
+        ] {
+            let prepared = PreparedMessage::from_message(&msg).unwrap();
+            assert_eq!(prepared.to_message(), msg);
+            let (_, mut a) = pair();
+            let (_, mut b) = pair();
+            a.send(msg.clone()).unwrap();
+            b.send_prepared(&prepared).unwrap();
+            assert_eq!(
+                drain_vectored(&mut b, 8, usize::MAX),
+                a.take_output().to_vec()
+            );
+        }
+        assert!(PreparedMessage::from_message(&Message::Ping(Bytes::new())).is_none());
+    }
+
+    #[test]
+    fn a_large_frame_is_shared_not_copied() {
+        let prepared = PreparedMessage::binary(vec![1u8; 2 * ZERO_COPY_MIN]);
+        let (mut client, mut server) = pair();
+        server.send(Message::text("first")).unwrap();
+        server.send_prepared(&prepared).unwrap();
+        let mut slots = [std::io::IoSlice::new(&[]); 4];
+        let k = server.output_vectored(&mut slots);
+        // What was queued before, then the shared frame itself.
+        assert_eq!(k, 2);
+        assert_eq!(slots[1].as_ptr(), prepared.frame().as_ptr());
+        client.receive(&drain_vectored(&mut server, 8, 1000));
+        assert_eq!(
+            events(&mut client),
+            vec![
+                Event::Message(Message::text("first")),
+                Event::Message(prepared.to_message())
+            ]
+        );
+    }
+
+    #[test]
+    fn connections_that_compress_alone_share_one_compressed_frame() {
+        let text = "a publication to many subscribers ".repeat(40);
+        let prepared = PreparedMessage::text(text.as_str());
+        let mut frames = Vec::new();
+        for _ in 0..3 {
+            let (mut client, mut server) = pair_with(Some(no_takeover(12)));
+            server.send_prepared(&prepared).unwrap();
+            let mut slots = [std::io::IoSlice::new(&[]); 4];
+            assert_eq!(server.output_vectored(&mut slots), 1);
+            let wire = slots[0].to_vec();
+            assert_eq!(wire[0] & 0x40, 0x40, "RSV1 on a compressed message");
+            assert!(wire.len() < text.len() / 4);
+            frames.push(wire);
+            pump(&mut server, &mut client);
+            assert_eq!(
+                events(&mut client),
+                vec![Event::Message(Message::text(text.as_str()))]
+            );
+        }
+        assert!(frames.windows(2).all(|w| w[0] == w[1]));
+        // Another window size gets its own frame, made from the same message.
+        let (mut client, mut server) = pair_with(Some(no_takeover(9)));
+        server.send_prepared(&prepared).unwrap();
+        pump(&mut server, &mut client);
+        assert_eq!(
+            events(&mut client),
+            vec![Event::Message(Message::text(text.as_str()))]
+        );
+    }
+
+    #[test]
+    fn with_context_takeover_the_connection_compresses_itself() {
+        // Prepared and ordinary messages interleaved: the peer's window must follow ours.
+        let (mut client, mut server) = pair_with(Some(DeflateParams::default()));
+        let texts: Vec<String> = (0..6)
+            .map(|i| format!("message {} ", i % 2).repeat(50))
+            .collect();
+        let prepared: Vec<PreparedMessage> = texts
+            .iter()
+            .map(|t| PreparedMessage::text(t.as_str()))
+            .collect();
+        for (i, p) in prepared.iter().enumerate() {
+            if i % 2 == 0 {
+                server.send_prepared(p).unwrap();
+            } else {
+                server.send(p.to_message()).unwrap();
+            }
+        }
+        pump(&mut server, &mut client);
+        let want: Vec<Event> = texts
+            .iter()
+            .map(|t| Event::Message(Message::text(t.as_str())))
+            .collect();
+        assert_eq!(events(&mut client), want);
+    }
+
+    #[test]
+    fn clients_mask_prepared_messages_and_closed_connections_refuse_them() {
+        let prepared = PreparedMessage::binary(b"from a client".to_vec());
+        let (mut client, mut server) = pair();
+        client.send_prepared(&prepared).unwrap();
+        let out = client.take_output();
+        assert!(FrameHeader::parse(&out).unwrap().unwrap().0.mask.is_some());
+        server.receive(&out);
+        assert_eq!(
+            events(&mut server),
+            vec![Event::Message(prepared.to_message())]
+        );
+        server.close(None).unwrap();
+        assert_eq!(server.send_prepared(&prepared), Err(SendError::Closed));
+    }
+}

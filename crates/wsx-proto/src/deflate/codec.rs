@@ -93,6 +93,11 @@ impl Compressor {
         self.window_bits
     }
 
+    /// The compression level (`0..=9`).
+    pub fn level(&self) -> u8 {
+        self.level
+    }
+
     /// Whether the state is reset after every message.
     pub fn no_context_takeover(&self) -> bool {
         self.no_context_takeover
