@@ -31,12 +31,19 @@ SERVERS = os.environ.get("ECHO_SERVERS", os.path.join(ROOT, "target/release/echo
 WSX = os.environ.get("WSX_BIN", os.path.join(ROOT, "target/release/wsx"))
 IMPLS = ["wsx", "tungstenite", "fastwebsockets", "wsx-serve"]
 OURS = ("wsx", "wsx-serve")
-SCENARIOS = [  # (label, connections, size, binary)
-    ("100 x 20 B text", 100, 20, False),
-    ("10 x 16 KiB binary", 10, 16384, True),
-    ("2 x 1 MiB binary", 2, 1 << 20, True),
-    ("1000 x 20 B text", 1000, 20, False),
+SCENARIOS = [  # (label, connections, size, binary, messages in flight per connection)
+    ("100 x 20 B text", 100, 20, False, 1),
+    ("10 x 16 KiB binary", 10, 16384, True, 1),
+    ("2 x 1 MiB binary", 2, 1 << 20, True, 1),
+    ("1000 x 20 B text", 1000, 20, False, 1),
+    # Pipelined: a burst of 16 per connection, answered with one write by the best servers.
+    ("100 x 20 B, 16 in flight", 100, 20, False, 16),
 ]
+# uWebSockets, built beside the project (never committed): UWS_ECHO=/path/to/uws-echo, a
+# server taking its port as the only argument (see BENCHMARKS.md).
+UWS = os.environ.get("UWS_ECHO")
+if UWS:
+    IMPLS.append("uws")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -52,6 +59,8 @@ def start(impl):
     port = free_port()
     if impl == "wsx-serve":
         cmd = [WSX, "serve", "--listen", f"127.0.0.1:{port}", "--threads", "1", "--no-deflate"]
+    elif impl == "uws":
+        cmd = [UWS, str(port)]
     else:
         cmd = [SERVERS, impl, f"127.0.0.1:{port}"]
     p = subprocess.Popen(["taskset", "-c", "0"] + cmd,
@@ -81,11 +90,12 @@ def rss_kib(pid):
     return 0
 
 
-def run_one(impl, conns, size, binary, duration, warmup=1.0):
+def run_one(impl, conns, size, binary, in_flight, duration, warmup=1.0):
     p, port = start(impl)
     try:
         cmd = ["taskset", "-c", "1", WSX, "bench", f"ws://127.0.0.1:{port}/", "-c", str(conns),
-               "-s", str(size), "-d", str(duration), "--warmup", str(warmup), "--json"]
+               "-s", str(size), "--in-flight", str(in_flight), "-d", str(duration),
+               "--warmup", str(warmup), "--json"]
         if binary:
             cmd.append("--binary")
         # CPU of the measured window only: sample after the warm-up, before the end.
@@ -164,12 +174,12 @@ def main():
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "wsx-bench", "-p", "wsx-cli"],
                        cwd=ROOT, check=True)
     results = {}
-    for label, conns, size, binary in scenarios:
+    for label, conns, size, binary, in_flight in scenarios:
         for rnd in range(a.rounds):
             k = rnd % len(impls)
             order = impls[k:] + impls[:k]
             for impl in order:
-                r = run_one(impl, conns, size, binary, a.duration, a.warmup)
+                r = run_one(impl, conns, size, binary, in_flight, a.duration, a.warmup)
                 results.setdefault((label, impl), []).append(r)
                 if "error" in r:
                     print(f"  {label:20s} {impl:15s} ERROR {r['error']}", file=sys.stderr)

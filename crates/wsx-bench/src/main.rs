@@ -4,6 +4,11 @@
 //!
 //! `echo-servers wsx|tungstenite|fastwebsockets ADDR`
 //!
+//! `echo-servers tungstenite-broadcast ADDR` is the fan-out anchor of
+//! `scripts/bench_fanout.py`: a tokio-tungstenite hub on a `tokio::sync::broadcast` ring that
+//! relays every message to every other client, feeding each client everything queued for it
+//! and then flushing once (the straightforward way to batch with tungstenite).
+//!
 //! Compression is off everywhere (the other two do not implement it). fastwebsockets has
 //! no handshake of its own without hyper, so its upgrade is done by the wsx-proto
 //! handshake code (the handshake is not what is measured).
@@ -31,6 +36,9 @@ fn main() -> anyhow::Result<()> {
     let mut config = wsx::ServerConfig::default();
     config.config.deflate = None;
     let wsx_config = std::sync::Arc::new(config);
+    let (ring, _) =
+        tokio::sync::broadcast::channel::<(u64, tokio_tungstenite::tungstenite::Message)>(4096);
+    let mut next_id = 0u64;
     rt.block_on(async move {
         let listener = TcpListener::bind(&addr).await?;
         eprintln!("{which} echo server on {addr}");
@@ -41,8 +49,12 @@ fn main() -> anyhow::Result<()> {
                 "wsx" => tokio::spawn(wsx_echo(tcp, wsx_config.clone())),
                 "tungstenite" => tokio::spawn(tungstenite_echo(tcp)),
                 "fastwebsockets" => tokio::spawn(fastwebsockets_echo(tcp)),
+                "tungstenite-broadcast" => {
+                    next_id += 1;
+                    tokio::spawn(tungstenite_broadcast(tcp, ring.clone(), next_id))
+                }
                 other => {
-                    anyhow::bail!("unknown server {other:?}: wsx, tungstenite or fastwebsockets")
+                    anyhow::bail!("unknown server {other:?}: wsx, tungstenite, fastwebsockets or tungstenite-broadcast")
                 }
             };
         }
@@ -67,6 +79,51 @@ async fn tungstenite_echo(tcp: TcpStream) {
     while let Some(Ok(msg)) = ws.next().await {
         if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
             break;
+        }
+    }
+}
+
+type Ring = tokio::sync::broadcast::Sender<(u64, tokio_tungstenite::tungstenite::Message)>;
+
+async fn tungstenite_broadcast(tcp: TcpStream, ring: Ring, id: u64) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+        return;
+    };
+    let (mut sink, mut stream) = ws.split();
+    let mut rx = ring.subscribe();
+    loop {
+        tokio::select! {
+            incoming = stream.next() => match incoming {
+                Some(Ok(msg)) if msg.is_text() || msg.is_binary() => {
+                    let _ = ring.send((id, msg));
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+            out = rx.recv() => {
+                let mut next = match out {
+                    Ok(m) => Ok(m),
+                    Err(RecvError::Lagged(_)) => Err(TryRecvError::Lagged(0)),
+                    Err(RecvError::Closed) => break,
+                };
+                // Feed everything queued, then flush once.
+                loop {
+                    match next {
+                        Ok((from, msg)) => {
+                            if from != id && sink.feed(msg).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(_) => return,
+                    }
+                    next = rx.try_recv();
+                }
+                if sink.flush().await.is_err() {
+                    break;
+                }
+            }
         }
     }
 }
