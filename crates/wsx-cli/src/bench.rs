@@ -5,8 +5,13 @@
 //! compression it writes prebuilt masked frames and parses the echoes with the sans-I/O
 //! frame parser, so the generator itself costs little; with `--deflate` it goes through the
 //! `wsx` client (compression needs per-message state).
+//!
+//! `--fanout` runs the broadcast benchmark of [`crate::fanout`] instead; `--server-pid`
+//! adds the server's CPU time and memory ([`crate::server_usage`]) to either report.
 
 use crate::args::{parse_secs, secs};
+use crate::fanout::{self, FanoutOptions};
+use crate::server_usage::{Sampler, ServerUsage};
 use anyhow::{bail, Context as _};
 use futures_util::StreamExt;
 use std::collections::VecDeque;
@@ -33,6 +38,8 @@ pub struct BenchOptions {
     pub duration: Duration,
     pub warmup: Duration,
     pub deflate: bool,
+    /// Measure this process's CPU time and memory (`--server-pid`).
+    pub server_pid: Option<u32>,
 }
 
 /// Counters shared by all connections.
@@ -55,15 +62,23 @@ pub struct BenchReport {
     pub errors: u64,
     pub mismatches: u64,
     pub latencies_us: Vec<u32>,
+    /// With `--server-pid`.
+    pub server: Option<ServerUsage>,
+}
+
+/// The `p` quantile (0 to 1) of sorted latencies in microseconds, in milliseconds (0 when
+/// there are none).
+pub(crate) fn percentile(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted_us.len() as f64 - 1.0) * p).round() as usize;
+    sorted_us[i] as f64 / 1000.0
 }
 
 impl BenchReport {
     fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[i] as f64 / 1000.0
+        percentile(&self.latencies_us, p)
     }
 
     /// Messages per second.
@@ -73,7 +88,7 @@ impl BenchReport {
 
     /// The report as JSON.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "connections": self.connections,
             "message_size": self.size,
             "seconds": self.seconds,
@@ -88,12 +103,17 @@ impl BenchReport {
             },
             "errors": self.errors,
             "mismatched_echoes": self.mismatches,
-        })
+        });
+        if let Some(s) = &self.server {
+            v["server_cpu_s_per_million"] = s.cpu_s_per_million(self.messages).into();
+            v["server_rss_kib"] = s.rss_kib.into();
+        }
+        v
     }
 
     /// The report as lines of text.
     pub fn to_text(&self) -> String {
-        format!(
+        let mut t = format!(
             "{} connections x {} B, {:.1} s: {} messages, {:.0} msg/s, {:.2} MiB/s\n\
              latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}\n\
              errors: {}, mismatched echoes: {}",
@@ -109,11 +129,17 @@ impl BenchReport {
             self.percentile(1.0),
             self.errors,
             self.mismatches
-        )
+        );
+        if let Some(s) = &self.server {
+            t += "\n";
+            t += &s.line(self.messages, "messages");
+        }
+        t
     }
 }
 
-fn payload(size: usize, binary: bool) -> Vec<u8> {
+/// The message body: text-safe ASCII words, or a fixed byte pattern when binary.
+pub(crate) fn payload(size: usize, binary: bool) -> Vec<u8> {
     if binary {
         (0..size).map(|i| (i * 31 % 251) as u8).collect()
     } else {
@@ -128,6 +154,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         bail!("--connections and --in-flight must be at least 1");
     }
     let shared = Arc::new(Shared::default());
+    let mut sampler = opts.server_pid.map(Sampler::new);
     let body = Arc::new(payload(opts.size, opts.binary));
     let mut tasks = Vec::with_capacity(opts.connections);
     // Open the connections first (in batches, so a large count does not flood the accept
@@ -173,9 +200,13 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     tokio::time::sleep(opts.warmup).await;
     shared.messages.store(0, Ordering::Relaxed);
     shared.measuring.store(true, Ordering::Relaxed);
+    if let Some(s) = &mut sampler {
+        s.start();
+    }
     let start = Instant::now();
     tokio::time::sleep(opts.duration).await;
     let seconds = start.elapsed().as_secs_f64();
+    let server = sampler.map(|s| s.finish());
     let messages = shared.messages.load(Ordering::Relaxed);
     shared.measuring.store(false, Ordering::Relaxed);
     shared.stop.store(true, Ordering::Relaxed);
@@ -210,10 +241,12 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         errors: shared.errors.load(Ordering::Relaxed),
         mismatches: shared.mismatches.load(Ordering::Relaxed),
         latencies_us: latencies,
+        server,
     })
 }
 
-fn progress_bar(total: Duration) -> Option<indicatif::ProgressBar> {
+/// A progress bar over `total` on stderr, when stderr is a terminal.
+pub(crate) fn progress_bar(total: Duration) -> Option<indicatif::ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
@@ -250,11 +283,21 @@ async fn open(opts: BenchOptions) -> anyhow::Result<Conn> {
             .with_context(|| format!("cannot connect to {}", opts.url))?;
         return Ok(Conn::Ws(Box::new(ws)));
     }
+    let (tcp, leftover) = open_raw(&opts.url, &target).await?;
+    Ok(Conn::Raw(tcp, leftover))
+}
+
+/// A plain-TCP connection to `url` (whose parsed form is `target`) with the handshake done
+/// by hand (no extensions): the stream, and whatever arrived after the response.
+pub(crate) async fn open_raw(
+    url: &str,
+    target: &wsx_proto::handshake::client::Target,
+) -> anyhow::Result<(TcpStream, Vec<u8>)> {
     let mut tcp = TcpStream::connect((target.host.as_str(), target.port))
         .await
         .with_context(|| format!("cannot connect to {}:{}", target.host, target.port))?;
     tcp.set_nodelay(true)?;
-    let (hs, request) = ClientHandshake::builder(&opts.url)?.build()?;
+    let (hs, request) = ClientHandshake::builder(url)?.build()?;
     tcp.write_all(&request).await?;
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
@@ -262,7 +305,7 @@ async fn open(opts: BenchOptions) -> anyhow::Result<Conn> {
         if let Some((resp, n)) = hs.parse_response(&buf)? {
             hs.finish(resp)?;
             buf.drain(..n);
-            return Ok(Conn::Raw(tcp, buf));
+            return Ok((tcp, buf));
         }
         let n = tcp.read(&mut chunk).await?;
         if n == 0 {
@@ -273,7 +316,7 @@ async fn open(opts: BenchOptions) -> anyhow::Result<Conn> {
 }
 
 /// The least free space a read of echoes gets (more when one echo is larger).
-const READ_ROOM: usize = 64 * 1024;
+pub(crate) const READ_ROOM: usize = 64 * 1024;
 
 /// One connection's closed loop; returns its latencies in microseconds.
 async fn drive(
@@ -442,27 +485,35 @@ async fn drive_ws(
     Ok(latencies)
 }
 
-fn rand_key() -> [u8; 4] {
+/// A random masking key.
+pub(crate) fn rand_key() -> [u8; 4] {
     let k = wsx_proto::handshake::generate_key();
     let b = k.as_bytes();
     [b[0], b[1], b[2], b[3]]
 }
 
-/// Closed-loop echo load.
+/// Closed-loop echo load, or fan-out load with `--fanout`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// ws:// or wss:// URL of an echo server.
+    /// ws:// or wss:// URL of an echo server (with --fanout: ws:// URL of a broadcast
+    /// server).
     pub url: String,
-    /// Concurrent connections.
+    /// Fan-out: one publisher and --connections subscribers; the server must deliver each
+    /// message to every connection but its sender (`wsx serve --broadcast`). Every
+    /// subscriber checks every message (order and bytes). ws:// only; no --deflate.
+    #[arg(long)]
+    pub fanout: bool,
+    /// Concurrent connections (with --fanout: subscribers, besides the publisher).
     #[arg(short = 'c', long, default_value_t = 100)]
     pub connections: usize,
-    /// Message size in bytes.
+    /// Message size in bytes (with --fanout: at least 8).
     #[arg(short = 's', long, default_value_t = 20)]
     pub size: usize,
     /// Send binary messages (default: text).
     #[arg(long)]
     pub binary: bool,
-    /// Messages in flight per connection.
+    /// Messages in flight per connection (with --fanout: publications in flight, each
+    /// complete once every subscriber has it).
     #[arg(long, default_value_t = 1)]
     pub in_flight: usize,
     /// Measured seconds.
@@ -480,19 +531,43 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The server's process id: report its CPU seconds per million messages (deliveries
+    /// with --fanout) over the measured window, and its resident memory at the end
+    /// (Linux, from /proc).
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
 }
 
 /// Runs `wsx bench` and prints its report; fails when any echo was wrong or lost.
 pub async fn run_cmd(b: BenchArgs) -> anyhow::Result<ExitCode> {
+    let duration = secs(b.duration).unwrap_or(Duration::from_secs(1));
+    let warmup = secs(b.warmup).unwrap_or_default();
+    if b.fanout {
+        if b.deflate {
+            bail!("--fanout does not support --deflate: it sends prebuilt uncompressed frames");
+        }
+        let opts = FanoutOptions {
+            url: b.url,
+            subscribers: b.connections,
+            size: b.size,
+            binary: b.binary,
+            in_flight: b.in_flight,
+            duration,
+            warmup,
+            server_pid: b.server_pid,
+        };
+        return fanout::run_cmd(opts, b.json).await;
+    }
     let report = run(BenchOptions {
         url: b.url,
         connections: b.connections,
         size: b.size,
         binary: b.binary,
         in_flight: b.in_flight,
-        duration: secs(b.duration).unwrap_or(Duration::from_secs(1)),
-        warmup: secs(b.warmup).unwrap_or_default(),
+        duration,
+        warmup,
         deflate: b.deflate,
+        server_pid: b.server_pid,
     })
     .await?;
     if b.json {

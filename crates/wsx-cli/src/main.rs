@@ -6,9 +6,11 @@ mod broadcast;
 mod connect;
 mod console;
 mod exec;
+mod fanout;
 mod interactive;
 mod pipe;
 mod serve;
+mod server_usage;
 mod static_files;
 mod trace;
 
@@ -52,9 +54,11 @@ enum Command {
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(Box<serve::ServeArgs>),
     /// Load-test an echo server: N connections, each keeping messages in flight and
-    /// checking every echo; reports msg/s, MiB/s and latency percentiles.
+    /// checking every echo; reports msg/s, MiB/s and latency percentiles. With --fanout,
+    /// a broadcast server: one publisher, N subscribers checking every message; reports
+    /// deliveries/s and publish-to-last-delivery latency.
     #[command(
-        after_help = "Examples:\n  wsx bench ws://127.0.0.1:9001/\n  wsx bench ws://127.0.0.1:9001/ -c 10 -s 16384 --binary -d 5 --json"
+        after_help = "Examples:\n  wsx bench ws://127.0.0.1:9001/\n  wsx bench ws://127.0.0.1:9001/ -c 10 -s 16384 --binary -d 5 --json\n  wsx bench --fanout ws://127.0.0.1:9001/ -c 1000 -s 100 --in-flight 4 --server-pid 1234"
     )]
     Bench(bench::BenchArgs),
     /// Connect to a server: an interactive prompt on a terminal, or stdin piped as messages
