@@ -1,12 +1,15 @@
 //! `wsx serve --broadcast`: every text and binary message a client sends goes to every
 //! other connected client.
 //!
-//! One shared ring ([`tokio::sync::broadcast`]) carries each message once, whatever the
-//! number of clients, framed once ([`PreparedMessage`]): a send takes one lock, and every
-//! connection task queues the same frame (copied when small, shared when large; with
-//! permessage-deflate and `server_no_context_takeover`, compressed once per window size).
-//! A task woken by the ring queues everything waiting for its client inside
-//! [`WebSocket::cork`], so a burst costs its client one write, not one per message.
+//! One shared ring carries each message once, whatever the number of clients, framed once
+//! ([`PreparedMessage`]). Publishing takes the ring's lock to append and wakes the clients'
+//! tasks (a [`tokio::sync::watch`] signal). A woken task takes the lock for reading and
+//! queues, inside [`WebSocket::cork`], everything it has not relayed yet straight from the
+//! ring (no copy of the message handle per client: the frame bytes are copied into the
+//! client's output buffer when small, shared when large; with permessage-deflate and
+//! `server_no_context_takeover`, compressed once per window size), then lets go of the lock
+//! and writes it all at once: a burst costs its client one write, not one per message.
+//!
 //! Nothing waits on a slow client. A client is closed with [`TOO_SLOW`] (1008) when its
 //! outgoing queue overflows, which is either
 //!
@@ -18,9 +21,11 @@
 //! per client.
 
 use futures_util::StreamExt;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use std::sync::{PoisonError, RwLock};
+use tokio::sync::watch;
 use wsx::{CloseCode, CloseFrame, MaybeTlsStream, PreparedMessage, TrySendError, WebSocket};
 
 /// The close code for a client that does not keep up: 1008 (policy violation).
@@ -31,31 +36,75 @@ pub const DEFAULT_BACKLOG: u32 = 4096;
 
 /// The shared state of a broadcast server.
 pub struct Hub {
-    tx: broadcast::Sender<(u64, PreparedMessage)>,
+    ring: RwLock<Ring>,
+    /// Signals that the ring has grown.
+    published: watch::Sender<()>,
     next_id: AtomicU64,
+}
+
+/// The last messages published, with their senders' ids.
+struct Ring {
+    entries: VecDeque<(u64, PreparedMessage)>,
+    /// The sequence number of `entries[0]`.
+    first: u64,
+    capacity: usize,
+}
+
+impl Ring {
+    /// The sequence number the next message will get.
+    fn end(&self) -> u64 {
+        self.first + self.entries.len() as u64
+    }
 }
 
 impl Hub {
     /// A hub whose ring holds `backlog` messages (at least 1).
     pub fn new(backlog: usize) -> Self {
-        let (tx, _) = broadcast::channel(backlog.max(1));
+        let capacity = backlog.max(1);
         Hub {
-            tx,
+            ring: RwLock::new(Ring {
+                entries: VecDeque::with_capacity(capacity.min(1024)),
+                first: 0,
+                capacity,
+            }),
+            published: watch::Sender::new(()),
             next_id: AtomicU64::new(0),
         }
+    }
+
+    /// Appends a message from client `from` and wakes the others.
+    fn publish(&self, from: u64, msg: PreparedMessage) {
+        let dropped = {
+            let mut ring = self.ring.write().unwrap_or_else(PoisonError::into_inner);
+            let dropped = if ring.entries.len() == ring.capacity {
+                ring.first += 1;
+                ring.entries.pop_front()
+            } else {
+                None
+            };
+            ring.entries.push_back((from, msg));
+            dropped
+        };
+        // Freed outside the lock.
+        drop(dropped);
+        self.published.send_replace(());
     }
 
     /// Runs one client: relays what it sends to the others, and what they send to it.
     pub async fn serve(&self, mut ws: WebSocket<MaybeTlsStream>, peer: SocketAddr) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut rx = self.tx.subscribe();
+        let mut woken = self.published.subscribe();
+        let mut next = self
+            .ring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .end();
         let too_slow = loop {
             tokio::select! {
                 incoming = ws.next() => match incoming {
                     Some(Ok(msg)) => {
                         if let Some(prepared) = PreparedMessage::from_message(&msg) {
-                            // Err only when nobody listens, which cannot be (we do).
-                            let _ = self.tx.send((id, prepared));
+                            self.publish(id, prepared);
                         }
                     }
                     Some(Err(e)) => {
@@ -64,15 +113,14 @@ impl Hub {
                     }
                     None => break None,
                 },
-                out = rx.recv() => match relay(&mut ws, &mut rx, id, out, peer) {
-                    Relay::Done => {}
-                    Relay::TooSlow(reason) => break Some(reason),
-                    Relay::End => break None,
-                },
+                // Never fails: the hub (with the sender) outlives every client.
+                _ = woken.changed() => {
+                    if let Err(reason) = self.relay(&mut ws, id, &mut next, peer) {
+                        break Some(reason);
+                    }
+                }
             }
         };
-        // Stop holding the ring back before the (possibly slow) close handshake.
-        drop(rx);
         if let Some(reason) = too_slow {
             tracing::info!(%peer, code = TOO_SLOW.0, "closing a slow client: {reason}");
             let _ = ws.close(Some(CloseFrame::new(TOO_SLOW, reason))).await;
@@ -81,52 +129,39 @@ impl Hub {
             tracing::info!(%peer, code = ev.code.0, reason = %ev.reason, clean = ev.was_clean, "closed");
         }
     }
-}
 
-/// What became of a relay to one client.
-enum Relay {
-    /// Everything waiting was queued.
-    Done,
-    /// The client does not keep up: close it.
-    TooSlow(String),
-    /// The ring is gone.
-    End,
-}
-
-/// Queues `first` and everything else already waiting in the ring for this client (`id`;
-/// its own messages skipped), to go out in one write.
-fn relay(
-    ws: &mut WebSocket<MaybeTlsStream>,
-    rx: &mut broadcast::Receiver<(u64, PreparedMessage)>,
-    id: u64,
-    first: Result<(u64, PreparedMessage), RecvError>,
-    peer: SocketAddr,
-) -> Relay {
-    let mut next = first.map_err(|e| match e {
-        RecvError::Lagged(n) => TryRecvError::Lagged(n),
-        RecvError::Closed => TryRecvError::Closed,
-    });
-    ws.cork(|ws| loop {
-        match next {
-            Ok((from, _)) if from == id => {}
-            Ok((_, msg)) => match ws.try_send_prepared(&msg) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    return Relay::TooSlow(format!(
-                        "too slow: {} bytes unsent",
-                        ws.buffered_amount()
-                    ));
-                }
-                // Closing: ws.next() ends the loop once the close is done.
-                Err(TrySendError::Closed(_)) => return Relay::Done,
-                Err(e) => tracing::warn!(%peer, "cannot relay a message: {e}"),
-            },
-            Err(TryRecvError::Lagged(n)) => {
-                return Relay::TooSlow(format!("too slow: {n} messages behind"));
+    /// Queues for client `id` every message from `next` on (its own skipped) and writes
+    /// them at once; `Err` with the reason when the client does not keep up.
+    fn relay(
+        &self,
+        ws: &mut WebSocket<MaybeTlsStream>,
+        id: u64,
+        next: &mut u64,
+        peer: SocketAddr,
+    ) -> Result<(), String> {
+        ws.cork(|ws| {
+            // Released before `cork` returns and writes.
+            let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
+            if *next < ring.first {
+                return Err(format!("too slow: {} messages behind", ring.first - *next));
             }
-            Err(TryRecvError::Empty) => return Relay::Done,
-            Err(TryRecvError::Closed) => return Relay::End,
-        }
-        next = rx.try_recv();
-    })
+            let start = usize::try_from(*next - ring.first).unwrap_or(usize::MAX);
+            *next = ring.end();
+            for (from, msg) in ring.entries.range(start.min(ring.entries.len())..) {
+                if *from == id {
+                    continue;
+                }
+                match ws.try_send_prepared(msg) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        return Err(format!("too slow: {} bytes unsent", ws.buffered_amount()));
+                    }
+                    // Closing: ws.next() ends the loop once the close is done.
+                    Err(TrySendError::Closed(_)) => return Ok(()),
+                    Err(e) => tracing::warn!(%peer, "cannot relay a message: {e}"),
+                }
+            }
+            Ok(())
+        })
+    }
 }
