@@ -74,13 +74,28 @@ pub struct Handshake {
 
 /// What most connections never need, allocated on first use so that an idle connection
 /// does not carry it.
-#[derive(Default)]
-pub(crate) struct Extras {
+pub(crate) struct Extras<S> {
     pub(crate) protocol: Option<String>,
     pub(crate) pending_error: Option<Error>,
     pub(crate) close_event: Option<CloseEvent>,
     pub(crate) handshake: Option<Handshake>,
     pub(crate) request_target: Option<String>,
+    /// Set once output has been held for a batch: `Drop` writes what is still held
+    /// ([`Driver::write_on_drop`]; `Drop` itself cannot require `S: AsyncWrite`).
+    write_on_drop: Option<fn(&mut Driver<S>)>,
+}
+
+impl<S> Default for Extras<S> {
+    fn default() -> Self {
+        Extras {
+            protocol: None,
+            pending_error: None,
+            close_event: None,
+            handshake: None,
+            request_target: None,
+            write_on_drop: None,
+        }
+    }
 }
 
 /// One connection: the transport, the core, and the glue between them.
@@ -91,25 +106,64 @@ pub(crate) struct Driver<S> {
     timer: SharedTimer,
     /// The server's shutdown request, on connections a [`crate::Server`] serves.
     shutdown: Option<Arc<ShutdownSignal>>,
-    pub(crate) extras: Option<Box<Extras>>,
+    pub(crate) extras: Option<Box<Extras<S>>>,
     /// Current read size in KiB (see [`READ_CHUNK`]).
     read_chunk_kib: u16,
     pub(crate) phase: Phase,
-    eof: bool,
-    /// Writing failed or timed out: nothing more goes out.
-    write_failed: bool,
-    /// The core's next deadline may have moved earlier than the one armed, though the
-    /// connection is OPEN with nothing to write (see [`Driver::poll_timers`]).
-    deadline_moved: bool,
-    /// Inside a `cork` call: output is held until it returns.
-    corked: bool,
-    /// Replies to input that arrived together may be held (the whole socket, not split).
-    batch_replies: bool,
+    flags: Flags,
     /// When output started being held for a batch, in [`shared_timer::micros`] (truncated;
     /// 0: nothing held).
     held_since: u32,
+}
+
+impl<S> Drop for Driver<S> {
+    fn drop(&mut self) {
+        if let Some(write) = self.extras.as_ref().and_then(|e| e.write_on_drop) {
+            write(self);
+        }
+    }
+}
+
+/// The driver's yes/no state, in one byte (every idle connection carries it).
+#[derive(Clone, Copy, Default)]
+struct Flags(u8);
+
+impl Flags {
+    /// The transport's read side has ended.
+    const EOF: u8 = 1;
+    /// Writing failed or timed out: nothing more goes out.
+    const WRITE_FAILED: u8 = 1 << 1;
+    /// The core's next deadline may have moved earlier than the one armed, though the
+    /// connection is OPEN with nothing to write (see [`Driver::poll_timers`]).
+    const DEADLINE_MOVED: u8 = 1 << 2;
+    /// Inside a `cork` call: output is held until it returns.
+    const CORKED: u8 = 1 << 3;
     /// An event of a held batch was just handed over: the next send is its reply.
-    replying: bool,
+    const REPLYING: u8 = 1 << 4;
+    /// Split halves: replies to input that arrived together are not held.
+    const NO_BATCHES: u8 = 1 << 5;
+
+    #[inline]
+    fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    #[inline]
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.0 |= flag;
+        } else {
+            self.0 &= !flag;
+        }
+    }
+
+    /// Clears `flag`, returning whether it was set.
+    #[inline]
+    fn take(&mut self, flag: u8) -> bool {
+        let was = self.has(flag);
+        self.0 &= !flag;
+        was
+    }
 }
 
 /// The longest that replies to input which arrived together are held back before they are
@@ -130,105 +184,22 @@ impl<S> std::fmt::Debug for Driver<S> {
 }
 
 impl<S> Driver<S> {
-    pub(crate) fn new(
-        io: S,
-        mut conn: Connection,
-        protocol: Option<String>,
-        leftover: &[u8],
-    ) -> Self {
-        let now = Instant::now();
-        // The clocks start now.
-        conn.handle_timeout(now);
-        if !leftover.is_empty() {
-            conn.receive(leftover);
-            let _ = conn.mark_received(now);
-        }
-        Driver {
-            io,
-            conn,
-            timer: SharedTimer::new(),
-            shutdown: None,
-            extras: protocol.map(|p| {
-                Box::new(Extras {
-                    protocol: Some(p),
-                    ..Default::default()
-                })
-            }),
-            read_chunk_kib: (READ_CHUNK / 1024) as u16,
-            phase: Phase::Open,
-            eof: false,
-            write_failed: false,
-            deadline_moved: false,
-            corked: false,
-            batch_replies: true,
-            held_since: 0,
-            replying: false,
-        }
-    }
-
     /// Stops holding replies back for batches of input (see the module doc): for the
     /// halves of a split socket.
     pub(crate) fn set_batch_replies(&mut self, on: bool) {
-        self.batch_replies = on;
+        self.flags.set(Flags::NO_BATCHES, !on);
     }
 
     /// Starts or ends a `cork` call.
     pub(crate) fn set_corked(&mut self, on: bool) {
-        self.corked = on;
-    }
-
-    /// Whether output queued now waits for more instead of being written (see "Write
-    /// batching" in the module doc). `handover`: asked as an event is handed over, else
-    /// after a message was queued.
-    ///
-    /// A burst is held while its input is being handed over: from the first reply queued
-    /// while more input is buffered, through the handover of its last event, to the reply
-    /// to that one (then the input is drained and everything is written). The clock bounds
-    /// it, read at most once per message: on each handover, and on a send that is not the
-    /// reply to the event just handed over (a handler that went on sending without reading).
-    #[inline]
-    pub(crate) fn hold_output(&mut self, handover: bool) -> bool {
-        if self.corked {
-            return true;
-        }
-        if !self.batch_replies || self.conn.buffered_amount() >= CORK_MAX_BYTES {
-            return false;
-        }
-        if handover {
-            if self.held_since == 0 && !self.conn.has_buffered_input() {
-                // A single message, not part of a burst.
-                return false;
-            }
-            self.replying = true;
-        } else {
-            if !self.conn.has_buffered_input() {
-                // The burst has been handed over.
-                return false;
-            }
-            if std::mem::take(&mut self.replying) && self.held_since != 0 {
-                // The reply to the event just handed over, whose handover read the clock.
-                return true;
-            }
-        }
-        // Truncated: only differences of less than CORK_WINDOW_US matter.
-        let now = (shared_timer::micros(Instant::now()) as u32).max(1);
-        if self.held_since == 0 {
-            self.held_since = now;
-            return true;
-        }
-        if now.wrapping_sub(self.held_since) < CORK_WINDOW_US {
-            return true;
-        }
-        self.held_since = 0;
-        self.replying = false;
-        false
+        self.flags.set(Flags::CORKED, on);
     }
 
     pub(crate) fn set_shutdown(&mut self, signal: Arc<ShutdownSignal>) {
         self.shutdown = Some(signal);
     }
 
-    pub(crate) fn extras_mut(&mut self) -> &mut Extras {
+    pub(crate) fn extras_mut(&mut self) -> &mut Extras<S> {
         self.extras.get_or_insert_with(Default::default)
     }
 
@@ -259,7 +230,11 @@ impl<S> Driver<S> {
     /// A summary of where the connection is, which changes when the state or the phase
     /// does: split halves wake each other when it changes.
     pub(crate) fn milestone(&self) -> (State, Phase, bool) {
-        (self.conn.state(), self.phase, self.write_failed)
+        (
+            self.conn.state(),
+            self.phase,
+            self.flags.has(Flags::WRITE_FAILED),
+        )
     }
 
     /// The error a send or flush gets once nothing more can go out.
@@ -273,6 +248,104 @@ impl<S> Driver<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    pub(crate) fn new(
+        io: S,
+        mut conn: Connection,
+        protocol: Option<String>,
+        leftover: &[u8],
+    ) -> Self {
+        let now = Instant::now();
+        // The clocks start now.
+        conn.handle_timeout(now);
+        if !leftover.is_empty() {
+            conn.receive(leftover);
+            let _ = conn.mark_received(now);
+        }
+        Driver {
+            io,
+            conn,
+            timer: SharedTimer::new(),
+            shutdown: None,
+            extras: protocol.map(|p| {
+                Box::new(Extras {
+                    protocol: Some(p),
+                    ..Default::default()
+                })
+            }),
+            read_chunk_kib: (READ_CHUNK / 1024) as u16,
+            phase: Phase::Open,
+            flags: Flags::default(),
+            held_since: 0,
+        }
+    }
+
+    /// Whether output queued now waits for more instead of being written (see "Write
+    /// batching" in the module doc). `handover`: asked as an event is handed over, else
+    /// after a message was queued.
+    ///
+    /// A burst is held while its input is being handed over: from the first reply queued
+    /// while more input is buffered, through the handover of its last event, to the reply
+    /// to that one (then the input is drained and everything is written). The clock bounds
+    /// it, read at most once per message: on each handover, and on a send that is not the
+    /// reply to the event just handed over (a handler that went on sending without reading).
+    #[inline]
+    pub(crate) fn hold_output(&mut self, handover: bool) -> bool {
+        if self.flags.has(Flags::CORKED) {
+            return true;
+        }
+        if self.flags.has(Flags::NO_BATCHES) || self.conn.buffered_amount() >= CORK_MAX_BYTES {
+            return false;
+        }
+        if handover {
+            if self.held_since == 0 && !self.conn.has_buffered_input() {
+                // A single message, not part of a burst.
+                return false;
+            }
+            self.flags.set(Flags::REPLYING, true);
+        } else {
+            if !self.conn.has_buffered_input() {
+                // The burst has been handed over.
+                return false;
+            }
+            if self.flags.take(Flags::REPLYING) && self.held_since != 0 {
+                // The reply to the event just handed over, whose handover read the clock.
+                return true;
+            }
+        }
+        // Truncated: only differences of less than CORK_WINDOW_US matter.
+        let now = (shared_timer::micros(Instant::now()) as u32).max(1);
+        if self.held_since == 0 {
+            self.held_since = now;
+            if self
+                .extras
+                .as_ref()
+                .is_none_or(|e| e.write_on_drop.is_none())
+            {
+                self.extras_mut().write_on_drop = Some(Self::write_on_drop);
+            }
+            return true;
+        }
+        if now.wrapping_sub(self.held_since) < CORK_WINDOW_US {
+            return true;
+        }
+        self.held_since = 0;
+        self.flags.set(Flags::REPLYING, false);
+        false
+    }
+
+    /// Writes what is queued as far as the transport takes it without waiting: replies
+    /// held for a burst would be lost otherwise when the connection is dropped right after
+    /// they were sent.
+    fn write_on_drop(&mut self) {
+        if self.phase == Phase::Open
+            && !self.flags.has(Flags::WRITE_FAILED)
+            && self.conn.buffered_amount() > 0
+        {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let _ = self.poll_write_out(&mut cx);
+        }
+    }
+
     /// Runs the core's timers that are due and arms the shared timer for the next
     /// deadline, for the task of `cx`. True when it ran any (their results are events and
     /// output to look at).
@@ -287,14 +360,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// be due before the pong deadline): `deadline_moved` says so. Then, while the armed timer has
     /// not fired, there is nothing to compute: this is the path every message takes.
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.deadline_moved
+        if !self.flags.has(Flags::DEADLINE_MOVED)
             && self.conn.state() == State::Open
             && self.conn.buffered_amount() == 0
             && !self.timer.expired(cx.waker())
         {
             return false;
         }
-        self.deadline_moved = false;
+        self.flags.set(Flags::DEADLINE_MOVED, false);
         let mut ran = false;
         // Each round starts a timer or handles one that ran out; a few at most.
         for _ in 0..8 {
@@ -330,7 +403,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     /// Writes queued output; `Ready(Ok)` once all of it is written.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.write_failed {
+        if self.flags.has(Flags::WRITE_FAILED) {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
         while !self.conn.output().is_empty() {
@@ -341,7 +414,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             self.conn.advance_output(n);
         }
         self.held_since = 0;
-        self.replying = false;
+        self.flags.set(Flags::REPLYING, false);
         Poll::Ready(Ok(()))
     }
 
@@ -361,7 +434,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             self.phase,
             Phase::ShuttingDown | Phase::Done | Phase::Finished
         );
-        if self.write_failed || (shut && !self.conn.output().is_empty()) {
+        if self.flags.has(Flags::WRITE_FAILED) || (shut && !self.conn.output().is_empty()) {
             // What is still queued will not go out.
             return Poll::Ready(Err(self.closed_error()));
         }
@@ -374,7 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             Poll::Pending => {
                 self.poll_timers(cx);
                 if self.conn.write_timed_out() {
-                    self.write_failed = true;
+                    self.flags.set(Flags::WRITE_FAILED, true);
                     return Poll::Ready(Err(Error::Timeout(Timeout::Write)));
                 }
                 return Poll::Pending;
@@ -386,7 +459,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     /// Ready to take a message: open, and no more than the high-water mark queued.
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.phase != Phase::Open || self.write_failed {
+        if self.phase != Phase::Open || self.flags.has(Flags::WRITE_FAILED) {
             return Poll::Ready(Err(self.closed_error()));
         }
         while self.conn.write_buffer_full() {
@@ -398,15 +471,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// A write failed: nothing more goes out, and the connection ends (1006).
     fn write_failed(&mut self, e: &io::Error) {
         tracing::debug!("write failed: {e}");
-        self.write_failed = true;
+        self.flags.set(Flags::WRITE_FAILED, true);
         self.conn.receive_eof();
-        self.eof = true;
+        self.flags.set(Flags::EOF, true);
     }
 
     /// Writes whatever is queued, without waiting.
     #[inline]
     fn flush_queued(&mut self, cx: &mut Context<'_>) {
-        if !self.conn.output().is_empty() && !self.write_failed {
+        if !self.conn.output().is_empty() && !self.flags.has(Flags::WRITE_FAILED) {
             let _ = self.poll_flush(cx);
         }
     }
@@ -444,7 +517,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     /// Why a message cannot be queued without waiting, if it cannot.
     fn try_send_refusal(&self) -> Option<fn(Message) -> TrySendError> {
-        if self.phase != Phase::Open || self.write_failed || self.conn.state() != State::Open {
+        if self.phase != Phase::Open
+            || self.flags.has(Flags::WRITE_FAILED)
+            || self.conn.state() != State::Open
+        {
             Some(TrySendError::Closed)
         } else if self.conn.write_buffer_full() {
             Some(TrySendError::Full)
@@ -461,19 +537,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Phase::Open => {}
                 Phase::Flushing => {
                     // The peer may be gone; a write error just ends the flush.
-                    if !self.write_failed
+                    if !self.flags.has(Flags::WRITE_FAILED)
                         && self.poll_flush(cx).is_pending()
                         && !self.linger_over(cx)
                     {
                         return Poll::Pending;
                     }
                     let clean = self.conn.close_event().is_some_and(|e| e.was_clean);
-                    self.phase = if self.conn.role() == Role::Client && clean && !self.eof {
-                        // RFC 6455 §7.1.1: the server closes TCP first.
-                        Phase::AwaitingEof
-                    } else {
-                        Phase::ShuttingDown
-                    };
+                    self.phase =
+                        if self.conn.role() == Role::Client && clean && !self.flags.has(Flags::EOF)
+                        {
+                            // RFC 6455 §7.1.1: the server closes TCP first.
+                            Phase::AwaitingEof
+                        } else {
+                            Phase::ShuttingDown
+                        };
                     continue;
                 }
                 Phase::AwaitingEof => {
@@ -485,7 +563,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                             Poll::Pending => return Poll::Pending,
                         }
                     }
-                    self.eof = true;
+                    self.flags.set(Flags::EOF, true);
                     self.phase = Phase::ShuttingDown;
                     continue;
                 }
@@ -532,7 +610,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 match ev {
                     Event::Closed(ce) => {
                         if self.conn.write_timed_out() {
-                            self.write_failed = true;
+                            self.flags.set(Flags::WRITE_FAILED, true);
                             self.extras_mut().pending_error = Some(Error::Timeout(Timeout::Write));
                         }
                         self.extras_mut().close_event = Some(ce);
@@ -542,7 +620,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     Event::Message(Message::Pong(p)) => {
                         // It may have answered the keepalive ping: the next ping can be due
                         // before the pong deadline that is armed.
-                        self.deadline_moved = true;
+                        self.flags.set(Flags::DEADLINE_MOVED, true);
                         return Poll::Ready(Some(Ok(Event::Message(Message::Pong(p)))));
                     }
                     other => return Poll::Ready(Some(Ok(other))),
@@ -566,16 +644,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             self.read_chunk_kib = (chunk / 1024) as u16;
             match polled {
                 Poll::Ready(Ok(0)) => {
-                    self.eof = true;
+                    self.flags.set(Flags::EOF, true);
                     self.conn.receive_eof();
                 }
                 Poll::Ready(Ok(_)) => {
                     if self.conn.mark_received(Instant::now()) {
-                        self.deadline_moved = true;
+                        self.flags.set(Flags::DEADLINE_MOVED, true);
                     }
                 }
                 Poll::Ready(Err(e)) => {
-                    self.eof = true;
+                    self.flags.set(Flags::EOF, true);
                     self.conn.receive_eof();
                     self.extras_mut().pending_error = Some(Error::Io(e));
                 }

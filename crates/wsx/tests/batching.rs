@@ -216,3 +216,16 @@ async fn a_split_writer_never_waits_for_the_reader() {
     assert_eq!(writes.load(Ordering::Relaxed), 1);
     assert_eq!(arrives(&mut client).await.as_deref(), Some("m0"));
 }
+
+#[tokio::test]
+async fn held_replies_are_written_when_the_socket_is_dropped() {
+    let (mut server, writes, mut client) = pipe();
+    burst(&mut client, 2);
+    let m0 = server.next().await.unwrap().unwrap();
+    server.send(m0).await.unwrap();
+    assert_eq!(writes.load(Ordering::Relaxed), 0);
+    // A handler that answers and returns without reading on or closing.
+    drop(server);
+    assert_eq!(writes.load(Ordering::Relaxed), 1);
+    assert_eq!(arrives(&mut client).await.as_deref(), Some("m0"));
+}

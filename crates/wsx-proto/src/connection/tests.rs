@@ -984,7 +984,7 @@ mod prepared {
 
     #[test]
     fn clients_mask_prepared_messages_and_closed_connections_refuse_them() {
-        let prepared = PreparedMessage::binary(b"from a client".to_vec());
+        let prepared = PreparedMessage::binary(b"from a client");
         let (mut client, mut server) = pair();
         client.send_prepared(&prepared).unwrap();
         let out = client.take_output();
