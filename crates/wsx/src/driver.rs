@@ -288,7 +288,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// to that one (then the input is drained and everything is written). The clock bounds
     /// it, read at most once per message: on each handover, and on a send that is not the
     /// reply to the event just handed over (a handler that went on sending without reading).
-    #[inline]
+    #[inline(never)]
     pub(crate) fn hold_output(&mut self, handover: bool) -> bool {
         if self.flags.has(Flags::CORKED) {
             return true;
@@ -402,6 +402,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     /// Writes queued output; `Ready(Ok)` once all of it is written.
+    #[inline]
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.flags.has(Flags::WRITE_FAILED) {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
@@ -413,15 +414,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             self.conn.advance_output(n);
         }
-        self.held_since = 0;
-        self.flags.set(Flags::REPLYING, false);
+        if self.held_since != 0 {
+            self.held_since = 0;
+            self.flags.set(Flags::REPLYING, false);
+        }
         Poll::Ready(Ok(()))
     }
 
     /// After a message was queued: writes it, unless output is held (see
     /// [`Driver::hold_output`]).
+    #[inline]
     pub(crate) fn poll_sent(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.hold_output(false) {
+        // Most sends have no more input waiting and no cork: written at once.
+        if (self.flags.has(Flags::CORKED) || self.conn.has_buffered_input())
+            && self.hold_output(false)
+        {
             return Poll::Ready(Ok(()));
         }
         self.poll_flush(cx)
@@ -602,8 +609,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let ev = self.conn.poll_event();
             // Pongs and close replies go out as soon as the transport takes them, and
             // replies to a batch once it has been handed over.
-            let batch = matches!(ev, Some(Event::Message(_) | Event::Fragment(_)));
-            if !(batch && !self.conn.output().is_empty() && self.hold_output(true)) {
+            if !self.conn.output().is_empty()
+                && !(matches!(ev, Some(Event::Message(_) | Event::Fragment(_)))
+                    && self.hold_output(true))
+            {
                 self.flush_queued(cx);
             }
             if let Some(ev) = ev {
