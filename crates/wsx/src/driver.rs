@@ -609,10 +609,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let ev = self.conn.poll_event();
             // Pongs and close replies go out as soon as the transport takes them, and
             // replies to a batch once it has been handed over.
-            if !self.conn.output().is_empty()
-                && !(matches!(ev, Some(Event::Message(_) | Event::Fragment(_)))
-                    && self.hold_output(true))
-            {
+            let held = !self.conn.output().is_empty()
+                && matches!(ev, Some(Event::Message(_) | Event::Fragment(_)))
+                && self.hold_output(true);
+            if !held {
                 self.flush_queued(cx);
             }
             if let Some(ev) = ev {
