@@ -41,6 +41,15 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
+
+thread_local! {
+    /// The output buffer lent to connections while they are corked on this thread (see
+    /// [`Driver::begin_cork`]).
+    static WARM_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A warm buffer grown past this is dropped rather than kept for the next cork.
+const WARM_BUFFER_MAX: usize = 256 * 1024;
 use wsx_proto::handshake::client::Response;
 use wsx_proto::{
     CloseCode, CloseEvent, CloseFrame, Connection, Event, Message, PreparedMessage, Role, State,
@@ -142,6 +151,9 @@ impl Flags {
     const REPLYING: u8 = 1 << 4;
     /// Split halves: replies to input that arrived together are not held.
     const NO_BATCHES: u8 = 1 << 5;
+    /// Inside a `cork` call, the connection encodes into this thread's warm buffer (see
+    /// [`Driver::begin_cork`]).
+    const LENT: u8 = 1 << 6;
 
     #[inline]
     fn has(self, flag: u8) -> bool {
@@ -188,11 +200,6 @@ impl<S> Driver<S> {
     /// halves of a split socket.
     pub(crate) fn set_batch_replies(&mut self, on: bool) {
         self.flags.set(Flags::NO_BATCHES, !on);
-    }
-
-    /// Starts or ends a `cork` call.
-    pub(crate) fn set_corked(&mut self, on: bool) {
-        self.flags.set(Flags::CORKED, on);
     }
 
     pub(crate) fn set_shutdown(&mut self, signal: Arc<ShutdownSignal>) {
@@ -419,6 +426,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             self.flags.set(Flags::REPLYING, false);
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Starts a `cork` call: output is held until [`Driver::end_cork`]. When none is
+    /// waiting, the connection is lent this thread's warm output buffer: a server relaying
+    /// a publication to thousands of connections then encodes each one's frames into the
+    /// same few cache lines, not into a per-connection buffer long out of the CPU's cache.
+    pub(crate) fn begin_cork(&mut self) {
+        self.flags.set(Flags::CORKED, true);
+        if self.conn.buffered_amount() == 0 {
+            let mut warm = WARM_BUFFER.take();
+            // The connection's own (empty) buffer waits in the thread's slot meanwhile.
+            let lent = self.conn.exchange_output_buffer(&mut warm);
+            WARM_BUFFER.set(warm);
+            self.flags.set(Flags::LENT, lent);
+        }
+    }
+
+    /// Ends a `cork` call: writes what it queued (what the transport does not take now is
+    /// written on the next send, flush or receive), and takes back a lent buffer once
+    /// everything in it is written (otherwise the connection keeps it, and the thread
+    /// its buffer).
+    pub(crate) fn end_cork(&mut self, cx: &mut Context<'_>) {
+        self.flags.set(Flags::CORKED, false);
+        let _ = self.poll_sent(cx);
+        if self.flags.take(Flags::LENT) {
+            let mut own = WARM_BUFFER.take();
+            if self.conn.exchange_output_buffer(&mut own) && own.capacity() > WARM_BUFFER_MAX {
+                // Grown for a large burst: not kept for the next.
+                own = Vec::new();
+            }
+            WARM_BUFFER.set(own);
+        }
     }
 
     /// After a message was queued: writes it, unless output is held (see

@@ -322,15 +322,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// [`WsWriter::try_send`] are written together when it returns (see
     /// [`WebSocket::cork`]).
     pub fn cork<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        self.shared.act(Half::Writer, |d, _| d.set_corked(true));
+        self.shared.act(Half::Writer, |d, _| d.begin_cork());
         // Reset even if `f` panics, so a caught panic does not leave writing held.
         struct Uncork<'a, S: AsyncRead + AsyncWrite + Unpin>(&'a mut WsWriter<S>);
         impl<S: AsyncRead + AsyncWrite + Unpin> Drop for Uncork<'_, S> {
             fn drop(&mut self) {
-                self.0.shared.act(Half::Writer, |d, cx| {
-                    d.set_corked(false);
-                    let _ = d.poll_sent(cx);
-                });
+                self.0.shared.act(Half::Writer, |d, cx| d.end_cork(cx));
             }
         }
         let guard = Uncork(self);

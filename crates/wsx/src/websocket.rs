@@ -298,14 +298,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # }
     /// ```
     pub fn cork<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        self.driver.set_corked(true);
+        self.driver.begin_cork();
         // Reset even if `f` panics, so a caught panic does not leave writing held.
         struct Uncork<'a, S: AsyncRead + AsyncWrite + Unpin>(&'a mut WebSocket<S>);
         impl<S: AsyncRead + AsyncWrite + Unpin> Drop for Uncork<'_, S> {
             fn drop(&mut self) {
-                self.0.driver.set_corked(false);
                 let mut cx = Context::from_waker(std::task::Waker::noop());
-                let _ = self.0.driver.poll_sent(&mut cx);
+                self.0.driver.end_cork(&mut cx);
             }
         }
         let guard = Uncork(self);

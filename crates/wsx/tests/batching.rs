@@ -74,7 +74,18 @@ fn pipe() -> (
     Arc<AtomicUsize>,
     WebSocket<DuplexStream>,
 ) {
-    let (a, b) = tokio::io::duplex(1 << 20);
+    pipe_of(1 << 20)
+}
+
+/// [`pipe`] whose transport holds at most `capacity` unread bytes.
+fn pipe_of(
+    capacity: usize,
+) -> (
+    WebSocket<Counted>,
+    Arc<AtomicUsize>,
+    WebSocket<DuplexStream>,
+) {
+    let (a, b) = tokio::io::duplex(capacity);
     let writes = Arc::new(AtomicUsize::new(0));
     let config = Config::default();
     let server = WebSocket::from_parts(
@@ -228,4 +239,45 @@ async fn held_replies_are_written_when_the_socket_is_dropped() {
     drop(server);
     assert_eq!(writes.load(Ordering::Relaxed), 1);
     assert_eq!(arrives(&mut client).await.as_deref(), Some("m0"));
+}
+
+#[tokio::test]
+async fn corked_connections_of_one_thread_never_mix_their_output() {
+    // Each cork encodes into the thread's one warm buffer; a connection whose transport
+    // does not take everything keeps that buffer, and the next cork (here: the other
+    // connection's) gets another. Transports of 4 KiB, bursts of about 12 KiB.
+    let (mut one, _, one_client) = pipe_of(4096);
+    let (mut two, _, two_client) = pipe_of(4096);
+    let shared = PreparedMessage::text("x".repeat(300));
+    let burst = |ws: &mut WebSocket<Counted>, tag: &str, round: usize| {
+        ws.cork(|ws| {
+            for i in 0..40 {
+                ws.try_send(Message::text(format!("{tag}{round}-{i}")))
+                    .unwrap();
+                ws.try_send_prepared(&shared).unwrap();
+            }
+        })
+    };
+    for round in 0..3 {
+        burst(&mut one, "one", round);
+        burst(&mut two, "two", round);
+    }
+    assert!(one.buffered_amount() > 0 && two.buffered_amount() > 0);
+    let drain = |mut server: WebSocket<Counted>| async move {
+        // Writes what the transport did not take, as the peer reads.
+        server.flush().await.unwrap();
+        server
+    };
+    let read = |mut client: WebSocket<DuplexStream>, tag: &'static str| async move {
+        for round in 0..3 {
+            for i in 0..40 {
+                assert_eq!(recv_text(&mut client).await, format!("{tag}{round}-{i}"));
+                assert_eq!(recv_text(&mut client).await.len(), 300);
+            }
+        }
+        client
+    };
+    let (one, _) = tokio::join!(drain(one), read(one_client, "one"));
+    let (two, _) = tokio::join!(drain(two), read(two_client, "two"));
+    assert_eq!(one.buffered_amount() + two.buffered_amount(), 0);
 }

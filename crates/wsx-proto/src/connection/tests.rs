@@ -835,6 +835,29 @@ fn connection_state_stays_small() {
 }
 
 #[test]
+fn the_output_buffer_is_exchanged_only_when_nothing_waits_in_it() {
+    let mut c = Connection::new(Role::Server, &Config::default(), None);
+    let mut lent = Vec::with_capacity(4096);
+    lent.extend_from_slice(b"stale");
+    let lent_at = lent.as_ptr();
+    assert!(c.exchange_output_buffer(&mut lent));
+    // The connection encodes into the lent allocation; what was in it is gone.
+    c.send(Message::text("hi")).unwrap();
+    assert_eq!(c.output(), b"\x81\x02hi");
+    assert_eq!(c.output().as_ptr(), lent_at);
+    // Output waiting: nothing changes.
+    let mut other = Vec::new();
+    assert!(!c.exchange_output_buffer(&mut other));
+    assert_eq!(c.output(), b"\x81\x02hi");
+    let n = c.output().len();
+    c.advance_output(n);
+    // Written: the lent buffer comes back.
+    assert!(c.exchange_output_buffer(&mut other));
+    assert_eq!(other.as_ptr(), lent_at);
+    assert!(other.is_empty());
+}
+
+#[test]
 fn a_partial_frame_gives_back_its_header() {
     let h = FrameHeader {
         fin: false,
