@@ -1,32 +1,49 @@
 //! `wsx serve --broadcast`: every text and binary message a client sends goes to every
 //! other connected client.
 //!
+//! # How a message travels
+//!
 //! One shared ring carries each message once, whatever the number of clients, framed once
-//! ([`PreparedMessage`]). Publishing takes the ring's lock to append and wakes the clients'
-//! tasks (a [`tokio::sync::watch`] signal). A woken task takes the lock for reading and
-//! queues, inside [`WebSocket::cork`], everything it has not relayed yet straight from the
-//! ring (no copy of the message handle per client: the frame bytes are copied into the
-//! client's output buffer when small, shared when large; with permessage-deflate and
-//! `server_no_context_takeover`, compressed once per window size), then lets go of the lock
-//! and writes it all at once: a burst costs its client one write, not one per message.
+//! ([`PreparedMessage`]). Each worker thread that has clients runs one *relay* task, which
+//! holds the writing halves of that thread's clients. Publishing appends to the ring and
+//! wakes the relay tasks (one wake per thread, not per client). A relay task takes what is
+//! new from the ring and then, client after client, queues all of it inside
+//! [`WsWriter::cork`] and writes it at once: a burst costs a client one write, not one per
+//! message, and relaying costs a client no task switch of its own (uWebSockets' topics
+//! work the same way). The frame bytes are copied into the connection's output buffer
+//! when small (the thread's warm buffer, see [`WsWriter::cork`]), shared when large; with
+//! permessage-deflate and `server_no_context_takeover`, compressed once per window size.
+//!
+//! A client's own task only reads: it publishes what the client sends, answers pings and
+//! runs the close handshake and keepalive, and writes what a relay pass could not (the
+//! halves share one driver, see [`wsx::WsReader`]).
+//!
+//! # Slow clients
 //!
 //! Nothing waits on a slow client. A client is closed with [`TOO_SLOW`] (1008) when its
 //! outgoing queue overflows, which is either
 //!
 //! - its WebSocket write buffer above the high-water mark (`--write-buffer`, 1 MiB by
 //!   default, on top of what the kernel's socket buffers hold), or
-//! - its task more than `--broadcast-backlog` messages behind the ring.
+//! - its thread's relay more than `--broadcast-backlog` messages behind the ring (the
+//!   thread cannot keep up with the publishers).
 //!
 //! So memory is bounded by the ring (backlog × message size, shared) plus one write buffer
-//! per client.
+//! per client. A relay pass gives other tasks of its thread a turn every
+//! [`CLIENTS_PER_TURN`] clients.
 
+use futures_util::task::AtomicWaker;
 use futures_util::StreamExt;
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
-use tokio::sync::watch;
-use wsx::{CloseCode, CloseFrame, MaybeTlsStream, PreparedMessage, TrySendError, WebSocket};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::task::{Context, Poll};
+use std::thread::ThreadId;
+use wsx::{
+    CloseCode, CloseFrame, MaybeTlsStream, PreparedMessage, TrySendError, WsReader, WsWriter,
+};
 
 /// The close code for a client that does not keep up: 1008 (policy violation).
 pub const TOO_SLOW: CloseCode = CloseCode::POLICY_VIOLATION;
@@ -34,11 +51,19 @@ pub const TOO_SLOW: CloseCode = CloseCode::POLICY_VIOLATION;
 /// Default of `--broadcast-backlog`: messages a client may be behind the ring.
 pub const DEFAULT_BACKLOG: u32 = 4096;
 
+/// Clients a relay pass serves before it lets the other tasks of its thread run.
+pub const CLIENTS_PER_TURN: usize = 1024;
+
+type Writer = WsWriter<MaybeTlsStream>;
+
 /// The shared state of a broadcast server.
 pub struct Hub {
     ring: RwLock<Ring>,
-    /// Signals that the ring has grown.
-    published: watch::Sender<()>,
+    /// The ring's end (the sequence number the next message gets), readable without the
+    /// lock; written under it.
+    end: AtomicU64,
+    /// One per worker thread with clients.
+    relays: Mutex<Vec<Arc<Relay>>>,
     next_id: AtomicU64,
 }
 
@@ -57,6 +82,54 @@ impl Ring {
     }
 }
 
+/// A worker thread's relay: the writing halves of its clients, and its task's waker.
+struct Relay {
+    thread: ThreadId,
+    clients: Mutex<Vec<Client>>,
+    /// The relay task, woken when the ring grows.
+    waker: AtomicWaker,
+}
+
+impl Relay {
+    fn clients(&self) -> MutexGuard<'_, Vec<Client>> {
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes client `id`'s writer out of the relay, if it is still there.
+    fn remove(&self, id: u64) -> Option<Writer> {
+        let mut clients = self.clients();
+        let i = clients.iter().position(|c| c.id == id)?;
+        Some(clients.swap_remove(i).writer)
+    }
+}
+
+/// A client as its thread's relay sees it.
+struct Client {
+    id: u64,
+    /// The sequence number of the next message to relay to it.
+    next: u64,
+    writer: Writer,
+    /// Where the relay hands the writer back when it drops the client.
+    dropped: Arc<Dropped>,
+}
+
+/// A client dropped by its relay for not keeping up: its writer, and why.
+#[derive(Default)]
+struct Dropped {
+    slot: Mutex<Option<(Writer, String)>>,
+    /// The client's own task.
+    waker: AtomicWaker,
+}
+
+impl Dropped {
+    fn take(&self) -> Option<(Writer, String)> {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
 impl Hub {
     /// A hub whose ring holds `backlog` messages (at least 1).
     pub fn new(backlog: usize) -> Self {
@@ -67,12 +140,13 @@ impl Hub {
                 first: 0,
                 capacity,
             }),
-            published: watch::Sender::new(()),
+            end: AtomicU64::new(0),
+            relays: Mutex::default(),
             next_id: AtomicU64::new(0),
         }
     }
 
-    /// Appends a message from client `from` and wakes the others.
+    /// Appends a message from client `from` and wakes the relays.
     fn publish(&self, from: u64, msg: PreparedMessage) {
         let dropped = {
             let mut ring = self.ring.write().unwrap_or_else(PoisonError::into_inner);
@@ -83,85 +157,209 @@ impl Hub {
                 None
             };
             ring.entries.push_back((from, msg));
+            self.end.store(ring.end(), Ordering::Release);
             dropped
         };
         // Freed outside the lock.
         drop(dropped);
-        self.published.send_replace(());
+        for relay in self
+            .relays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            relay.waker.wake();
+        }
     }
 
-    /// Runs one client: relays what it sends to the others, and what they send to it.
-    pub async fn serve(&self, mut ws: WebSocket<MaybeTlsStream>, peer: SocketAddr) {
+    /// This thread's relay, started on first use.
+    fn relay(self: &Arc<Self>) -> Arc<Relay> {
+        let thread = std::thread::current().id();
+        let mut relays = self.relays.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = relays.iter().find(|r| r.thread == thread) {
+            return r.clone();
+        }
+        let relay = Arc::new(Relay {
+            thread,
+            clients: Mutex::default(),
+            waker: AtomicWaker::new(),
+        });
+        relays.push(relay.clone());
+        // On this thread's runtime (the server's workers are current-thread runtimes).
+        // Unconstrained: tokio's budget of 128 I/O operations per poll would otherwise fail
+        // the writes of a pass after the 128th (and hand them to the clients' own tasks);
+        // the pass gives the thread's other tasks their turn itself.
+        tokio::spawn(tokio::task::unconstrained(
+            self.clone().run_relay(relay.clone()),
+        ));
+        relay
+    }
+
+    /// Runs one client: publishes what it sends; its thread's relay writes what the others
+    /// publish to it.
+    pub async fn serve(self: Arc<Self>, ws: wsx::WebSocket<MaybeTlsStream>, peer: SocketAddr) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut woken = self.published.subscribe();
-        let mut next = self
-            .ring
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .end();
-        let too_slow = loop {
-            tokio::select! {
-                incoming = ws.next() => match incoming {
-                    Some(Ok(msg)) => {
-                        if let Some(prepared) = PreparedMessage::from_message(&msg) {
-                            self.publish(id, prepared);
+        let (mut reader, writer) = ws.split();
+        let relay = self.relay();
+        let dropped = Arc::new(Dropped::default());
+        relay.clients().push(Client {
+            id,
+            next: self.end.load(Ordering::Acquire),
+            writer,
+            dropped: dropped.clone(),
+        });
+        let too_slow = poll_fn(|cx| self.poll_client(cx, &mut reader, id, &dropped, peer)).await;
+        let writer = match too_slow {
+            Some((writer, reason)) => {
+                tracing::info!(%peer, code = TOO_SLOW.0, "closing a slow client: {reason}");
+                match reader.reunite(writer) {
+                    Ok(mut ws) => {
+                        let _ = ws.close(Some(CloseFrame::new(TOO_SLOW, reason))).await;
+                        log_close(ws.close_event(), peer);
+                    }
+                    Err(_) => unreachable!("the halves of one connection"),
+                }
+                return;
+            }
+            // Ended: the relay may have dropped it meanwhile.
+            None => relay.remove(id).or_else(|| dropped.take().map(|(w, _)| w)),
+        };
+        log_close(reader.close_event().as_ref(), peer);
+        drop(writer);
+    }
+
+    /// Reads a client's messages until the connection ends (`None`) or its relay drops
+    /// it (its writer and the reason).
+    fn poll_client(
+        &self,
+        cx: &mut Context<'_>,
+        reader: &mut WsReader<MaybeTlsStream>,
+        id: u64,
+        dropped: &Dropped,
+        peer: SocketAddr,
+    ) -> Poll<Option<(Writer, String)>> {
+        dropped.waker.register(cx.waker());
+        if let Some(d) = dropped.take() {
+            return Poll::Ready(Some(d));
+        }
+        loop {
+            match reader.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(msg))) => {
+                    if let Some(prepared) = PreparedMessage::from_message(&msg) {
+                        self.publish(id, prepared);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::info!(%peer, "connection failed: {e}");
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// A thread's relay task: after each publication, writes everything new to every
+    /// client of the thread.
+    async fn run_relay(self: Arc<Self>, relay: Arc<Relay>) {
+        let mut batch: Vec<(u64, PreparedMessage)> = Vec::new();
+        loop {
+            let end = self.end.load(Ordering::Acquire);
+            // The oldest position of a client (clients that came or moved during the last
+            // pass may be behind the others).
+            let oldest = relay.clients().iter().map(|c| c.next).min();
+            let Some(oldest) = oldest.filter(|&o| o < end) else {
+                poll_fn(|cx| {
+                    relay.waker.register(cx.waker());
+                    if self.end.load(Ordering::Acquire) == end {
+                        Poll::Pending
+                    } else {
+                        Poll::Ready(())
+                    }
+                })
+                .await;
+                continue;
+            };
+            // What is new since then, copied out: publishers never wait for a pass.
+            let (first, end) = {
+                let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
+                let start =
+                    usize::try_from(oldest.saturating_sub(ring.first)).unwrap_or(usize::MAX);
+                batch.clear();
+                batch.extend(ring.entries.range(start.min(ring.entries.len())..).cloned());
+                (ring.end() - batch.len() as u64, ring.end())
+            };
+            let mut i = 0;
+            loop {
+                let done = {
+                    let mut clients = relay.clients();
+                    let stop = (i + CLIENTS_PER_TURN).min(clients.len());
+                    while i < stop.min(clients.len()) {
+                        match relay_to(&mut clients[i], &batch, first, end) {
+                            Ok(()) => i += 1,
+                            Err(reason) => {
+                                let c = clients.swap_remove(i);
+                                *c.dropped
+                                    .slot
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner) =
+                                    Some((c.writer, reason));
+                                c.dropped.waker.wake();
+                            }
                         }
                     }
-                    Some(Err(e)) => {
-                        tracing::info!(%peer, "connection failed: {e}");
-                        break None;
-                    }
-                    None => break None,
-                },
-                // Never fails: the hub (with the sender) outlives every client.
-                _ = woken.changed() => {
-                    if let Err(reason) = self.relay(&mut ws, id, &mut next, peer) {
-                        break Some(reason);
-                    }
+                    i >= clients.len()
+                };
+                if done {
+                    break;
                 }
+                tokio::task::yield_now().await;
             }
-        };
-        if let Some(reason) = too_slow {
-            tracing::info!(%peer, code = TOO_SLOW.0, "closing a slow client: {reason}");
-            let _ = ws.close(Some(CloseFrame::new(TOO_SLOW, reason))).await;
-        }
-        if let Some(ev) = ws.close_event() {
-            tracing::info!(%peer, code = ev.code.0, reason = %ev.reason, clean = ev.was_clean, "closed");
+            // The messages are released now, not kept until the next publication.
+            batch.clear();
         }
     }
+}
 
-    /// Queues for client `id` every message from `next` on (its own skipped) and writes
-    /// them at once; `Err` with the reason when the client does not keep up.
-    fn relay(
-        &self,
-        ws: &mut WebSocket<MaybeTlsStream>,
-        id: u64,
-        next: &mut u64,
-        peer: SocketAddr,
-    ) -> Result<(), String> {
-        ws.cork(|ws| {
-            // Released before `cork` returns and writes.
-            let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
-            if *next < ring.first {
-                return Err(format!("too slow: {} messages behind", ring.first - *next));
+/// Queues for a client everything in `batch` (messages `first..end`) it has not had, its
+/// own messages skipped, and writes it at once; `Err` with the reason when it does not
+/// keep up.
+fn relay_to(
+    client: &mut Client,
+    batch: &[(u64, PreparedMessage)],
+    first: u64,
+    end: u64,
+) -> Result<(), String> {
+    if client.next >= end {
+        return Ok(());
+    }
+    if client.next < first {
+        return Err(format!("too slow: {} messages behind", first - client.next));
+    }
+    let start = (client.next - first) as usize;
+    client.next = end;
+    let id = client.id;
+    client.writer.cork(|w| {
+        for (from, msg) in &batch[start..] {
+            if *from == id {
+                continue;
             }
-            let start = usize::try_from(*next - ring.first).unwrap_or(usize::MAX);
-            *next = ring.end();
-            for (from, msg) in ring.entries.range(start.min(ring.entries.len())..) {
-                if *from == id {
-                    continue;
+            match w.try_send_prepared(msg) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    return Err(format!("too slow: {} bytes unsent", w.buffered_amount()));
                 }
-                match ws.try_send_prepared(msg) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        return Err(format!("too slow: {} bytes unsent", ws.buffered_amount()));
-                    }
-                    // Closing: ws.next() ends the loop once the close is done.
-                    Err(TrySendError::Closed(_)) => return Ok(()),
-                    Err(e) => tracing::warn!(%peer, "cannot relay a message: {e}"),
-                }
+                // Closing: the client's task ends once the close is done.
+                Err(TrySendError::Closed(_)) => return Ok(()),
+                Err(e) => tracing::warn!("cannot relay a message: {e}"),
             }
-            Ok(())
-        })
+        }
+        Ok(())
+    })
+}
+
+fn log_close(ev: Option<&wsx::CloseEvent>, peer: SocketAddr) {
+    if let Some(ev) = ev {
+        tracing::info!(%peer, code = ev.code.0, reason = %ev.reason, clean = ev.was_clean, "closed");
     }
 }

@@ -187,7 +187,7 @@ fn parse_token(s: &str) -> Result<String, String> {
 /// What each connection runs.
 enum Mode {
     Echo,
-    Broadcast(Hub),
+    Broadcast(Arc<Hub>),
     Exec(ExecConfig),
 }
 
@@ -214,7 +214,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.protocols = args.subprotocols;
     args.limits.apply(&mut config);
     let mode = if args.mode.broadcast {
-        Mode::Broadcast(Hub::new(args.mode_options.broadcast_backlog as usize))
+        Mode::Broadcast(Arc::new(Hub::new(
+            args.mode_options.broadcast_backlog as usize,
+        )))
     } else if let Some(command) = args.mode.exec {
         // For WSX_PATH.
         config.keep_request_target = true;
@@ -319,7 +321,7 @@ async fn serve(
 async fn serve_other(mode: Arc<Mode>, ws: WebSocket<MaybeTlsStream>, peer: SocketAddr) {
     match &*mode {
         Mode::Echo => echo(ws, peer).await,
-        Mode::Broadcast(hub) => hub.serve(ws, peer).await,
+        Mode::Broadcast(hub) => hub.clone().serve(ws, peer).await,
         Mode::Exec(exec) => crate::exec::serve(exec, ws, peer).await,
     }
 }

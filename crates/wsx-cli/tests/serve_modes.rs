@@ -170,7 +170,9 @@ async fn wait_until_all_subscribed(from: &mut Ws, to: &mut [&mut Ws]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcast_reaches_every_other_client_in_order() {
-    let s = serve(&["--broadcast"]);
+    // Two workers: the clients are spread over both, so messages cross between the
+    // workers' relays.
+    let s = serve(&["--broadcast", "--threads", "2"]);
     bounded(async {
         let mut a = connect(s.addr, "/").await;
         let mut b = connect(s.addr, "/room").await;
@@ -312,6 +314,49 @@ async fn broadcast_closes_a_client_that_never_reads_without_stalling_the_others(
             .await
             .unwrap();
         assert_eq!(text(&m), "after");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_closes_clients_when_their_relay_falls_behind_the_backlog() {
+    // One worker, a backlog of 2: a burst of 40 messages read in one go is published
+    // before the worker's relay runs, so the ring has dropped most of it by then.
+    let s = serve(&[
+        "--broadcast",
+        "--no-deflate",
+        "--threads",
+        "1",
+        "--broadcast-backlog",
+        "2",
+    ]);
+    bounded(async {
+        let mut publisher = connect(s.addr, "/").await;
+        let mut sub = connect(s.addr, "/").await;
+        wait_until_all_subscribed(&mut publisher, &mut [&mut sub]).await;
+        while next_data(&mut sub, Duration::from_millis(100))
+            .await
+            .is_some()
+        {}
+        // All 40 frames in one write.
+        publisher.cork(|ws| {
+            for i in 0..40 {
+                ws.try_send(Message::text(format!("burst-{i}"))).unwrap();
+            }
+        });
+        publisher.flush().await.unwrap();
+        let (got, code) = rest_and_close(&mut sub).await;
+        assert_eq!(code, Some(CloseCode::POLICY_VIOLATION), "{}", s.stderr());
+        let reason = sub.close_event().unwrap().reason.clone();
+        assert!(reason.contains("messages behind"), "{reason}");
+        // Never a gap: what it got (if anything) came in order from the start.
+        for (i, m) in got.iter().enumerate() {
+            assert_eq!(text(m), format!("burst-{i}"));
+        }
+        // The server goes on serving new clients.
+        let mut a = connect(s.addr, "/").await;
+        let mut b = connect(s.addr, "/").await;
+        wait_until_all_subscribed(&mut a, &mut [&mut b]).await;
     })
     .await;
 }
