@@ -21,7 +21,7 @@ DURATION seconds after a warm-up; the table gives medians, and the paired ratio 
 each other implementation (per round, then the median). Server CPU per million deliveries
 and RSS come from /proc (`wsx bench --server-pid`). With --syscalls, one extra run per
 implementation and scenario counts the server's send system calls (sendto, sendmsg, write,
-writev) with `perf stat` over the measured window, per delivery.
+writev) with `perf stat`, switched on and off at the bench's measured window, per delivery.
 
   scripts/bench_fanout.py [--rounds 3] [--duration 3] [--warmup 1] [--impls ...]
                           [--scenarios REGEX] [--syscalls]
@@ -29,7 +29,7 @@ writev) with `perf stat` over the measured window, per delivery.
 It builds what it runs (cargo build --release -p wsx-bench -p wsx-cli) unless ECHO_SERVERS
 or WSX_BIN name other binaries.
 """
-import argparse, json, os, re, socket, statistics, subprocess, sys, time
+import argparse, json, os, re, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVERS = os.environ.get("ECHO_SERVERS", os.path.join(ROOT, "target/release/echo-servers"))
@@ -92,23 +92,47 @@ def start(impl):
 
 def run_one(impl, subs, size, in_flight, duration, warmup, syscalls=False):
     p, port = start(impl)
+    perf = None
     try:
         cmd = ["taskset", "-c", "1", WSX, "bench", "--fanout", f"ws://127.0.0.1:{port}/",
                "-c", str(subs), "-s", str(size), "--in-flight", str(in_flight),
                "-d", str(duration), "--warmup", str(warmup), "--json", "--server-pid", str(p.pid)]
-        bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        perf = None
+        env = dict(os.environ)
         if syscalls:
-            # Counted over (about) the measured window: after the connections and the warm-up.
-            time.sleep(warmup + 0.3 + subs / 5000)
+            # perf counts exactly over the bench's measured window: it starts with its events
+            # off and is told "enable" / "disable" through a FIFO when the bench logs the
+            # window's start and end.
+            fifos = tempfile.mkdtemp()
+            ctl, ack = os.path.join(fifos, "ctl"), os.path.join(fifos, "ack")
+            os.mkfifo(ctl)
+            os.mkfifo(ack)
+            ctl_fd, ack_fd = os.open(ctl, os.O_RDWR), os.open(ack, os.O_RDWR)
             events = ",".join(f"syscalls:sys_enter_{c}" for c in SEND_CALLS)
-            perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", events, "-p", str(p.pid)],
+            perf = subprocess.Popen(["perf", "stat", "-x", ",", "-D", "-1", "--control",
+                                     f"fifo:{ctl},{ack}", "-e", events, "-p", str(p.pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        out, err = bench.communicate(timeout=duration + warmup + 120)
+            env["RUST_LOG"] = "warn,wsx::fanout=debug"
+        bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=env)
+        err = ""
+        if perf:
+            for line in bench.stderr:
+                err += line
+                for marker, command in (("measured window starts", b"enable\n"),
+                                        ("measured window ends", b"disable\n")):
+                    if marker in line:
+                        os.write(ctl_fd, command)
+                        os.read(ack_fd, 16)
+        out, rest = bench.communicate(timeout=duration + warmup + 120)
+        err += rest or ""
         sends = None
         if perf:
             perf.send_signal(2)
             _, perr = perf.communicate(timeout=10)
+            perf = None
+            os.close(ctl_fd)
+            os.close(ack_fd)
+            shutil.rmtree(fifos, ignore_errors=True)
             sends = 0
             for line in perr.splitlines():
                 f = line.split(",")
@@ -123,6 +147,8 @@ def run_one(impl, subs, size, in_flight, duration, warmup, syscalls=False):
             r["sends"] = sends
         return r
     finally:
+        if perf:
+            perf.kill()
         p.kill()
         p.wait()
 
@@ -159,9 +185,7 @@ def main():
             for impl in impls:
                 r = run_one(impl, subs, size, in_flight, a.duration, a.warmup, syscalls=True)
                 if "sends" in r and r.get("deliveries"):
-                    # perf counted a slightly longer window than the measured one.
-                    window = a.duration + 0.2
-                    rate = r["sends"] / window / max(r["deliveries_per_second"], 1)
+                    rate = r["sends"] / r["deliveries"]
                     results[(label, impl, "sends")] = rate
                     print(f"  {label:42s} {impl:12s} {rate:.3f} send calls per delivery",
                           file=sys.stderr)

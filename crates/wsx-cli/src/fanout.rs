@@ -379,11 +379,14 @@ pub async fn run(opts: FanoutOptions) -> anyhow::Result<FanoutReport> {
     if let Some(s) = &mut sampler {
         s.start();
     }
+    // For scripts that measure the server over the same window (RUST_LOG=wsx::fanout=debug).
+    tracing::debug!("measured window starts");
     let start = Instant::now();
     tokio::time::sleep(opts.duration).await;
     let seconds = start.elapsed().as_secs_f64();
     let server = sampler.map(|s| s.finish());
     shared.measuring.store(false, Ordering::Relaxed);
+    tracing::debug!("measured window ends");
     let publications = shared.completed.load(Ordering::Relaxed);
     shared.stopping.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
