@@ -26,6 +26,9 @@ never those of a stale binary; set ECHO_SERVERS and WSX_BIN to run other binarie
 """
 import argparse, json, os, re, socket, statistics, subprocess, sys, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, start_pinned  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVERS = os.environ.get("ECHO_SERVERS", os.path.join(ROOT, "target/release/echo-servers"))
 WSX = os.environ.get("WSX_BIN", os.path.join(ROOT, "target/release/wsx"))
@@ -47,14 +50,6 @@ if UWS:
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def start(impl):
     port = free_port()
     if impl == "wsx-serve":
@@ -63,17 +58,7 @@ def start(impl):
         cmd = [UWS, str(port)]
     else:
         cmd = [SERVERS, impl, f"127.0.0.1:{port}"]
-    p = subprocess.Popen(["taskset", "-c", "0"] + cmd,
-                         stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return p, port
-        except OSError:
-            time.sleep(0.05)
-    p.kill()
-    raise RuntimeError(f"{impl} did not start")
+    return start_pinned(impl, cmd, port), port
 
 
 def cpu_seconds(pid):

@@ -31,6 +31,9 @@ or WSX_BIN name other binaries.
 """
 import argparse, json, os, re, shutil, socket, statistics, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, start_pinned  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVERS = os.environ.get("ECHO_SERVERS", os.path.join(ROOT, "target/release/echo-servers"))
 WSX = os.environ.get("WSX_BIN", os.path.join(ROOT, "target/release/wsx"))
@@ -53,14 +56,6 @@ def impls_available():
     return out
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def start(impl):
     port = free_port()
     env = dict(os.environ)
@@ -77,17 +72,7 @@ def start(impl):
         cmd = [UWS, str(port)]
     else:
         raise ValueError(impl)
-    p = subprocess.Popen(["taskset", "-c", "0"] + cmd, env=env,
-                         stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return p, port
-        except OSError:
-            time.sleep(0.05)
-    p.kill()
-    raise RuntimeError(f"{impl} did not start")
+    return start_pinned(impl, cmd, port, env), port
 
 
 def run_one(impl, subs, size, in_flight, duration, warmup, syscalls=False):

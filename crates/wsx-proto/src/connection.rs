@@ -1338,16 +1338,23 @@ impl Sender {
             self.wbuf.extend_from_slice(frame);
             return;
         }
+        let q = self.queue();
+        q.len += frame.len();
+        q.chunks.push_back(Chunk::Data(frame.clone()));
+    }
+
+    /// The chunk queue, for output queued by reference, with what is in the output buffer
+    /// (queued before, so it goes first) moved to its end: handed over as it is (no copy),
+    /// the output buffer starts again empty.
+    fn queue(&mut self) -> &mut Queued {
         let q = self.queued.get_or_insert_with(Default::default);
-        // What is in the output buffer was queued before: it goes first.
         if self.wbuf.len() > self.wpos {
             let earlier = Bytes::from(std::mem::take(&mut self.wbuf)).slice(self.wpos..);
             self.wpos = 0;
             q.len += earlier.len();
             q.chunks.push_back(Chunk::Data(earlier));
         }
-        q.len += frame.len();
-        q.chunks.push_back(Chunk::Data(frame.clone()));
+        q
     }
 
     fn send_with(&mut self, msg: Message, compress: bool) -> Result<(), SendError> {
@@ -1413,15 +1420,7 @@ impl Sender {
         if let Some(t) = self.trace.as_mut() {
             t.record(Direction::Outgoing, &header, &payload, None, None);
         }
-        let q = self.queued.get_or_insert_with(Default::default);
-        // What is in the output buffer was queued before: it goes first. Handed over as it
-        // is (no copy); the output buffer starts again empty.
-        if self.wbuf.len() > self.wpos {
-            let earlier = Bytes::from(std::mem::take(&mut self.wbuf)).slice(self.wpos..);
-            self.wpos = 0;
-            q.len += earlier.len();
-            q.chunks.push_back(Chunk::Data(earlier));
-        }
+        let q = self.queue();
         q.len += n + payload.len();
         q.chunks.push_back(Chunk::Head {
             bytes,
