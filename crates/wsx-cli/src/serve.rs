@@ -73,8 +73,8 @@ struct ServeMode {
 /// Settings of --broadcast and --exec.
 #[derive(clap::Args, Clone, Debug)]
 struct ModeOptions {
-    /// With --broadcast: messages a client may fall behind the others before it is closed
-    /// with 1008.
+    /// With --broadcast: messages the relay of a client's worker thread may fall behind the
+    /// publishers before the clients it has not caught up are closed with 1008.
     #[arg(long, value_name = "N", default_value_t = crate::broadcast::DEFAULT_BACKLOG,
           requires = "broadcast", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     broadcast_backlog: u32,
