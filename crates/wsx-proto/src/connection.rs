@@ -1158,6 +1158,8 @@ impl Receiver {
             if self.streaming || (fin && msg.buf.is_empty()) {
                 Some(payload)
             } else {
+                // Never past the message limit (the frame's header was checked against it).
+                crate::growth::reserve_within(&mut msg.buf, payload.len(), limit);
                 msg.buf.extend_from_slice(&payload);
                 None
             }
@@ -1186,7 +1188,11 @@ impl Receiver {
         let kind = msg.kind;
         let body = match data {
             Some(d) => d.freeze(),
-            None => std::mem::take(&mut msg.buf).freeze(),
+            None => {
+                let mut buf = std::mem::take(&mut msg.buf);
+                crate::growth::fit(&mut buf);
+                buf.freeze()
+            }
         };
         self.incoming = None;
         Ok(Some(Event::Message(match kind {

@@ -36,6 +36,7 @@ pub mod connection;
 pub mod deflate;
 pub mod error;
 pub mod frame;
+mod growth;
 pub mod handshake;
 pub mod mask;
 pub mod message;

@@ -288,8 +288,9 @@ impl Decompressor {
     /// byte than `limit` would be produced, so a small input that inflates to
     /// gigabytes fails after about `limit` bytes of work and memory. Pass
     /// the same `out` for every frame of a message to make `limit` a
-    /// per-message limit. `out.capacity()` stays below about twice the
-    /// limit (the usual amortised growth of `BytesMut`).
+    /// per-message limit. `out` grows by doubling up to 2 MiB and then straight
+    /// to `limit` (see `growth`), so a bomb costs about `limit` of memory, not
+    /// the twice as much that doubling all the way leaves behind.
     ///
     /// Invalid DEFLATE data yields [`DeflateError::Corrupt`]. After any
     /// error the state is discarded (the connection should be failed); what
@@ -371,6 +372,7 @@ impl Decompressor {
             } else {
                 let len = chunk.min(room);
                 let pos = out.len();
+                crate::growth::reserve_within(out, len, limit);
                 out.resize(pos + len, 0);
                 let status = inflate.decompress(rest, &mut out[pos..], FlushDecompress::None);
                 let produced = to_usize(inflate.total_out() - out_before)?;
