@@ -7,7 +7,8 @@
 //! - The child's stderr is the server's stderr. It gets `WSX_PEER` (client address) and
 //!   `WSX_PATH` (request target) in its environment, and runs in its own process group.
 //! - Client gone (close, error, server shutdown): the child's stdin is closed; if it has not
-//!   exited after the grace period its whole process group gets SIGKILL.
+//!   exited after the grace period its whole process group gets SIGTERM, and if it is still
+//!   there after another grace period, SIGKILL.
 //! - Child exited: what it still wrote is sent (up to 1 s), then the connection is closed
 //!   with 1000 for exit status 0, 1011 otherwise, the reason naming the status.
 //!
@@ -41,7 +42,8 @@ pub struct ExecConfig {
     pub command: String,
     /// Send stdout in raw binary chunks rather than text lines.
     pub binary: bool,
-    /// After the client is gone, how long the child gets to exit before SIGKILL.
+    /// After the client is gone, how long the child gets to exit before SIGTERM, and then
+    /// before SIGKILL.
     pub grace: Duration,
     /// Close the client with 1008 when the child takes none of its input for this long
     /// while more is waiting (`--write-timeout`; `None`: wait forever).
@@ -110,7 +112,7 @@ pub async fn serve(config: &ExecConfig, mut ws: WebSocket<MaybeTlsStream>, peer:
     tracing::info!(%peer, pid, "started `{}`", config.command);
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         // Both are piped above; treat their absence like a failed start.
-        reap(&mut child, pid).await;
+        kill(&mut child, pid).await;
         let _ = ws
             .close(Some(CloseFrame::new(CloseCode::INTERNAL_ERROR, "no pipes")))
             .await;
@@ -237,8 +239,24 @@ pub async fn serve(config: &ExecConfig, mut ws: WebSocket<MaybeTlsStream>, peer:
             match exited {
                 Some(status) => tracing::info!(%peer, pid, %status, "command exited"),
                 None => {
-                    tracing::info!(%peer, pid, "command still running after the client left: killing it");
-                    reap(&mut child, pid).await;
+                    tracing::info!(%peer, pid, "command still running after the client left: terminating it");
+                    signal_group(&mut child, pid, Signal::Term);
+                    let grace = tokio::time::sleep(config.grace);
+                    tokio::pin!(grace);
+                    let exited = loop {
+                        tokio::select! {
+                            _ = output.next(), if !output.finished() => {}
+                            status = child.wait() => break status.ok(),
+                            () = &mut grace => break None,
+                        }
+                    };
+                    match exited {
+                        Some(status) => tracing::info!(%peer, pid, %status, "command exited"),
+                        None => {
+                            tracing::info!(%peer, pid, "command still running after SIGTERM: killing it");
+                            kill(&mut child, pid).await;
+                        }
+                    }
                 }
             }
         }
@@ -248,19 +266,38 @@ pub async fn serve(config: &ExecConfig, mut ws: WebSocket<MaybeTlsStream>, peer:
     }
 }
 
-/// Kills the child's process group (and the child) and waits for it.
-async fn reap(child: &mut Child, pid: Option<u32>) {
+/// A signal for the child's process group.
+#[derive(Clone, Copy)]
+enum Signal {
+    Term,
+    Kill,
+}
+
+/// Sends `signal` to the child's process group (SIGKILL also to the child itself, where
+/// there are no process groups).
+fn signal_group(child: &mut Child, pid: Option<u32>, signal: Signal) {
     // The child has not been waited for, so its pid (= its group id) cannot have been
     // reused: the group is still the one it leads.
     #[cfg(unix)]
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).filter(|&p| p > 1) {
         if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            let signal = match signal {
+                Signal::Term => rustix::process::Signal::TERM,
+                Signal::Kill => rustix::process::Signal::KILL,
+            };
+            let _ = rustix::process::kill_process_group(pid, signal);
         }
     }
     #[cfg(not(unix))]
     let _ = pid;
-    let _ = child.start_kill();
+    if let Signal::Kill = signal {
+        let _ = child.start_kill();
+    }
+}
+
+/// Kills the child's process group (and the child) and waits for it.
+async fn kill(child: &mut Child, pid: Option<u32>) {
+    signal_group(child, pid, Signal::Kill);
     let _ = child.wait().await;
 }
 

@@ -65,7 +65,7 @@ struct ServeMode {
     /// newline (binary ones raw), each stdout line comes back as a text message, stderr goes
     /// to the server's stderr; WSX_PEER and WSX_PATH are set. The connection closes with
     /// 1000 when CMD exits 0, 1011 otherwise; when the client leaves, CMD's stdin is closed
-    /// and it is killed after --exec-grace.
+    /// and it gets SIGTERM after --exec-grace (SIGKILL after another).
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
 }
@@ -83,7 +83,7 @@ struct ModeOptions {
     #[arg(long, requires = "exec")]
     exec_binary: bool,
     /// With --exec: seconds the command gets to exit after the client left (and its stdin
-    /// was closed) before its process group is killed.
+    /// was closed) before its process group gets SIGTERM, and then before SIGKILL.
     #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_secs,
           requires = "exec")]
     exec_grace: f64,

@@ -536,9 +536,66 @@ async fn exec_kills_a_command_that_outlives_its_client() {
             "killed before the grace: {took:?}"
         );
         let log = s.stderr();
-        assert!(log.contains("killing it"), "{log}");
+        assert!(log.contains("terminating it"), "{log}");
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sends_sigterm_first_and_sigkill_to_a_command_that_ignores_it() {
+    // A command that exits on SIGTERM with its own status, and one that ignores SIGTERM
+    // (so does its sleep, which inherits that): killed a grace period later.
+    let marker = format!("{}", 800_000 + std::process::id() % 90_000);
+    for (cmd, killed) in [
+        (
+            "trap 'exit 7' TERM; while :; do sleep 0.05; done".to_string(),
+            false,
+        ),
+        (format!("trap '' TERM; sleep {marker}; :"), true),
+    ] {
+        let s = serve(&["--exec", &cmd, "--exec-grace", "0.4"]);
+        bounded(async {
+            let mut ws = connect(s.addr, "/").await;
+            ws.send(Message::text("ignored")).await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !s.stderr().contains("started `") {
+                assert!(Instant::now() < deadline, "the command did not start");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Let the shell set its trap.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let left = Instant::now();
+            assert!(ws.close(None).await.unwrap().was_clean);
+            let done = if killed {
+                "after SIGTERM: killing it"
+            } else {
+                "command exited"
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !s.stderr().contains(done) {
+                assert!(Instant::now() < deadline, "{}", s.stderr());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let took = left.elapsed();
+            let log = s.stderr();
+            assert!(log.contains("terminating it"), "{log}");
+            if killed {
+                assert!(
+                    took >= Duration::from_millis(700),
+                    "killed too early: {took:?}"
+                );
+                assert_no_children(&s).await;
+                assert!(
+                    processes_with(&format!("sleep {marker}")).is_empty(),
+                    "{log}"
+                );
+            } else {
+                assert!(log.contains("exit status: 7"), "{log}");
+                assert!(!log.contains("killing it"), "{log}");
+            }
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
