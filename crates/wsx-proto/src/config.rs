@@ -23,7 +23,8 @@ pub struct Config {
     /// messages. The message size limit still applies to the sum of the fragments.
     pub streaming: bool,
     /// Send a keepalive ping when nothing has been received for this long (default 20 s;
-    /// `None`: no automatic pings).
+    /// `None`: no automatic pings). The pong that answers it is the connection's own: it
+    /// sets [`crate::Connection::rtt`] and is not delivered as an event.
     pub ping_interval: Option<Duration>,
     /// Fail the connection with 1011 when a keepalive ping is not answered within this time
     /// (default 20 s).

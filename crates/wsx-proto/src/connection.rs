@@ -600,12 +600,17 @@ impl Connection {
     /// Pongs and close replies are queued for output as a side effect.
     #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
-        let ev = self.rx.poll_event();
-        self.pump_replies();
-        if let Some(Event::Message(Message::Pong(p))) = &ev {
-            self.timers.on_pong(p);
+        loop {
+            let ev = self.rx.poll_event();
+            self.pump_replies();
+            if let Some(Event::Message(Message::Pong(p))) = &ev {
+                if self.timers.on_pong(p) {
+                    // The answer to the keepalive ping: the connection's own (see `rtt`).
+                    continue;
+                }
+            }
+            return ev;
         }
-        ev
     }
 
     /// Queues a message (see [`Sender::send`]).

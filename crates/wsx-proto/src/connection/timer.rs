@@ -178,12 +178,14 @@ impl Timers {
 
     /// A pong arrived (in bytes marked received before it): it answers our ping when the
     /// payload matches.
-    pub(crate) fn on_pong(&mut self, payload: &[u8]) {
+    pub(crate) fn on_pong(&mut self, payload: &[u8]) -> bool {
         if self.ping_sent != 0 && payload == self.ping_sent.to_be_bytes() {
             let us = self.last_recv().saturating_sub(self.ping_sent);
             self.rtt = u32::try_from(us).unwrap_or(u32::MAX - 1) + 1;
             self.ping_sent = 0;
+            return true;
         }
+        false
     }
 
     /// Output was written: a stall, if one was being timed, is over.
@@ -447,7 +449,10 @@ mod tests {
         c.receive(&client_frame(0xA, &sent[0].1));
         c.mark_received(t0 + S(30) + MS(40));
         let ev = wake(&mut c, t0 + S(30) + MS(40));
-        assert!(matches!(&ev[..], [Event::Message(Message::Pong(_))]));
+        assert!(
+            ev.is_empty(),
+            "the keepalive's pong is the connection's own: {ev:?}"
+        );
         assert_eq!(c.rtt(), Some(MS(40)));
         assert_eq!(c.state(), State::Open);
         // A pong with another payload answers nothing.
@@ -456,7 +461,11 @@ mod tests {
         assert_eq!(again[0].0, 0x9);
         c.receive(&client_frame(0xA, b"unsolicited"));
         c.mark_received(t0 + S(52));
-        wake(&mut c, t0 + S(52));
+        let ev = wake(&mut c, t0 + S(52));
+        assert!(
+            matches!(&ev[..], [Event::Message(Message::Pong(p))] if &p[..] == b"unsolicited"),
+            "other pongs are the application's: {ev:?}"
+        );
         assert_eq!(due(&c, t0), Some(S(53)), "release first");
         wake(&mut c, t0 + S(53));
         assert_eq!(due(&c, t0), Some(S(56)), "the ping's pong deadline");
