@@ -95,9 +95,14 @@ struct ServeLimits {
     /// Most connections open at once; more get HTTP 503.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
-    /// Most connections open at once from one IP address; more get HTTP 429.
+    /// Most connections open at once from one IP address; more get HTTP 429. Default: 1024,
+    /// or no limit when listening on a loopback address; 0: no limit.
     #[arg(long, value_name = "N")]
     max_connections_per_ip: Option<usize>,
+    /// Most new connections per second from one IP address, in bursts of as many; more get
+    /// HTTP 429. Default: 64, or no limit when listening on a loopback address; 0: no limit.
+    #[arg(long, value_name = "N")]
+    max_handshakes_per_ip: Option<u32>,
     /// Allowed Origin (repeatable): exact (https://app.example.com), wildcard subdomain
     /// (https://*.example.com) or *. Others get HTTP 403; requests without Origin are allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
@@ -141,10 +146,23 @@ struct ServeLimits {
     write_buffer: Option<usize>,
 }
 
+/// Per-address limits of a server that does not listen on loopback only, unless set.
+const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1024;
+const DEFAULT_MAX_HANDSHAKES_PER_IP: u32 = 64;
+
 impl ServeLimits {
-    fn apply(&self, c: &mut wsx::ServerConfig) {
+    fn apply(&self, c: &mut wsx::ServerConfig, listen: SocketAddr) {
+        // On loopback every client is this machine's: no per-address limits unless asked.
+        let public = !listen.ip().is_loopback();
         c.max_connections = self.max_connections;
-        c.max_connections_per_ip = self.max_connections_per_ip;
+        c.max_connections_per_ip = self
+            .max_connections_per_ip
+            .or(public.then_some(DEFAULT_MAX_CONNECTIONS_PER_IP))
+            .filter(|&n| n > 0);
+        c.max_handshakes_per_ip = self
+            .max_handshakes_per_ip
+            .or(public.then_some(DEFAULT_MAX_HANDSHAKES_PER_IP))
+            .filter(|&n| n > 0);
         if !self.allow_origins.is_empty() {
             c.allowed_origins = Some(self.allow_origins.clone());
         }
@@ -212,7 +230,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = wsx::ServerConfig::default();
     config.config.deflate = args.deflate.config();
     config.protocols = args.subprotocols;
-    args.limits.apply(&mut config);
+    args.limits.apply(&mut config, args.listen);
     let mode = if args.mode.broadcast {
         Mode::Broadcast(Arc::new(Hub::new(
             args.mode_options.broadcast_backlog as usize,
@@ -392,5 +410,68 @@ async fn one_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Limits {
+        #[command(flatten)]
+        limits: ServeLimits,
+    }
+
+    fn config(args: &[&str], listen: &str) -> wsx::ServerConfig {
+        let parsed =
+            Limits::try_parse_from(std::iter::once("serve").chain(args.iter().copied())).unwrap();
+        let mut c = wsx::ServerConfig::default();
+        parsed.limits.apply(&mut c, listen.parse().unwrap());
+        c
+    }
+
+    #[test]
+    fn per_address_limits_default_on_except_on_loopback() {
+        for public in ["0.0.0.0:9001", "192.0.2.7:9001", "[::]:9001"] {
+            let c = config(&[], public);
+            assert_eq!(c.max_connections_per_ip, Some(1024), "{public}");
+            assert_eq!(c.max_handshakes_per_ip, Some(64), "{public}");
+        }
+        for local in ["127.0.0.1:9001", "[::1]:9001"] {
+            let c = config(&[], local);
+            assert_eq!(
+                (c.max_connections_per_ip, c.max_handshakes_per_ip),
+                (None, None)
+            );
+        }
+        // Set: on loopback too; 0 turns them off.
+        let c = config(
+            &[
+                "--max-connections-per-ip",
+                "5",
+                "--max-handshakes-per-ip",
+                "7",
+            ],
+            "127.0.0.1:1",
+        );
+        assert_eq!(
+            (c.max_connections_per_ip, c.max_handshakes_per_ip),
+            (Some(5), Some(7))
+        );
+        let c = config(
+            &[
+                "--max-connections-per-ip",
+                "0",
+                "--max-handshakes-per-ip",
+                "0",
+            ],
+            "0.0.0.0:1",
+        );
+        assert_eq!(
+            (c.max_connections_per_ip, c.max_handshakes_per_ip),
+            (None, None)
+        );
     }
 }

@@ -824,3 +824,56 @@ fn help_shows_examples_of_every_mode() {
     assert_eq!(code, 2);
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Per-address limits
+
+/// Sends an upgrade request on a new connection and returns the response's status and the
+/// connection (kept open by the caller when upgraded).
+fn upgrade_status(addr: SocketAddr) -> (u16, TcpStream) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "closed before a response");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    (head[9..12].parse().unwrap(), s)
+}
+
+#[test]
+fn handshake_rate_per_ip() {
+    let s = serve(&["--max-handshakes-per-ip", "10"]);
+    // A burst: 10 are admitted at once, then 429 (the probe that saw the server start took
+    // one; a token comes back every 100 ms, so a slow machine may see a few more).
+    let mut open = Vec::new();
+    let mut refused = None;
+    for i in 0..40 {
+        let (status, conn) = upgrade_status(s.addr);
+        match status {
+            101 => open.push(conn),
+            429 => {
+                refused = Some(i);
+                break;
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    let refused = refused.expect("no 429 in 40 connections at once");
+    assert!((9..=13).contains(&refused), "refused the {}th", refused + 1);
+    // Tokens come back: a moment later one more is admitted.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(upgrade_status(s.addr).0, 101);
+    // Without the flag, on loopback: no limit.
+    let s = serve(&[]);
+    for _ in 0..100 {
+        assert_eq!(upgrade_status(s.addr).0, 101);
+    }
+}

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::task::JoinSet;
@@ -45,6 +45,11 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// Most connections open at once from one IP address (`None`: no cap); excess get `429`.
     pub max_connections_per_ip: Option<usize>,
+    /// Most new connections per second from one IP address, with bursts of as many
+    /// (`None`: no limit); excess get `429` with `Retry-After: 1`. A token bucket per
+    /// address; the addresses whose bucket is full again are forgotten, so the table
+    /// stays as small as the set of addresses that connected in the last few seconds.
+    pub max_handshakes_per_ip: Option<u32>,
     /// Graceful shutdown: how long open connections get to finish their close handshake
     /// after being sent 1001 (default 10 s).
     pub shutdown_timeout: Duration,
@@ -63,6 +68,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             max_connections: None,
             max_connections_per_ip: None,
+            max_handshakes_per_ip: None,
             shutdown_timeout: Duration::from_secs(10),
             keep_request_target: false,
         }
@@ -274,6 +280,38 @@ struct Registry {
     next_id: u64,
     by_ip: HashMap<IpAddr, usize>,
     open: HashMap<u64, Arc<ShutdownSignal>>,
+    handshakes: HandshakeRates,
+}
+
+/// New connections per address: a token bucket each ([`ServerConfig::max_handshakes_per_ip`]).
+#[derive(Default)]
+struct HandshakeRates {
+    /// Tokens left and when they were counted.
+    buckets: HashMap<IpAddr, (f64, Instant)>,
+    /// The table's size after it was last pruned.
+    pruned_at: usize,
+}
+
+impl HandshakeRates {
+    /// Takes a token for a new connection from `ip`: false when it has none left.
+    fn admit(&mut self, ip: IpAddr, per_second: u32, now: Instant) -> bool {
+        let rate = f64::from(per_second.max(1));
+        if self.buckets.len() >= 2 * self.pruned_at.max(512) {
+            // Buckets that have filled up again say nothing: forget them.
+            self.buckets.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < rate
+            });
+            self.pruned_at = self.buckets.len();
+        }
+        let (tokens, at) = self.buckets.entry(ip).or_insert((rate, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate).min(rate);
+        *at = now;
+        if *tokens < 1.0 {
+            return false;
+        }
+        *tokens -= 1.0;
+        true
+    }
 }
 
 /// Removes a connection from the registry when its task ends (or is aborted).
@@ -585,6 +623,14 @@ fn admit(
     ip: IpAddr,
 ) -> std::result::Result<(Registration, Arc<ShutdownSignal>), Rejection> {
     let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(per_second) = config.max_handshakes_per_ip {
+        if !r.handshakes.admit(ip, per_second, Instant::now()) {
+            return Err(
+                Rejection::new(429, "too many new connections from your address\n")
+                    .with_header("Retry-After", "1"),
+            );
+        }
+    }
     if config
         .max_connections
         .is_some_and(|max| r.open.len() >= max)
@@ -705,6 +751,40 @@ async fn upgrade<H: Hook>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshakes_per_ip_come_in_bursts_of_the_rate_and_refill_at_it() {
+        let mut rates = HandshakeRates::default();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let t0 = Instant::now();
+        assert!((0..5).all(|_| rates.admit(a, 5, t0)));
+        assert!(!rates.admit(a, 5, t0), "the sixth in the same instant");
+        assert!(rates.admit(b, 5, t0), "another address has its own bucket");
+        assert!(!rates.admit(a, 5, t0 + Duration::from_millis(100)));
+        assert!(
+            rates.admit(a, 5, t0 + Duration::from_millis(200)),
+            "one token per 200 ms"
+        );
+        assert!(!rates.admit(a, 5, t0 + Duration::from_millis(210)));
+        // Never more than a burst saved up.
+        let later = t0 + Duration::from_secs(60);
+        assert!((0..5).all(|_| rates.admit(a, 5, later)));
+        assert!(!rates.admit(a, 5, later));
+    }
+
+    #[test]
+    fn addresses_whose_bucket_refilled_are_forgotten() {
+        let mut rates = HandshakeRates::default();
+        let t0 = Instant::now();
+        for i in 0..100_000u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            // 10,000 new addresses a second, each connecting once at 2 per second.
+            let now = t0 + Duration::from_micros(100 * u64::from(i));
+            assert!(rates.admit(ip, 2, now));
+        }
+        // Only the last second or so of addresses is remembered, not all 100,000.
+        assert!(rates.buckets.len() < 30_000, "{}", rates.buckets.len());
+    }
 
     /// The size of the future `handler` returns.
     fn future_size<F, Fut>(_: &F) -> usize
