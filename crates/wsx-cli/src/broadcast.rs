@@ -196,10 +196,16 @@ impl Hub {
     }
 
     /// Runs one client: publishes what it sends; its thread's relay writes what the others
-    /// publish to it.
-    pub async fn serve(self: Arc<Self>, ws: wsx::WebSocket<MaybeTlsStream>, peer: SocketAddr) {
+    /// publish to it. Call it on the thread that is to serve the client (the connection's
+    /// task). Not an `async fn`: the future would keep the moved `ws` beside its halves for
+    /// the connection's whole life.
+    pub fn serve(
+        self: Arc<Self>,
+        ws: wsx::WebSocket<MaybeTlsStream>,
+        peer: SocketAddr,
+    ) -> impl std::future::Future<Output = ()> + Send {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (mut reader, writer) = ws.split();
+        let (reader, writer) = ws.split();
         let relay = self.relay();
         let dropped = Arc::new(Dropped::default());
         relay.clients().push(Client {
@@ -208,18 +214,24 @@ impl Hub {
             writer,
             dropped: dropped.clone(),
         });
+        self.run_client(reader, relay, id, dropped, peer)
+    }
+
+    async fn run_client(
+        self: Arc<Self>,
+        mut reader: WsReader<MaybeTlsStream>,
+        relay: Arc<Relay>,
+        id: u64,
+        dropped: Arc<Dropped>,
+        peer: SocketAddr,
+    ) {
         let too_slow = poll_fn(|cx| self.poll_client(cx, &mut reader, id, &dropped, peer)).await;
         let writer = match too_slow {
             Some((writer, reason)) => {
                 tracing::info!(%peer, code = TOO_SLOW.0, "closing a slow client: {reason}");
-                match reader.reunite(writer) {
-                    Ok(mut ws) => {
-                        let _ = ws.close(Some(CloseFrame::new(TOO_SLOW, reason))).await;
-                        log_close(ws.close_event(), peer);
-                    }
-                    Err(_) => unreachable!("the halves of one connection"),
-                }
-                return;
+                // Boxed: the close's state (a whole WebSocket) is not kept in every idle
+                // client's future for the rare client that is too slow.
+                return Box::pin(close_too_slow(reader, writer, reason, peer)).await;
             }
             // Ended: the relay may have dropped it meanwhile.
             None => relay.remove(id).or_else(|| dropped.take().map(|(w, _)| w)),
@@ -356,6 +368,22 @@ fn relay_to(
         }
         Ok(())
     })
+}
+
+/// Closes a client that did not keep up with 1008.
+async fn close_too_slow(
+    reader: WsReader<MaybeTlsStream>,
+    writer: Writer,
+    reason: String,
+    peer: SocketAddr,
+) {
+    match reader.reunite(writer) {
+        Ok(mut ws) => {
+            let _ = ws.close(Some(CloseFrame::new(TOO_SLOW, reason))).await;
+            log_close(ws.close_event(), peer);
+        }
+        Err(_) => unreachable!("the halves of one connection"),
+    }
 }
 
 fn log_close(ev: Option<&wsx::CloseEvent>, peer: SocketAddr) {

@@ -6,7 +6,6 @@ use crate::broadcast::Hub;
 use crate::exec::ExecConfig;
 use crate::static_files::StaticFiles;
 use anyhow::Context as _;
-use futures_util::future::Either;
 use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -306,25 +305,24 @@ async fn serve(
             protocols.join(", ")
         );
     }
-    let mode = Arc::new(mode);
-    let report = server
-        .serve_until(
-            move |ws, peer| {
-                let mode = mode.clone();
-                // Echo's future is the handler's own; broadcast and exec are boxed, since a
-                // future is as large as its largest branch (exec's is 2.1 KiB), and an
-                // `async` block around the `match` would keep the moved `ws` twice.
-                match &*mode {
-                    Mode::Echo => Either::Left(echo(ws, peer)),
-                    Mode::Broadcast(_) | Mode::Exec(_) => {
-                        Either::Right(Box::pin(serve_other(mode.clone(), ws, peer)))
-                    }
-                }
-            },
-            move || ServeHook(files.clone()),
-            shutdown_signal(),
-        )
-        .await?;
+    let hook = move || ServeHook(files.clone());
+    // A handler per mode, so that each connection's task is sized for its own mode's future
+    // (exec's, 2.1 KiB, is boxed).
+    let report = match mode {
+        Mode::Echo => server.serve_until(echo, hook, shutdown_signal()).await?,
+        Mode::Broadcast(hub) => {
+            let handler = move |ws, peer| hub.clone().serve(ws, peer);
+            server.serve_until(handler, hook, shutdown_signal()).await?
+        }
+        Mode::Exec(exec) => {
+            let exec = Arc::new(exec);
+            let handler = move |ws, peer| {
+                let exec = exec.clone();
+                Box::pin(async move { crate::exec::serve(&exec, ws, peer).await })
+            };
+            server.serve_until(handler, hook, shutdown_signal()).await?
+        }
+    };
     // In JSON mode the library's own shutdown log line (a JSON object) says the same.
     if !crate::json_logs() {
         eprintln!(
@@ -333,15 +331,6 @@ async fn serve(
         );
     }
     Ok(())
-}
-
-/// Broadcast and exec modes.
-async fn serve_other(mode: Arc<Mode>, ws: WebSocket<MaybeTlsStream>, peer: SocketAddr) {
-    match &*mode {
-        Mode::Echo => echo(ws, peer).await,
-        Mode::Broadcast(hub) => hub.clone().serve(ws, peer).await,
-        Mode::Exec(exec) => crate::exec::serve(exec, ws, peer).await,
-    }
 }
 
 /// Echo mode: every text and binary message goes back to its sender.
