@@ -225,38 +225,33 @@ pub async fn serve(config: &ExecConfig, mut ws: WebSocket<MaybeTlsStream>, peer:
             let _ = ws.close(Some(close_frame_for(&status))).await;
         }
         End::ClientGone | End::InputStalled => {
-            let grace = tokio::time::sleep(config.grace);
-            tokio::pin!(grace);
-            let exited = loop {
-                tokio::select! {
-                    () = &mut writer, if !writer_done => writer_done = true,
-                    // Keep the pipe moving so the child does not block writing to it.
-                    _ = output.next(), if !output.finished() => {}
-                    status = child.wait() => break status.ok(),
-                    () = &mut grace => break None,
+            // A grace period; then SIGTERM and another; then SIGKILL.
+            let mut exited = None;
+            for signal in [None, Some(Signal::Term)] {
+                if let Some(signal) = signal {
+                    tracing::info!(%peer, pid, "command still running after the client left: terminating it");
+                    signal_group(&mut child, pid, signal);
                 }
-            };
+                let grace = tokio::time::sleep(config.grace);
+                tokio::pin!(grace);
+                exited = loop {
+                    tokio::select! {
+                        () = &mut writer, if !writer_done => writer_done = true,
+                        // Keep the pipe moving so the child does not block writing to it.
+                        _ = output.next(), if !output.finished() => {}
+                        status = child.wait() => break status.ok(),
+                        () = &mut grace => break None,
+                    }
+                };
+                if exited.is_some() {
+                    break;
+                }
+            }
             match exited {
                 Some(status) => tracing::info!(%peer, pid, %status, "command exited"),
                 None => {
-                    tracing::info!(%peer, pid, "command still running after the client left: terminating it");
-                    signal_group(&mut child, pid, Signal::Term);
-                    let grace = tokio::time::sleep(config.grace);
-                    tokio::pin!(grace);
-                    let exited = loop {
-                        tokio::select! {
-                            _ = output.next(), if !output.finished() => {}
-                            status = child.wait() => break status.ok(),
-                            () = &mut grace => break None,
-                        }
-                    };
-                    match exited {
-                        Some(status) => tracing::info!(%peer, pid, %status, "command exited"),
-                        None => {
-                            tracing::info!(%peer, pid, "command still running after SIGTERM: killing it");
-                            kill(&mut child, pid).await;
-                        }
-                    }
+                    tracing::info!(%peer, pid, "command still running after SIGTERM: killing it");
+                    kill(&mut child, pid).await;
                 }
             }
         }
