@@ -122,11 +122,19 @@ struct Dropped {
 }
 
 impl Dropped {
+    fn slot(&self) -> MutexGuard<'_, Option<(Writer, String)>> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The relay's side: hands the writer back and wakes the client's task.
+    fn hand_back(&self, writer: Writer, reason: String) {
+        *self.slot() = Some((writer, reason));
+        self.waker.wake();
+    }
+
+    /// The client's side: the writer and the reason, once handed back.
     fn take(&self) -> Option<(Writer, String)> {
-        self.slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        self.slot().take()
     }
 }
 
@@ -173,7 +181,7 @@ impl Hub {
     }
 
     /// This thread's relay, started on first use.
-    fn relay(self: &Arc<Self>) -> Arc<Relay> {
+    fn thread_relay(self: &Arc<Self>) -> Arc<Relay> {
         let thread = std::thread::current().id();
         let mut relays = self.relays.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(r) = relays.iter().find(|r| r.thread == thread) {
@@ -206,7 +214,7 @@ impl Hub {
     ) -> impl std::future::Future<Output = ()> + Send {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reader, writer) = ws.split();
-        let relay = self.relay();
+        let relay = self.thread_relay();
         let dropped = Arc::new(Dropped::default());
         relay.clients().push(Client {
             id,
@@ -311,12 +319,7 @@ impl Hub {
                             Ok(()) => i += 1,
                             Err(reason) => {
                                 let c = clients.swap_remove(i);
-                                *c.dropped
-                                    .slot
-                                    .lock()
-                                    .unwrap_or_else(PoisonError::into_inner) =
-                                    Some((c.writer, reason));
-                                c.dropped.waker.wake();
+                                c.dropped.hand_back(c.writer, reason);
                             }
                         }
                     }

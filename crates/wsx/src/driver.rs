@@ -41,6 +41,10 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
+use wsx_proto::handshake::client::Response;
+use wsx_proto::{
+    CloseCode, CloseEvent, CloseFrame, Connection, Event, Message, PreparedMessage, Role, State,
+};
 
 thread_local! {
     /// The output buffer lent to connections while they are corked on this thread (see
@@ -50,10 +54,6 @@ thread_local! {
 
 /// A warm buffer grown past this is dropped rather than kept for the next cork.
 const WARM_BUFFER_MAX: usize = 256 * 1024;
-use wsx_proto::handshake::client::Response;
-use wsx_proto::{
-    CloseCode, CloseEvent, CloseFrame, Connection, Event, Message, PreparedMessage, Role, State,
-};
 
 /// Where the transport is in its shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
