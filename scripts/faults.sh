@@ -28,8 +28,8 @@
 # Environment:
 #   WSX_BIN                  wsx binary (default: target/release/wsx)
 #   WSX_FAULTS_OUT           server logs, one per scenario (default: target/faults)
-#   WSX_FAULTS_BUDGET        seconds for the whole run (default: 240; a passing run
-#                            takes about 70 s); the runner is killed when it is spent
+#   WSX_FAULTS_BUDGET        seconds for the whole run (default: 480; a passing run
+#                            takes about 190 s); the runner is killed when it is spent
 #   WSX_FAULTS_CONNS         connections of the conn-10k scenario (default: 10000)
 #   WSX_FAULTS_SKIP          regex of scenarios to leave out (printed as SKIP, not counted)
 #   WSX_FAULTS_CACHE         own venv, if the interop one is unusable
@@ -59,7 +59,7 @@ done
 
 OUT=${WSX_FAULTS_OUT:-$ROOT/target/faults}
 [[ $OUT == /* ]] || OUT=$PWD/$OUT
-BUDGET=${WSX_FAULTS_BUDGET:-240}
+BUDGET=${WSX_FAULTS_BUDGET:-480}
 CACHE=${WSX_FAULTS_CACHE:-$HOME/.cache/wsx-faults}
 INTEROP_VENV=${WSX_INTEROP_CACHE:-$HOME/.cache/wsx-interop}/venv
 WSX_BIN=${WSX_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/wsx}

@@ -17,6 +17,7 @@ WSX_FAULTS_CONNS (connections of conn-10k, default 10000), WSX_FAULTS_CONN_DEFLA
 out; they print SKIP and are not counted).
 """
 
+import argparse
 import asyncio
 import collections
 import os
@@ -34,6 +35,8 @@ from wsxfault import (  # noqa: E402
     close_payload, deflate_raw, frame, http_status, mib, ms, percentile, raw_exchange,
     request,
 )
+
+import attack as attack_mod  # noqa: E402
 
 SCENARIOS = []
 
@@ -812,6 +815,24 @@ async def shutdown(ctx):
 async def shutdown_timeout(ctx):
     return await _shutdown(ctx, "shutdown-timeout", 10, 2,
                            ["--shutdown-timeout", "2", "--close-timeout", "30"], 2)
+
+
+# ============================================================ attack (overload)
+
+
+@scenario("attack", needs=attack_mod.NEEDS, timeout=330)
+async def attack(ctx):
+    """Every attack of tests/faults/attack.py at once on one server, with 50 legitimate
+    echo clients throughout (WSX_ATTACK_SCALE scales the attacker counts, WSX_ATTACK_PHASE
+    sets each phase's seconds)."""
+    srv = await ctx.server("attack", attack_mod.SERVER_FLAGS)
+    args = argparse.Namespace(
+        scale=float(os.environ.get("WSX_ATTACK_SCALE", "1")),
+        phase_seconds=float(os.environ.get("WSX_ATTACK_PHASE", "20")),
+        legit=50, soak=0, settle=45, only=None)
+    ok, line = await attack_mod.attack(srv, args, log=lambda s: print(s, flush=True))
+    check(ok, line)
+    return line
 
 
 # ============================================================ runner

@@ -13,6 +13,26 @@ pub fn parse_secs(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Parses a size in bytes: a whole number with an optional binary suffix (`k`/`KiB`,
+/// `m`/`MiB`, `g`/`GiB`, any case; `256M` is 256 MiB).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("{s:?}: unknown unit (use K, M or G)")),
+    };
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (a number of bytes, or e.g. 256M)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
 /// A timeout or interval from seconds, where 0 means "none".
 pub fn secs(s: f64) -> Option<Duration> {
     Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero())
@@ -98,5 +118,22 @@ impl ProxyArgs {
             (None, true) => builder.no_proxy(),
             (None, false) => builder,
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_with_and_without_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("").is_err());
     }
 }

@@ -1,9 +1,10 @@
 //! `wsx serve`: an echo, broadcast or exec server (optionally with static files) with TLS,
 //! deflate, limits and graceful shutdown.
 
-use crate::args::{limit, parse_secs, secs, DeflateArgs};
+use crate::args::{limit, parse_secs, parse_size, secs, DeflateArgs};
 use crate::broadcast::Hub;
 use crate::exec::ExecConfig;
+use crate::metrics::Metrics;
 use crate::static_files::StaticFiles;
 use anyhow::Context as _;
 use futures_util::StreamExt;
@@ -37,6 +38,11 @@ pub struct ServeArgs {
     /// it get 403). WebSocket upgrades still work on every path.
     #[arg(long = "static", value_name = "DIR")]
     static_dir: Option<PathBuf>,
+    /// Answer plain HTTP GET /metrics with the server's counters in Prometheus' text
+    /// format (the memory budget: limit, bytes held, refused messages and connections,
+    /// paused reads, overload closes).
+    #[arg(long)]
+    metrics: bool,
     /// Subprotocol to support (repeatable, in order of preference): the first of these that
     /// the client offered is selected; a client that offers none of them (or none at all)
     /// still connects, without a subprotocol.
@@ -143,6 +149,12 @@ struct ServeLimits {
     /// Bytes of queued output above which sends wait and reading pauses.
     #[arg(long, value_name = "BYTES")]
     write_buffer: Option<usize>,
+    /// Memory all connections together may hold for messages being received, queued output
+    /// and compression state (e.g. 512M, 2G; 0: no budget). Past 75% of it the
+    /// connections holding the most stop reading (1013 after 5 s); messages that would
+    /// pass it get 1009; past 90%, new connections get HTTP 503. Default: 1G.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    memory_budget: Option<usize>,
 }
 
 /// Per-address limits of a server that does not listen on loopback only, unless set.
@@ -187,6 +199,9 @@ impl ServeLimits {
         if let Some(n) = self.max_head_size {
             c.config.max_head_size = n;
         }
+        if let Some(n) = self.memory_budget {
+            c.config.memory_budget = (n > 0).then(|| wsx::MemoryBudget::new(n));
+        }
     }
 }
 
@@ -208,8 +223,12 @@ enum Mode {
     Exec(ExecConfig),
 }
 
-/// The per-connection hook: accepts every upgrade and, with --static, answers plain HTTP.
-struct ServeHook(Option<Arc<StaticFiles>>);
+/// The per-connection hook: accepts every upgrade and answers plain HTTP with --metrics
+/// (`/metrics`) and --static (everything else).
+struct ServeHook {
+    files: Option<Arc<StaticFiles>>,
+    metrics: Option<Arc<Metrics>>,
+}
 
 impl Hook for ServeHook {
     fn on_request(self, _: &Request, _: &mut Accept) -> Result<(), Rejection> {
@@ -217,7 +236,12 @@ impl Hook for ServeHook {
     }
 
     fn on_http(&mut self, request: &HttpRequest) -> Option<HttpResponse> {
-        self.0.as_ref().map(|files| files.respond(request))
+        if let Some(metrics) = &self.metrics {
+            if request.path() == "/metrics" {
+                return Some(metrics.respond());
+            }
+        }
+        self.files.as_ref().map(|files| files.respond(request))
     }
 }
 
@@ -257,6 +281,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config,
         mode,
         files,
+        args.metrics,
     )
     .await
 }
@@ -268,8 +293,13 @@ async fn serve(
     config: wsx::ServerConfig,
     mode: Mode,
     files: Option<Arc<StaticFiles>>,
+    metrics: bool,
 ) -> anyhow::Result<()> {
     let protocols = config.protocols.clone();
+    let metrics = metrics.then(|| Arc::new(Metrics::new(config.config.memory_budget.clone())));
+    if let Some(budget) = &config.config.memory_budget {
+        crate::heap::watch(budget.clone());
+    }
     let mut server = wsx::Server::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?
@@ -305,7 +335,10 @@ async fn serve(
             protocols.join(", ")
         );
     }
-    let hook = move || ServeHook(files.clone());
+    let hook = move || ServeHook {
+        files: files.clone(),
+        metrics: metrics.clone(),
+    };
     // A handler per mode, so that each connection's task is sized for its own mode's future
     // (exec's, 2.1 KiB, is boxed).
     let report = match mode {

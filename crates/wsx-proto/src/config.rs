@@ -1,5 +1,6 @@
 //! Endpoint configuration shared by the handshake and the connection.
 
+use crate::budget::MemoryBudget;
 use crate::deflate::DeflateConfig;
 use std::time::Duration;
 
@@ -44,6 +45,10 @@ pub struct Config {
     /// refuses `try_send` and stops reading (default 1 MiB; at most 4 GiB, larger values
     /// are clamped to that).
     pub write_buffer_high_water: usize,
+    /// A memory budget shared with other connections (see [`crate::budget`]): messages that
+    /// would take it past its limit fail with 1009 (default: none; `wsx::ServerConfig` sets
+    /// one). Clones of this config share the same budget.
+    pub memory_budget: Option<MemoryBudget>,
 }
 
 impl Default for Config {
@@ -61,6 +66,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             write_timeout: Some(Duration::from_secs(30)),
             write_buffer_high_water: 1 << 20,
+            memory_budget: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! protocol violation, and runs keepalive, the idle timeout, the close timeout and the
 //! write timeout; the application only sees [`Event`]s.
 
+use crate::budget::{chargeable, granules, Account, MemoryBudget, GRANULE};
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
 use crate::deflate::{Compressor, Decompressor, DeflateError, DeflateParams};
@@ -200,6 +201,9 @@ pub struct Receiver {
     /// per connection at most).
     close: Option<Box<Closing>>,
     trace: Option<Box<Tracer>>,
+    /// What the message being received, the read buffer and the inflate state charge to
+    /// the memory budget.
+    account: Account,
 }
 
 /// The sending side of a connection: encodes, masks and compresses frames into an output
@@ -218,6 +222,8 @@ pub struct Sender {
     /// Output that goes out before `wbuf`: large payloads queued without copying (see
     /// [`ZERO_COPY_MIN`]), with the frames before them. Allocated on first use.
     queued: Option<Box<Queued>>,
+    /// What queued output and the deflate state charge to the memory budget.
+    account: Account,
 }
 
 /// Payloads at least this large are queued as they are (a reference to the message's
@@ -377,6 +383,7 @@ impl Connection {
                 pong: None,
                 close: None,
                 trace: None,
+                account: Account::new(config.memory_budget.clone()),
             },
             tx: Sender {
                 role,
@@ -394,6 +401,7 @@ impl Connection {
                 close_sent: false,
                 trace: None,
                 queued: None,
+                account: Account::new(config.memory_budget.clone()),
             },
             timers: Box::new(Timers::new(config)),
         }
@@ -728,6 +736,26 @@ impl Connection {
         self.tx.shrink_buffers();
     }
 
+    /// Whether an I/O layer should stop reading from this connection for now: its memory
+    /// budget is under pressure ([`MemoryBudget::under_pressure`]) and this connection is
+    /// one of those that hold the most (at least the average of the connections charged
+    /// anything). Reading again once this turns false lets TCP hold the peer back
+    /// meanwhile. Always false without a budget, and for connections that hold less than
+    /// [`crate::budget::FREE`] on each side.
+    #[inline]
+    pub fn should_pause_reading(&self) -> bool {
+        let Some(budget) = self.rx.account.budget() else {
+            return false;
+        };
+        let held = self.rx.account.held() + self.tx.account.held();
+        held > 0 && budget.under_pressure() && held >= budget.fair_share()
+    }
+
+    /// The memory budget this connection charges, if any (from [`Config::memory_budget`]).
+    pub fn memory_budget(&self) -> Option<&MemoryBudget> {
+        self.rx.account.budget()
+    }
+
     /// Turns the frame trace on (`Some`) or off (`None`); see [`crate::trace`]. Every frame
     /// received and sent from then on is recorded, to be drained with
     /// [`Connection::take_frame_traces`]. Turning it on again, or off, discards the records
@@ -807,6 +835,7 @@ impl Receiver {
         if let Some(d) = self.inflate.as_mut() {
             d.out = BytesMut::new();
         }
+        self.settle();
     }
 
     /// The buffer received bytes go into; an I/O layer may read into it directly.
@@ -1083,7 +1112,20 @@ impl Receiver {
                 limit: self.max_message_size,
             });
         }
-        Ok(msg.kind == MessageKind::Text && !msg.compressed)
+        let check_text = msg.kind == MessageKind::Text && !msg.compressed;
+        if self.account.budget().is_some() {
+            // The frame (in the read buffer until complete: the buffer's capacity, or the
+            // frame where larger) and the message so far; the header bounded the frame by
+            // max_frame_size, so it fits usize.
+            let so_far = if self.streaming { 0 } else { msg.buf.len() };
+            let frame = usize::try_from(h.payload_len).unwrap_or(usize::MAX);
+            let buffered = granules(frame.max(self.rbuf.capacity()));
+            let want = (self.inflate_state() + so_far).saturating_add(buffered);
+            if !self.account.grow_to(chargeable(want)) {
+                return Err(ProtocolError::OverBudget);
+            }
+        }
+        Ok(check_text)
     }
 
     fn on_frame(
@@ -1140,13 +1182,21 @@ impl Receiver {
             };
             let before = out.len();
             let room = limit - msg.size;
-            decompressor
-                .decompress(&payload, fin, out, before + room)
-                .map_err(|e| match e {
-                    DeflateError::TooLarge => ProtocolError::MessageTooLarge { limit },
-                    DeflateError::Corrupt(_) => ProtocolError::CorruptCompressedData,
-                    _ => ProtocolError::InflateInternal,
-                })?;
+            let account = &mut self.account;
+            let result = if account.budget().is_some() {
+                let state = decompressor.memory_estimate();
+                decompressor.decompress_within(&payload, fin, out, before + room, &mut |len| {
+                    account.grow_to(chargeable(state.saturating_add(len)))
+                })
+            } else {
+                decompressor.decompress(&payload, fin, out, before + room)
+            };
+            result.map_err(|e| match e {
+                DeflateError::TooLarge => ProtocolError::MessageTooLarge { limit },
+                DeflateError::Refused => ProtocolError::OverBudget,
+                DeflateError::Corrupt(_) => ProtocolError::CorruptCompressedData,
+                _ => ProtocolError::InflateInternal,
+            })?;
             msg.size += out.len() - before;
             if msg.kind == MessageKind::Text {
                 self.utf8
@@ -1180,6 +1230,7 @@ impl Receiver {
                 self.incoming = None;
             }
             let data = data.map(BytesMut::freeze).unwrap_or_default();
+            self.settle();
             return Ok(Some(Event::Fragment(Fragment {
                 kind,
                 data,
@@ -1200,10 +1251,28 @@ impl Receiver {
             }
         };
         self.incoming = None;
+        self.settle();
         Ok(Some(Event::Message(match kind {
             MessageKind::Text => Message::Text(Utf8Bytes::from_bytes_unchecked(body)),
             MessageKind::Binary => Message::Binary(body),
         })))
+    }
+
+    /// The inflate state's size, charged to the budget with the message.
+    fn inflate_state(&self) -> usize {
+        self.inflate
+            .as_ref()
+            .map_or(0, |d| d.codec.memory_estimate())
+    }
+
+    /// A message (or a fragment, when streaming) has been handed over, or buffers were
+    /// released: the charge comes down to the inflate state and read buffer that stay.
+    #[inline]
+    fn settle(&mut self) {
+        if self.account.held() > 0 {
+            let keep = chargeable(self.inflate_state() + granules(self.rbuf.capacity()));
+            self.account.set(keep);
+        }
     }
 
     /// Fails the connection for a local reason (see [`Connection::abort`]).
@@ -1232,6 +1301,7 @@ impl Receiver {
         self.closed = true;
         self.frame = None;
         self.incoming = None;
+        self.account.set(0);
         let ev = CloseEvent {
             code,
             reason,
@@ -1285,6 +1355,7 @@ impl Sender {
             Reply::Pong(p) => self.write_frame(OpCode::Pong, true, false, &p, None),
             Reply::Close(f) => self.write_close(f.as_ref()),
         }
+        self.recharge();
     }
 
     /// Queues a message. Text and binary messages are compressed when permessage-deflate is
@@ -1304,6 +1375,12 @@ impl Sender {
     /// frame is copied or shared, or its compressed frame shared when this side compresses
     /// every message alone; otherwise it is sent as [`Sender::send`] would.
     pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), SendError> {
+        let sent = self.encode_prepared(msg);
+        self.recharge();
+        sent
+    }
+
+    fn encode_prepared(&mut self, msg: &PreparedMessage) -> Result<(), SendError> {
         if self.close_sent {
             return Err(SendError::Closed);
         }
@@ -1312,17 +1389,17 @@ impl Sender {
         }
         if self.role == Role::Client {
             // Masked with a fresh key per frame: nothing to share.
-            return self.send(msg.to_message());
+            return self.encode(msg.to_message(), true);
         }
         if let Some(d) = self.deflate.as_ref() {
             if msg.len() >= d.threshold {
                 if !d.codec.no_context_takeover() {
                     // Our compressor's history must hold everything the peer has seen.
-                    return self.send(msg.to_message());
+                    return self.encode(msg.to_message(), true);
                 }
                 let (bits, level) = (d.codec.window_bits(), d.codec.level());
                 let Some(frame) = msg.compressed(bits, level) else {
-                    return self.send(msg.to_message());
+                    return self.encode(msg.to_message(), true);
                 };
                 self.queue_frame(frame, Some(msg.payload()));
                 return Ok(());
@@ -1369,6 +1446,13 @@ impl Sender {
     }
 
     fn send_with(&mut self, msg: Message, compress: bool) -> Result<(), SendError> {
+        let sent = self.encode(msg, compress);
+        self.recharge();
+        sent
+    }
+
+    #[inline]
+    fn encode(&mut self, msg: Message, compress: bool) -> Result<(), SendError> {
         match msg {
             Message::Text(t) if self.zero_copy(t.len(), compress) => {
                 self.send_queued(OpCode::Text, t.into_bytes())
@@ -1491,6 +1575,7 @@ impl Sender {
         }
         self.write_frame(opcode, fin, false, data, None);
         self.sending = if fin { None } else { Some(kind) };
+        self.recharge();
         Ok(())
     }
 
@@ -1504,6 +1589,7 @@ impl Sender {
         }
         if !self.close_sent {
             self.write_close(frame.as_ref());
+            self.recharge();
         }
         Ok(())
     }
@@ -1614,6 +1700,7 @@ impl Sender {
             self.wbuf.clear();
             self.wpos = 0;
         }
+        self.recharge();
     }
 
     /// See [`Connection::exchange_output_buffer`].
@@ -1629,6 +1716,12 @@ impl Sender {
 
     /// Takes all bytes waiting to be written.
     pub fn take_output(&mut self) -> BytesMut {
+        let out = self.take_output_inner();
+        self.recharge();
+        out
+    }
+
+    fn take_output_inner(&mut self) -> BytesMut {
         let wpos = std::mem::take(&mut self.wpos);
         match self.queued.as_mut().filter(|q| q.len > 0) {
             None => {
@@ -1655,6 +1748,22 @@ impl Sender {
         self.wbuf.len() - self.wpos + self.queued.as_ref().map_or(0, |q| q.len)
     }
 
+    /// Brings the budget's charge up to date with the queued output (in [`GRANULE`]s) and
+    /// the deflate state. Called wherever either changes; without a budget, or while both
+    /// are small, it changes nothing shared.
+    #[inline]
+    fn recharge(&mut self) {
+        if self.account.budget().is_none() {
+            return;
+        }
+        let queued = self.buffered_amount() / GRANULE * GRANULE;
+        let state = self
+            .deflate
+            .as_ref()
+            .map_or(0, |d| d.codec.memory_estimate());
+        self.account.set(chargeable(queued + state));
+    }
+
     /// Releases buffer memory that is not in use, and the compressor's state when it does
     /// not carry context from one message to the next.
     pub fn shrink_buffers(&mut self) {
@@ -1668,6 +1777,7 @@ impl Sender {
             d.scratch = BytesMut::new();
             d.codec.release();
         }
+        self.recharge();
     }
 }
 

@@ -60,6 +60,10 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: usize,
     },
+    /// A message that would take the memory budget shared by the server's connections
+    /// past its limit ([`crate::budget`]). 1009.
+    #[error("server memory budget exhausted: message refused")]
+    OverBudget,
     /// A message with more fragments than the configured limit. 1008.
     #[error("message has more than {limit} fragments")]
     TooManyFragments {
@@ -81,9 +85,9 @@ impl ProtocolError {
             ProtocolError::InvalidUtf8
             | ProtocolError::InvalidCloseReason
             | ProtocolError::CorruptCompressedData => CloseCode::INVALID_PAYLOAD,
-            ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. } => {
-                CloseCode::MESSAGE_TOO_BIG
-            }
+            ProtocolError::FrameTooLarge { .. }
+            | ProtocolError::MessageTooLarge { .. }
+            | ProtocolError::OverBudget => CloseCode::MESSAGE_TOO_BIG,
             ProtocolError::InflateInternal => CloseCode::INTERNAL_ERROR,
             ProtocolError::TooManyFragments { .. } => CloseCode::POLICY_VIOLATION,
             _ => CloseCode::PROTOCOL_ERROR,

@@ -15,8 +15,11 @@
 
 use bytes::BytesMut;
 
-/// Buffers grow by doubling up to this capacity; past it, to their limit at once.
-pub(crate) const DOUBLE_UP_TO: usize = 2 << 20;
+/// Buffers grow by doubling up to this capacity; past it, to their limit at once. Small,
+/// so that the buffers a message leaves behind on its way up add little to what it costs
+/// (many large messages arriving at once under a memory budget: every abandoned buffer is
+/// memory the process holds until the allocator gives it back).
+pub(crate) const DOUBLE_UP_TO: usize = 64 << 10;
 
 /// The largest limit a buffer goes straight to: address space any 64-bit system grants
 /// without a second thought. Above it (and on 32-bit systems) buffers keep doubling,
@@ -123,9 +126,9 @@ mod tests {
         fit(&mut big);
         assert_eq!((big.len(), big.capacity()), (3 << 20, 3 << 20));
         assert!(big.iter().all(|&b| b == 1));
-        let mut small = BytesMut::with_capacity(1 << 20);
+        let mut small = BytesMut::with_capacity(DOUBLE_UP_TO);
         small.extend_from_slice(b"x");
         fit(&mut small);
-        assert_eq!(small.capacity(), 1 << 20);
+        assert_eq!(small.capacity(), DOUBLE_UP_TO);
     }
 }

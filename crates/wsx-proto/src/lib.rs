@@ -10,6 +10,7 @@
 //! - [`Connection`]: the OPEN / CLOSING / CLOSED state machine: framing, masking,
 //!   fragmentation, control frames, UTF-8 validation, close handshake, compression.
 //! - [`frame`], [`mask`], [`utf8`], [`close`]: the building blocks, usable on their own.
+//! - [`budget`]: a memory budget shared by a server's connections.
 //! - [`trace`]: an opt-in record of every frame received and sent, for debugging tools.
 //!
 //! ```
@@ -30,6 +31,7 @@
 // again what its constructors validated (`utf8.rs`). Everything else is safe code.
 #![deny(unsafe_code)]
 
+pub mod budget;
 pub mod close;
 pub mod config;
 pub mod connection;
@@ -44,6 +46,7 @@ pub mod prepared;
 pub mod trace;
 pub mod utf8;
 
+pub use budget::{BudgetStats, MemoryBudget};
 pub use bytes::{Bytes, BytesMut};
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;

@@ -39,7 +39,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use wsx_proto::handshake::client::Response;
 use wsx_proto::{
@@ -89,6 +89,8 @@ pub(crate) struct Extras<S> {
     pub(crate) close_event: Option<CloseEvent>,
     pub(crate) handshake: Option<Handshake>,
     pub(crate) request_target: Option<String>,
+    /// When reading was paused for the memory budget ([`Flags::PAUSED`]).
+    paused_since: Option<Instant>,
     /// Set once output has been held for a batch: `Drop` writes what is still held
     /// ([`Driver::write_on_drop`]; `Drop` itself cannot require `S: AsyncWrite`).
     write_on_drop: Option<fn(&mut Driver<S>)>,
@@ -102,6 +104,7 @@ impl<S> Default for Extras<S> {
             close_event: None,
             handshake: None,
             request_target: None,
+            paused_since: None,
             write_on_drop: None,
         }
     }
@@ -151,6 +154,9 @@ impl Flags {
     const REPLYING: u8 = 1 << 4;
     /// Split halves: replies to input that arrived together are not held.
     const NO_BATCHES: u8 = 1 << 5;
+    /// Not reading: the memory budget is under pressure and this connection holds a large
+    /// share of it (see [`Driver::pause_reading`]).
+    const PAUSED: u8 = 1 << 7;
     /// Inside a `cork` call, the connection encodes into this thread's warm buffer (see
     /// [`Driver::begin_cork`]).
     const LENT: u8 = 1 << 6;
@@ -184,6 +190,14 @@ pub(crate) const CORK_WINDOW_US: u32 = 1000;
 
 /// Output held back for a batch is written once this much is queued.
 pub(crate) const CORK_MAX_BYTES: usize = 64 * 1024;
+
+/// How often a connection that stopped reading for the memory budget looks again.
+const PAUSE_RECHECK: Duration = Duration::from_millis(20);
+
+/// A connection that stays paused for the memory budget this long is closed with 1013
+/// (try again later), and what it holds is freed: the budget cannot stay spent on
+/// messages that cannot complete.
+pub(crate) const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 impl<S> std::fmt::Debug for Driver<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -400,6 +414,57 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             return ran;
         }
         ran
+    }
+
+    /// Stops reading for the memory budget (counted in its stats) and looks again in
+    /// [`PAUSE_RECHECK`]: true. After [`MAX_PAUSE`] the connection is failed with 1013
+    /// instead: false (its close frame is queued).
+    #[cold]
+    #[inline(never)]
+    fn pause_reading(&mut self, cx: &mut Context<'_>) -> bool {
+        let now = Instant::now();
+        let budget = self.conn.memory_budget().cloned();
+        if !self.flags.has(Flags::PAUSED) {
+            self.flags.set(Flags::PAUSED, true);
+            self.extras_mut().paused_since = Some(now);
+            if let Some(b) = &budget {
+                b.count_paused_read();
+            }
+            tracing::debug!(
+                held = self.conn.memory_usage(),
+                "memory budget under pressure: reading paused"
+            );
+        } else if self
+            .extras
+            .as_ref()
+            .and_then(|e| e.paused_since)
+            .is_some_and(|since| now.duration_since(since) >= MAX_PAUSE)
+        {
+            self.flags.set(Flags::PAUSED, false);
+            self.extras_mut().paused_since = None;
+            if let Some(b) = &budget {
+                b.count_overload_close();
+            }
+            tracing::info!(
+                "memory budget spent for {MAX_PAUSE:?}: closing a paused connection with 1013"
+            );
+            self.conn.abort(
+                CloseCode::TRY_AGAIN_LATER,
+                "server overloaded, try again later",
+            );
+            return false;
+        }
+        // The peer's silence is ours: no keepalive ping or idle timeout while paused.
+        if self.conn.mark_received(now) {
+            self.flags.set(Flags::DEADLINE_MOVED, true);
+        }
+        let due = shared_timer::micros(now + PAUSE_RECHECK);
+        match self.timer.armed_due() {
+            Some(armed) if armed <= due => {}
+            Some(_) => self.timer.arm_earlier(due, cx.waker()),
+            None => self.timer.arm(due, cx.waker()),
+        }
+        true
     }
 
     /// Runs the timers; true once the close timeout for the transport's wind-down ran out.
@@ -686,6 +751,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             // (the pending write wakes this task when the transport takes more).
             if self.conn.write_buffer_full() {
                 return Poll::Pending;
+            }
+            // The memory budget: the connections holding the most stop reading while it
+            // is under pressure.
+            if self.conn.should_pause_reading() {
+                if self.pause_reading(cx) {
+                    return Poll::Pending;
+                }
+                continue;
+            }
+            if self.flags.take(Flags::PAUSED) {
+                self.extras_mut().paused_since = None;
             }
             let mut chunk = usize::from(self.read_chunk_kib) * 1024;
             let polled = poll_read_into(&mut self.io, &mut self.conn, &mut chunk, cx);

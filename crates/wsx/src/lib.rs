@@ -43,7 +43,7 @@ pub use error::{Error, Result, Timeout, TlsError};
 pub use proxy::{Proxy, ProxyError, ProxyKind};
 pub use server::{
     accept, accept_with, origin_allowed, Accept, Hook, HttpRequest, HttpResponse, NoHook,
-    Rejection, Request, Server, ServerConfig, ShutdownReport,
+    Rejection, Request, Server, ServerConfig, ShutdownReport, DEFAULT_MEMORY_BUDGET,
 };
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
@@ -52,6 +52,6 @@ pub use websocket::{SendFuture, WebSocket};
 pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::trace::{self, FrameTrace, TraceConfig};
 pub use wsx_proto::{
-    Bytes, CloseCode, CloseEvent, CloseFrame, Config, Event, Fragment, Message, MessageKind,
-    PreparedMessage, ProtocolError, Role, SendError, State, Utf8Bytes,
+    BudgetStats, Bytes, CloseCode, CloseEvent, CloseFrame, Config, Event, Fragment, MemoryBudget,
+    Message, MessageKind, PreparedMessage, ProtocolError, Role, SendError, State, Utf8Bytes,
 };

@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::task::JoinSet;
 use wsx_proto::handshake::client::Negotiated;
 use wsx_proto::handshake::server::{self, ParsedRequest, RequestError, ServerHandshakeConfig};
-use wsx_proto::{Config, Connection, Role};
+use wsx_proto::{Config, Connection, MemoryBudget, Role};
 
 pub use wsx_proto::handshake::server::{
     origin_allowed, Accept, Hook, HttpRequest, HttpResponse, NoHook, Rejection, Request,
@@ -31,7 +31,12 @@ pub use wsx_proto::handshake::server::{
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// Protocol limits, compression, keepalive and the connection's timeouts, write buffer.
+    /// Protocol limits, compression, keepalive and the connection's timeouts, write buffer,
+    /// and the memory budget all connections share (`config.memory_budget`; by default
+    /// [`DEFAULT_MEMORY_BUDGET`] bytes, `None`: no budget). Under the budget's pressure the
+    /// connections holding the most stop reading (closed with 1013 after 5 s), messages
+    /// that would pass it fail with 1009, and new connections get `503` once 90% of it is
+    /// spent; see [`wsx_proto::budget`].
     pub config: Config,
     /// Supported subprotocols, in order of preference.
     pub protocols: Vec<String>,
@@ -59,10 +64,16 @@ pub struct ServerConfig {
     pub keep_request_target: bool,
 }
 
+/// The memory budget of a default [`ServerConfig`]: 1 GiB for messages being received,
+/// queued output and compression state across all connections.
+pub const DEFAULT_MEMORY_BUDGET: usize = 1 << 30;
+
 impl Default for ServerConfig {
     fn default() -> Self {
+        let mut config = Config::default();
+        config.memory_budget = Some(MemoryBudget::new(DEFAULT_MEMORY_BUDGET));
         ServerConfig {
-            config: Config::default(),
+            config,
             protocols: Vec::new(),
             allowed_origins: None,
             handshake_timeout: Duration::from_secs(10),
@@ -141,7 +152,7 @@ where
 {
     match tokio::time::timeout(
         config.handshake_timeout,
-        upgrade_request(&mut stream, hs, hook),
+        upgrade_request(&mut stream, hs, config.config.memory_budget.as_ref(), hook),
     )
     .await
     {
@@ -199,6 +210,7 @@ enum Outcome {
 async fn upgrade_request<S, H>(
     stream: &mut S,
     hs: &ServerHandshakeConfig,
+    budget: Option<&MemoryBudget>,
     mut hook: H,
 ) -> Result<Outcome>
 where
@@ -222,6 +234,16 @@ where
         }
     };
     let decided = match parsed {
+        Ok((ParsedRequest::Upgrade(_), _)) if budget.is_some_and(|b| !b.admits_connections()) => {
+            // Plain HTTP (metrics, files) is still answered: only WebSockets hold memory.
+            if let Some(b) = budget {
+                b.count_refused_connection();
+            }
+            Err(RequestError::Rejected(Box::new(
+                Rejection::new(503, "server is short of memory, try again later\n")
+                    .with_header("Retry-After", "5"),
+            )))
+        }
         Ok((ParsedRequest::Upgrade(req), n)) => {
             server::accept(&req, hs, hook).map(|ok| (ok, n, req.target))
         }

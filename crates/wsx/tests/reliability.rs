@@ -94,7 +94,7 @@ async fn raw_client(addr: SocketAddr, extra_headers: &str) -> (TcpStream, String
 }
 
 /// Reads server frames until a close frame; returns its code.
-async fn read_until_close(s: &mut TcpStream) -> Option<u16> {
+async fn read_until_close(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<u16> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -702,4 +702,96 @@ async fn try_send_hands_the_message_back_once_closing() {
         }
     })
     .await
+}
+
+/// A masked frame header (client to server) for `len` bytes of payload, mask key zero (so
+/// the payload goes as it is).
+fn masked_header(first_byte: u8, len: usize) -> Vec<u8> {
+    let mut h = vec![first_byte];
+    if len < 126 {
+        h.push(0x80 | len as u8);
+    } else if len <= 0xFFFF {
+        h.push(0x80 | 126);
+        h.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        h.push(0x80 | 127);
+        h.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    h.extend_from_slice(&[0, 0, 0, 0]);
+    h
+}
+
+/// Under a server-wide memory budget, on both shapes: the connection holding most of it
+/// stops reading (and is closed with 1013 when that lasts), another connection's large
+/// message is refused with 1009 while its small ones are still echoed, new connections get
+/// 503, and everything is back once the memory is freed.
+#[tokio::test]
+async fn memory_budget_pauses_refuses_and_recovers() {
+    for shape in SHAPES {
+        bounded(memory_budget(shape)).await;
+    }
+}
+
+async fn memory_budget(shape: Shape) {
+    let budget = wsx::MemoryBudget::new(4 << 20);
+    let mut config = ServerConfig::default();
+    config.config.memory_budget = Some(budget.clone());
+    let addr = echo_server(config, shape).await;
+    let mut small = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+    // The hog: a fragment announcing 3.8 MiB (95% of the budget), sent in full.
+    let (hog, head) = raw_client(addr, "").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (mut hog_rx, mut hog_tx) = hog.into_split();
+    let fragment = 3_800 << 10;
+    let writer = tokio::spawn(async move {
+        let _ = hog_tx.write_all(&masked_header(0x02, fragment)).await;
+        let _ = hog_tx.write_all(&vec![0u8; fragment]).await;
+        hog_tx
+    });
+    let t0 = Instant::now();
+    while budget.used() < fragment {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            budget.stats()
+        );
+        tokio::time::sleep(ms(10)).await;
+    }
+    // Small messages still go through; a large one is refused.
+    small.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        small.next().await.unwrap().unwrap(),
+        Message::text("still here")
+    );
+    small
+        .send(Message::binary(vec![1u8; 512 << 10]))
+        .await
+        .unwrap();
+    match small.next().await {
+        Some(Ok(Message::Close(Some(f)))) => {
+            assert_eq!(f.code, CloseCode::MESSAGE_TOO_BIG, "{shape:?}")
+        }
+        other => panic!("{shape:?}: {other:?}"),
+    }
+    // New connections are refused; plain requests would still be answered.
+    let (_, head) = raw_client(addr, "").await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{shape:?}: {head}");
+    // The hog is paused; after MAX_PAUSE (5 s) it gets 1013 and its memory is freed.
+    assert_eq!(read_until_close(&mut hog_rx).await, Some(1013), "{shape:?}");
+    let stats = budget.stats();
+    assert!(stats.paused_reads >= 1, "{stats:?}");
+    assert_eq!(stats.overload_closes, 1, "{stats:?}");
+    assert_eq!(stats.refused_messages, 1, "{stats:?}");
+    assert_eq!(stats.refused_connections, 1, "{stats:?}");
+    drop(writer.await);
+    let t1 = Instant::now();
+    while budget.used() > 0 {
+        assert!(
+            t1.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            budget.stats()
+        );
+        tokio::time::sleep(ms(10)).await;
+    }
+    assert!(status_of(addr, "").await.starts_with("HTTP/1.1 101"));
 }

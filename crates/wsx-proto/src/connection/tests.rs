@@ -1021,3 +1021,135 @@ mod prepared {
         assert_eq!(server.send_prepared(&prepared), Err(SendError::Closed));
     }
 }
+
+mod budget {
+    use super::*;
+    use crate::budget::{MemoryBudget, FREE, GRANULE};
+    use crate::deflate::{Compressor, DeflateParams};
+
+    fn server(budget: &MemoryBudget, deflate: Option<DeflateParams>) -> Connection {
+        let config = Config {
+            memory_budget: Some(budget.clone()),
+            ..Config::default()
+        };
+        Connection::new(Role::Server, &config, deflate)
+    }
+
+    #[test]
+    fn small_messages_charge_nothing() {
+        let budget = MemoryBudget::new(1 << 20);
+        let mut s = server(&budget, None);
+        s.receive(&raw(0x82, &[7u8; FREE], K));
+        assert!(matches!(events(&mut s)[..], [Event::Message(_)]));
+        s.send(Message::binary(vec![1u8; GRANULE - 100])).unwrap();
+        assert_eq!(budget.used(), 0);
+        assert_eq!(budget.stats().holders, 0);
+    }
+
+    #[test]
+    fn a_frame_that_would_pass_the_budget_is_refused_at_its_header() {
+        let budget = MemoryBudget::new(1 << 20);
+        let mut a = server(&budget, None);
+        // A fragment of 600 KiB: charged from its header on, before its payload arrives.
+        let first = raw(0x02, &vec![1u8; 600 << 10], K);
+        a.receive(&first[..100]);
+        assert_eq!(events(&mut a), vec![]);
+        assert_eq!(budget.used(), 608 << 10, "in 16 KiB granules");
+        assert!(
+            !a.should_pause_reading(),
+            "under three quarters of the budget"
+        );
+        // A second connection's 500 KiB frame does not fit: 1009 at once.
+        let mut b = server(&budget, None);
+        b.receive(&raw(0x82, &vec![2u8; 500 << 10], K)[..20]);
+        let ev = events(&mut b);
+        assert_eq!(ev[0], Event::Error(ProtocolError::OverBudget));
+        assert_eq!(close_code_sent(&b.take_output()), Some(1009));
+        assert_eq!(budget.stats().refused_messages, 1);
+        assert_eq!(budget.used(), 608 << 10, "the refused one holds nothing");
+        // The first completes; its charge ends when it is handed over.
+        a.receive(&[&first[100..], &raw(0x80, &[3u8; 10], K)[..]].concat());
+        match &events(&mut a)[..] {
+            [Event::Message(Message::Binary(m))] => assert_eq!(m.len(), (600 << 10) + 10),
+            other => panic!("{other:?}"),
+        }
+        // What stays charged is the read buffer's spare capacity, until it is released.
+        assert_eq!(budget.used(), crate::budget::granules(a.rx.rbuf.capacity()));
+        a.shrink_buffers();
+        assert_eq!(budget.used(), 0);
+        assert_eq!(budget.stats().holders, 0);
+    }
+
+    #[test]
+    fn the_biggest_holders_pause_under_pressure() {
+        let budget = MemoryBudget::new(1 << 20);
+        let mut big = server(&budget, None);
+        big.receive(&raw(0x02, &vec![1u8; 700 << 10], K));
+        assert_eq!(events(&mut big), vec![]);
+        let mut small = server(&budget, None);
+        small.receive(&raw(0x02, &vec![1u8; 100 << 10], K));
+        assert_eq!(events(&mut small), vec![]);
+        let idle = server(&budget, None);
+        assert!(budget.under_pressure());
+        assert!(big.should_pause_reading());
+        assert!(!small.should_pause_reading(), "holds less than the average");
+        assert!(!idle.should_pause_reading());
+        drop(big);
+        assert!(!budget.under_pressure());
+        assert!(!small.should_pause_reading());
+        drop(small);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn queued_output_is_charged_in_granules_until_written() {
+        let budget = MemoryBudget::new(1 << 20);
+        let mut s = server(&budget, None);
+        s.send(Message::binary(vec![1u8; 100 << 10])).unwrap();
+        let queued = s.buffered_amount();
+        assert_eq!(budget.used(), queued / GRANULE * GRANULE);
+        s.advance_output(queued - 1000);
+        assert_eq!(budget.used(), 0, "less than one granule left");
+        // Output is charged even past the limit (it is already held), and then counts.
+        for _ in 0..12 {
+            s.send(Message::binary(vec![1u8; 100 << 10])).unwrap();
+        }
+        assert!(budget.used() > budget.limit());
+        assert!(!budget.admits_connections());
+        drop(s);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn inflating_stops_where_the_budget_does() {
+        // 8 MiB of zeros in one small frame; message limit 64 MiB, budget 1 MiB.
+        let mut comp = Compressor::new(15, false, 9);
+        let mut bomb = BytesMut::new();
+        comp.compress(&vec![0u8; 8 << 20], &mut bomb).unwrap();
+        let budget = MemoryBudget::new(1 << 20);
+        let mut s = server(&budget, Some(DeflateParams::default()));
+        s.receive(&raw(0xC2, &bomb, K));
+        let ev = events(&mut s);
+        assert_eq!(ev[0], Event::Error(ProtocolError::OverBudget));
+        assert_eq!(close_code_sent(&s.take_output()), Some(1009));
+        assert!(s.memory_usage() < 2 << 20, "{}", s.memory_usage());
+        assert_eq!(budget.used(), 0);
+        // A compressed message that fits is received, and leaves the inflate state
+        // (kept for the next message, context takeover) charged.
+        let mut ok = server(&budget, Some(DeflateParams::default()));
+        let mut msg = BytesMut::new();
+        Compressor::new(15, false, 6)
+            .compress(&vec![5u8; 300 << 10], &mut msg)
+            .unwrap();
+        ok.receive(&raw(0xC2, &msg, K));
+        match &events(&mut ok)[..] {
+            [Event::Message(Message::Binary(m))] => assert_eq!(m.len(), 300 << 10),
+            other => panic!("{other:?}"),
+        }
+        let state = ok.rx.inflate_state();
+        assert!(state > FREE, "{state}");
+        assert_eq!(budget.used(), state);
+        drop(ok);
+        assert_eq!(budget.used(), 0);
+    }
+}

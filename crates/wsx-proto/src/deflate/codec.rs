@@ -306,7 +306,22 @@ impl Decompressor {
         out: &mut BytesMut,
         limit: usize,
     ) -> Result<(), DeflateError> {
-        let result = self.decompress_inner(input, fin, out, limit);
+        self.decompress_within(input, fin, out, limit, &mut |_| true)
+    }
+
+    /// [`Decompressor::decompress`], asking `grant` before `out` grows: it is given the
+    /// length `out` is about to reach, and returns false to stop (the message then fails
+    /// with [`DeflateError::Refused`]). A server charges its memory budget this way, chunk
+    /// by chunk, before the bytes are produced.
+    pub fn decompress_within(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut BytesMut,
+        limit: usize,
+        grant: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<(), DeflateError> {
+        let result = self.decompress_inner(input, fin, out, limit, grant);
         if result.is_err() {
             self.inflate = None;
             self.message_started = false;
@@ -329,6 +344,7 @@ impl Decompressor {
         fin: bool,
         out: &mut BytesMut,
         limit: usize,
+        grant: &mut dyn FnMut(usize) -> bool,
     ) -> Result<(), DeflateError> {
         if out.len() > limit {
             return Err(DeflateError::TooLarge);
@@ -338,17 +354,23 @@ impl Decompressor {
         }
         if !input.is_empty() {
             self.message_started = true;
-            self.feed(input, out, limit)?;
+            self.feed(input, out, limit, grant)?;
         }
         if fin && self.message_started && !self.stream_ended {
-            self.feed(&SYNC_TAIL, out, limit)?;
+            self.feed(&SYNC_TAIL, out, limit, grant)?;
         }
         Ok(())
     }
 
     /// Runs `input` through the inflater, appending to `out` while keeping
     /// `out.len() <= limit`.
-    fn feed(&mut self, input: &[u8], out: &mut BytesMut, limit: usize) -> Result<(), DeflateError> {
+    fn feed(
+        &mut self,
+        input: &[u8],
+        out: &mut BytesMut,
+        limit: usize,
+        grant: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<(), DeflateError> {
         let bits = self.window_bits.max(9);
         let inflate = self
             .inflate
@@ -372,6 +394,9 @@ impl Decompressor {
             } else {
                 let len = chunk.min(room);
                 let pos = out.len();
+                if !grant(pos + len) {
+                    return Err(DeflateError::Refused);
+                }
                 crate::growth::reserve_within(out, len, limit);
                 out.resize(pos + len, 0);
                 let status = inflate.decompress(rest, &mut out[pos..], FlushDecompress::None);

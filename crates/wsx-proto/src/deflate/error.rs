@@ -100,6 +100,12 @@ pub enum DeflateError {
     /// Inflating the message would exceed the caller's size limit.
     #[error("decompressed message exceeds the size limit")]
     TooLarge,
+    /// The caller's grant refused more output room ([`Decompressor::decompress_within`]:
+    /// a memory budget spent).
+    ///
+    /// [`Decompressor::decompress_within`]: super::Decompressor::decompress_within
+    #[error("no memory granted for more decompressed data")]
+    Refused,
     /// The compressed data is not a valid DEFLATE stream.
     #[error("invalid compressed data: {0}")]
     Corrupt(String),
