@@ -34,8 +34,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     mode_options: ModeOptions,
     /// Also serve the files in DIR over plain HTTP GET/HEAD on the same port (index.html
-    /// for directories; files up to 16 MiB; no path leaves DIR: `..` and symlinks out of
-    /// it get 403). WebSocket upgrades still work on every path.
+    /// for directories; files of any size, streamed; no path leaves DIR: `..` and
+    /// symlinks out of it get 403). WebSocket upgrades still work on every path.
     #[arg(long = "static", value_name = "DIR")]
     static_dir: Option<PathBuf>,
     /// Answer plain HTTP GET /metrics with the server's counters in Prometheus' text

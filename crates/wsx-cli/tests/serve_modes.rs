@@ -664,6 +664,9 @@ async fn static_files_and_websocket_on_one_port() {
     std::fs::write(root.join("index.html"), "<!doctype html><p>chat</p>").unwrap();
     std::fs::write(root.join("js/app.js"), "new WebSocket(location.href)").unwrap();
     std::fs::write(base.join("secret.txt"), "do not serve").unwrap();
+    // Larger than a read, larger than the old 16 MiB cap: streamed.
+    let big: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.join("big.bin"), &big).unwrap();
     let _cleanup = TempDir(base.clone());
     let root_s = root.to_str().unwrap().to_string();
     let s = serve(&["--static", &root_s]);
@@ -677,6 +680,10 @@ async fn static_files_and_websocket_on_one_port() {
     );
     assert!(head.contains("Content-Length: 28\r\n"), "{head}");
     assert_eq!(body, b"new WebSocket(location.href)");
+
+    let (head, body) = http(s.addr, &req("GET", "/big.bin"));
+    assert!(head.contains("Content-Length: 20971520\r\n"), "{head}");
+    assert!(body == big, "the 20 MiB file came back intact");
 
     let (head, body) = http(s.addr, &req("GET", "/"));
     assert!(head.contains("Content-Type: text/html; charset=utf-8\r\n"));

@@ -23,7 +23,7 @@ use wsx_proto::handshake::server::{self, ParsedRequest, RequestError, ServerHand
 use wsx_proto::{Config, Connection, MemoryBudget, Role};
 
 pub use wsx_proto::handshake::server::{
-    origin_allowed, Accept, Hook, HttpRequest, HttpResponse, NoHook, Rejection, Request,
+    origin_allowed, Accept, FileBody, Hook, HttpRequest, HttpResponse, NoHook, Rejection, Request,
 };
 
 /// Server settings: protocol limits, compression, subprotocols, origin policy, caps and
@@ -169,20 +169,7 @@ where
             // Outside the handshake timeout: a large body to a slow reader is bounded by
             // the write timeout instead, and no 408 can follow a response already started.
             let status = response.status;
-            let write = async {
-                stream.write_all(&response.head_bytes(head)).await?;
-                if !head {
-                    stream.write_all(&response.body).await?;
-                }
-                stream.flush().await?;
-                stream.shutdown().await
-            };
-            match config.config.write_timeout {
-                Some(t) => tokio::time::timeout(t, write)
-                    .await
-                    .map_err(|_| Error::Timeout(Timeout::HttpResponse))??,
-                None => write.await?,
-            }
+            write_http(&mut stream, &response, head, config.config.write_timeout).await?;
             Err(Error::HttpAnswered(status))
         }
         Ok(Err(e)) => Err(e),
@@ -268,6 +255,69 @@ where
             Err(Error::Upgrade(e))
         }
     }
+}
+
+/// Writes a plain HTTP response and shuts the stream down. Each write must make progress
+/// within `timeout`: a file body is streamed (read through tokio's blocking pool, 64 KiB at
+/// a time), so a large file to a slow reader takes as long as it needs.
+async fn write_http<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    response: &HttpResponse,
+    head: bool,
+    timeout: Option<Duration>,
+) -> Result<()> {
+    within(timeout, stream.write_all(&response.head_bytes(head))).await?;
+    if !head {
+        match &response.file {
+            Some(file) => send_file(stream, file, timeout).await?,
+            None => within(timeout, stream.write_all(&response.body)).await?,
+        }
+    }
+    within(timeout, async {
+        stream.flush().await?;
+        stream.shutdown().await
+    })
+    .await
+}
+
+/// Streams the first `file.len` bytes of a file; an error if it has fewer.
+async fn send_file<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    file: &FileBody,
+    timeout: Option<Duration>,
+) -> Result<()> {
+    let mut reader = tokio::fs::File::open(&file.path).await?.take(file.len);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        within(timeout, stream.write_all(&buf[..n])).await?;
+        sent += n as u64;
+    }
+    if sent < file.len {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{} shrank while being sent", file.path.display()),
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a write, failing with [`Timeout::HttpResponse`] when it takes longer than `timeout`.
+async fn within(
+    timeout: Option<Duration>,
+    write: impl Future<Output = std::io::Result<()>>,
+) -> Result<()> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, write)
+            .await
+            .map_err(|_| Error::Timeout(Timeout::HttpResponse))??,
+        None => write.await?,
+    }
+    Ok(())
 }
 
 async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, e: &RequestError) {

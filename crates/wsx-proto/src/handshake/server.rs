@@ -417,6 +417,21 @@ pub struct HttpResponse {
     pub headers: Headers,
     /// The body (not sent in a response to `HEAD`).
     pub body: Bytes,
+    /// A body read from a file while it is written, instead of `body` (see
+    /// [`HttpResponse::file`]).
+    pub file: Option<FileBody>,
+}
+
+/// A response body that the I/O layer reads from a file as it writes it, so that a large
+/// file is neither held in memory nor read with blocking calls on the connection's thread
+/// (`wsx` reads it through tokio's blocking pool, 64 KiB at a time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileBody {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// The `Content-Length` sent: the file's length when the response was made. At most
+    /// this much is sent; a file found shorter when read ends the connection early.
+    pub len: u64,
 }
 
 impl HttpResponse {
@@ -427,6 +442,19 @@ impl HttpResponse {
             status,
             headers: Headers::new(),
             body: body.into(),
+            file: None,
+        }
+    }
+
+    /// A response with `status` whose body is the first `len` bytes of the file at `path`
+    /// (its length, as found by the caller), read while it is sent.
+    pub fn file(status: u16, path: impl Into<std::path::PathBuf>, len: u64) -> Self {
+        HttpResponse {
+            file: Some(FileBody {
+                path: path.into(),
+                len,
+            }),
+            ..HttpResponse::new(status, Bytes::new())
         }
     }
 
@@ -449,7 +477,10 @@ impl HttpResponse {
             .get("content-length")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .filter(|_| head && self.headers.count("content-length") == 1);
-        let length = declared.unwrap_or(self.body.len() as u64);
+        let length = declared.unwrap_or(match &self.file {
+            Some(f) => f.len,
+            None => self.body.len() as u64,
+        });
         let mut out = Vec::with_capacity(128);
         out.extend_from_slice(
             format!(
