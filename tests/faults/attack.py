@@ -140,6 +140,19 @@ async def upgrade_or_status(port, deflate=False, rcvbuf=None):
     return c, None
 
 
+async def open_hostile(port, out, **kw):
+    """An upgraded connection, or None with the refusal (an HTTP status, or a failure to
+    connect) recorded in `out`."""
+    try:
+        c, status = await upgrade_or_status(port, **kw)
+    except Exception as e:  # noqa: BLE001
+        out.add(f"UNDEFINED connect {type(e).__name__}")
+        return None
+    if status:
+        out.add(status)
+    return c
+
+
 async def server_answer(c, timeout):
     """How the server ended a connection: 'close NNNN', 'tcp closed', or UNDEFINED."""
     try:
@@ -160,14 +173,8 @@ async def bombs(port, seconds, n, size):
 
     async def worker():
         while time.monotonic() < end:
-            try:
-                c, status = await upgrade_or_status(port, deflate=True)
-            except Exception as e:  # noqa: BLE001
-                out.add(f"UNDEFINED connect {type(e).__name__}")
-                await asyncio.sleep(0.1)
-                continue
-            if status:
-                out.add(status)
+            c = await open_hostile(port, out, deflate=True)
+            if c is None:
                 await asyncio.sleep(0.2)
                 continue
             c.writer.write(bomb)
@@ -212,13 +219,8 @@ async def hold(port, n_slow, n_deaf, grace):
             c.abort()
 
     async def deaf(i):
-        try:
-            c, status = await upgrade_or_status(port, rcvbuf=16384)
-        except Exception as e:  # noqa: BLE001
-            deaf_out.add(f"UNDEFINED connect {type(e).__name__}")
-            return
-        if status:
-            deaf_out.add(status)
+        c = await open_hostile(port, deaf_out, rcvbuf=16384)
+        if c is None:
             return
         try:
             for _ in range(4):
@@ -255,13 +257,8 @@ async def slow_fragments(port, seconds, n, total, every):
     sent_bytes = [0]
 
     async def one(i):
-        try:
-            c, status = await upgrade_or_status(port)
-        except Exception as e:  # noqa: BLE001
-            out.add(f"UNDEFINED connect {type(e).__name__}")
-            return
-        if status:
-            out.add(status)
+        c = await open_hostile(port, out)
+        if c is None:
             return
         answer = asyncio.create_task(c.wait_close(seconds + 30, answer_pings=True))
         try:
