@@ -1182,21 +1182,18 @@ impl Receiver {
             };
             let before = out.len();
             let room = limit - msg.size;
+            // Each output chunk is charged before it is written (free without a budget).
             let account = &mut self.account;
-            let result = if account.budget().is_some() {
-                let state = decompressor.memory_estimate();
-                decompressor.decompress_within(&payload, fin, out, before + room, &mut |len| {
-                    account.grow_to(chargeable(state.saturating_add(len)))
-                })
-            } else {
-                decompressor.decompress(&payload, fin, out, before + room)
-            };
-            result.map_err(|e| match e {
-                DeflateError::TooLarge => ProtocolError::MessageTooLarge { limit },
-                DeflateError::Refused => ProtocolError::OverBudget,
-                DeflateError::Corrupt(_) => ProtocolError::CorruptCompressedData,
-                _ => ProtocolError::InflateInternal,
-            })?;
+            let state = decompressor.memory_estimate();
+            let mut grant = |len: usize| account.grow_to(chargeable(state.saturating_add(len)));
+            decompressor
+                .decompress_within(&payload, fin, out, before + room, &mut grant)
+                .map_err(|e| match e {
+                    DeflateError::TooLarge => ProtocolError::MessageTooLarge { limit },
+                    DeflateError::Refused => ProtocolError::OverBudget,
+                    DeflateError::Corrupt(_) => ProtocolError::CorruptCompressedData,
+                    _ => ProtocolError::InflateInternal,
+                })?;
             msg.size += out.len() - before;
             if msg.kind == MessageKind::Text {
                 self.utf8

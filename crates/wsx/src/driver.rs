@@ -89,7 +89,8 @@ pub(crate) struct Extras<S> {
     pub(crate) close_event: Option<CloseEvent>,
     pub(crate) handshake: Option<Handshake>,
     pub(crate) request_target: Option<String>,
-    /// When reading was paused for the memory budget ([`Flags::PAUSED`]).
+    /// When reading was paused for the memory budget (meaningful while [`Flags::PAUSED`]
+    /// is set).
     paused_since: Option<Instant>,
     /// Set once output has been held for a batch: `Drop` writes what is still held
     /// ([`Driver::write_on_drop`]; `Drop` itself cannot require `S: AsyncWrite`).
@@ -423,11 +424,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     #[inline(never)]
     fn pause_reading(&mut self, cx: &mut Context<'_>) -> bool {
         let now = Instant::now();
-        let budget = self.conn.memory_budget().cloned();
         if !self.flags.has(Flags::PAUSED) {
             self.flags.set(Flags::PAUSED, true);
             self.extras_mut().paused_since = Some(now);
-            if let Some(b) = &budget {
+            if let Some(b) = self.conn.memory_budget() {
                 b.count_paused_read();
             }
             tracing::debug!(
@@ -441,8 +441,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             .is_some_and(|since| now.duration_since(since) >= MAX_PAUSE)
         {
             self.flags.set(Flags::PAUSED, false);
-            self.extras_mut().paused_since = None;
-            if let Some(b) = &budget {
+            if let Some(b) = self.conn.memory_budget() {
                 b.count_overload_close();
             }
             tracing::info!(
@@ -760,9 +759,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 }
                 continue;
             }
-            if self.flags.take(Flags::PAUSED) {
-                self.extras_mut().paused_since = None;
-            }
+            // (`paused_since` is set afresh when the next pause starts.)
+            self.flags.set(Flags::PAUSED, false);
             let mut chunk = usize::from(self.read_chunk_kib) * 1024;
             let polled = poll_read_into(&mut self.io, &mut self.conn, &mut chunk, cx);
             self.read_chunk_kib = (chunk / 1024) as u16;

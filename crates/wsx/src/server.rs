@@ -221,19 +221,12 @@ where
         }
     };
     let decided = match parsed {
-        Ok((ParsedRequest::Upgrade(_), _)) if budget.is_some_and(|b| !b.admits_connections()) => {
-            // Plain HTTP (metrics, files) is still answered: only WebSockets hold memory.
-            if let Some(b) = budget {
-                b.count_refused_connection();
-            }
-            Err(RequestError::Rejected(Box::new(
-                Rejection::new(503, "server is short of memory, try again later\n")
-                    .with_header("Retry-After", "5"),
-            )))
-        }
-        Ok((ParsedRequest::Upgrade(req), n)) => {
-            server::accept(&req, hs, hook).map(|ok| (ok, n, req.target))
-        }
+        // Plain HTTP (metrics, files) is still answered when memory is short: only
+        // WebSockets hold it.
+        Ok((ParsedRequest::Upgrade(req), n)) => match budget.and_then(refuse_over_budget) {
+            Some(refused) => Err(refused),
+            None => server::accept(&req, hs, hook).map(|ok| (ok, n, req.target)),
+        },
         Ok((ParsedRequest::Http(req), _)) => match hook.on_http(&req) {
             Some(response) => return Ok(Outcome::Http(response, req.is_head())),
             None => Err(req.refusal()),
@@ -255,6 +248,18 @@ where
             Err(Error::Upgrade(e))
         }
     }
+}
+
+/// The `503` for an upgrade while `budget` is nearly spent (counted), if it is.
+fn refuse_over_budget(budget: &MemoryBudget) -> Option<RequestError> {
+    if budget.admits_connections() {
+        return None;
+    }
+    budget.count_refused_connection();
+    Some(RequestError::Rejected(Box::new(
+        Rejection::new(503, "server is short of memory, try again later\n")
+            .with_header("Retry-After", "5"),
+    )))
 }
 
 /// Writes a plain HTTP response and shuts the stream down. Each write must make progress

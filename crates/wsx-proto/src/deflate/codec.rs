@@ -288,7 +288,7 @@ impl Decompressor {
     /// byte than `limit` would be produced, so a small input that inflates to
     /// gigabytes fails after about `limit` bytes of work and memory. Pass
     /// the same `out` for every frame of a message to make `limit` a
-    /// per-message limit. `out` grows by doubling up to 2 MiB and then straight
+    /// per-message limit. `out` grows by doubling up to 64 KiB and then straight
     /// to `limit` (see `growth`), so a bomb costs about `limit` of memory, not
     /// the twice as much that doubling all the way leaves behind.
     ///
