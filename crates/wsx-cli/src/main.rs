@@ -8,6 +8,7 @@ mod console;
 mod exec;
 mod fanout;
 mod heap;
+mod hub;
 mod interactive;
 mod metrics;
 mod pipe;
@@ -67,6 +68,10 @@ enum Command {
     /// (one text message per line by default) with received messages on stdout.
     #[command(after_help = connect::AFTER_HELP)]
     Connect(Box<connect::ConnectArgs>),
+    /// Run a real-time hub: channels, presence, history and recovery for Centrifugo's
+    /// client SDKs, and its server API.
+    #[command(after_help = hub::AFTER_HELP)]
+    Hub(Box<hub::HubArgs>),
     /// Print a shell completion script for wsx.
     #[command(
         after_help = "Examples:\n  wsx completions bash > ~/.local/share/bash-completion/completions/wsx\n  wsx completions zsh > ~/.zfunc/_wsx\n  wsx completions fish > ~/.config/fish/completions/wsx.fish\n  wsx completions powershell >> $PROFILE"
@@ -161,7 +166,7 @@ fn main() -> ExitCode {
             m
         }
         // Connections run on the server's own worker threads; this one only accepts.
-        Command::Serve(_) => tokio::runtime::Builder::new_current_thread(),
+        Command::Serve(_) | Command::Hub(_) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let rt = match builder.enable_all().build() {
@@ -175,6 +180,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await.map(|_| ExitCode::SUCCESS),
             Command::Connect(args) => connect::run(*args).await,
+            Command::Hub(args) => hub::run(*args).await.map(|_| ExitCode::SUCCESS),
             Command::Bench(args) => bench::run_cmd(args).await,
             Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         }

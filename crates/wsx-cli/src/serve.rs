@@ -96,7 +96,7 @@ struct ModeOptions {
 
 /// Server limits, timeouts and policies (see RELIABILITY.md).
 #[derive(clap::Args, Clone, Debug)]
-struct ServeLimits {
+pub(crate) struct ServeLimits {
     /// Most connections open at once; more get HTTP 503.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
@@ -162,7 +162,7 @@ const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1024;
 const DEFAULT_MAX_HANDSHAKES_PER_IP: u32 = 64;
 
 impl ServeLimits {
-    fn apply(&self, c: &mut wsx::ServerConfig, listen: SocketAddr) {
+    pub(crate) fn apply(&self, c: &mut wsx::ServerConfig, listen: SocketAddr) {
         // On loopback every client is this machine's: no per-address limits unless asked.
         let public = !listen.ip().is_loopback();
         c.max_connections = self.max_connections;
@@ -397,7 +397,7 @@ fn echo(
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     one_signal().await;
     tracing::info!(
         "shutting down: no new connections, closing open ones with 1001 (signal again to force)"

@@ -48,9 +48,13 @@ impl StaticFiles {
         &self.root
     }
 
-    /// Answers a GET or HEAD request (other methods never get here: the server answers 405).
+    /// Answers a GET or HEAD request; other methods get 405.
     pub fn respond(&self, req: &HttpRequest) -> HttpResponse {
-        let response = self.lookup(req);
+        let response = if req.method == "GET" || req.is_head() {
+            self.lookup(req)
+        } else {
+            text(405, "files are read with GET or HEAD\n").with_header("Allow", "GET, HEAD")
+        };
         tracing::info!(
             method = %req.method,
             path = %req.path(),
@@ -218,6 +222,7 @@ mod tests {
             method: method.into(),
             target: target.into(),
             headers: Headers::new(),
+            body: Default::default(),
         });
         // What the server would send: the named file's first `len` bytes.
         if let Some(f) = &r.file {

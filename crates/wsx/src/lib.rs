@@ -42,8 +42,9 @@ pub use driver::{Handshake, TrySendError};
 pub use error::{Error, Result, Timeout, TlsError};
 pub use proxy::{Proxy, ProxyError, ProxyKind};
 pub use server::{
-    accept, accept_with, origin_allowed, Accept, FileBody, Hook, HttpRequest, HttpResponse, NoHook,
-    Rejection, Request, Server, ServerConfig, ShutdownReport, DEFAULT_MEMORY_BUDGET,
+    accept, accept_with, origin_allowed, Accept, FileBody, Hook, HttpFuture, HttpRequest,
+    HttpResponse, NoHook, Rejection, Request, Server, ServerConfig, ShutdownReport,
+    DEFAULT_MEMORY_BUDGET,
 };
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;

@@ -23,7 +23,8 @@ use wsx_proto::handshake::server::{self, ParsedRequest, RequestError, ServerHand
 use wsx_proto::{Config, Connection, MemoryBudget, Role};
 
 pub use wsx_proto::handshake::server::{
-    origin_allowed, Accept, FileBody, Hook, HttpRequest, HttpResponse, NoHook, Rejection, Request,
+    origin_allowed, Accept, FileBody, Hook, HttpFuture, HttpRequest, HttpResponse, NoHook,
+    Rejection, Request,
 };
 
 /// Server settings: protocol limits, compression, subprotocols, origin policy, caps and
@@ -62,6 +63,9 @@ pub struct ServerConfig {
     /// [`WebSocket::request_target`] (default off: it costs a small allocation per open
     /// connection).
     pub keep_request_target: bool,
+    /// The largest body of a plain HTTP `POST` request that is read (default 1 MiB);
+    /// a larger one gets `413`. It is read within the handshake timeout.
+    pub max_http_body: usize,
 }
 
 /// The memory budget of a default [`ServerConfig`]: 1 GiB for messages being received,
@@ -82,6 +86,7 @@ impl Default for ServerConfig {
             max_handshakes_per_ip: None,
             shutdown_timeout: Duration::from_secs(10),
             keep_request_target: false,
+            max_http_body: 1 << 20,
         }
     }
 }
@@ -152,7 +157,7 @@ where
 {
     match tokio::time::timeout(
         config.handshake_timeout,
-        upgrade_request(&mut stream, hs, config.config.memory_budget.as_ref(), hook),
+        upgrade_request(&mut stream, hs, config, hook),
     )
     .await
     {
@@ -197,7 +202,7 @@ enum Outcome {
 async fn upgrade_request<S, H>(
     stream: &mut S,
     hs: &ServerHandshakeConfig,
-    budget: Option<&MemoryBudget>,
+    config: &ServerConfig,
     mut hook: H,
 ) -> Result<Outcome>
 where
@@ -223,13 +228,27 @@ where
     let decided = match parsed {
         // Plain HTTP (metrics, files) is still answered when memory is short: only
         // WebSockets hold it.
-        Ok((ParsedRequest::Upgrade(req), n)) => match budget.and_then(refuse_over_budget) {
+        Ok((ParsedRequest::Upgrade(req), n)) => match config
+            .config
+            .memory_budget
+            .as_ref()
+            .and_then(refuse_over_budget)
+        {
             Some(refused) => Err(refused),
             None => server::accept(&req, hs, hook).map(|ok| (ok, n, req.target)),
         },
-        Ok((ParsedRequest::Http(req), _)) => match hook.on_http(&req) {
-            Some(response) => return Ok(Outcome::Http(response, req.is_head())),
-            None => Err(req.refusal()),
+        Ok((ParsedRequest::Http(mut req), n)) => match req.body_len(config.max_http_body) {
+            Ok(len) => {
+                req.body = read_body(stream, buf.split_off(n), len).await?;
+                if let Some(answer) = hook.on_http_async(&req) {
+                    return Ok(Outcome::Http(answer.await, req.is_head()));
+                }
+                match hook.on_http(&req) {
+                    Some(response) => return Ok(Outcome::Http(response, req.is_head())),
+                    None => Err(req.refusal()),
+                }
+            }
+            Err(e) => Err(e),
         },
         Err(e) => Err(e),
     };
@@ -248,6 +267,29 @@ where
             Err(Error::Upgrade(e))
         }
     }
+}
+
+/// Reads a request body of `len` bytes, of which `read` came with the head.
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    mut read: BytesMut,
+    len: usize,
+) -> Result<bytes::Bytes> {
+    if read.len() < len {
+        read.reserve(len - read.len());
+    }
+    while read.len() < len {
+        if stream.read_buf(&mut read).await? == 0 {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed during a request body",
+            )));
+        }
+    }
+    // Whatever follows the body (a pipelined request) is not answered: the connection
+    // closes after the response.
+    read.truncate(len);
+    Ok(read.freeze())
 }
 
 /// The `503` for an upgrade while `budget` is nearly spent (counted), if it is.

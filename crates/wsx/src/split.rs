@@ -334,6 +334,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         f(guard.0)
     }
 
+    /// Queues a close frame without waiting (as [`WsWriter::try_send`] queues a message):
+    /// it is written as the socket takes it, whoever polls next; the reader half sees the
+    /// peer's answer and ends (or the close timeout runs out). For closing a connection
+    /// from a task that does not own the writer's turn, say one that fans messages out.
+    pub fn start_close(&mut self, frame: Option<CloseFrame>) -> Result<()> {
+        self.shared.act(Half::Writer, |d, cx| {
+            d.conn.close(frame)?;
+            let _ = d.poll_sent(cx);
+            Ok(())
+        })
+    }
+
     /// Sends a close frame and flushes it; the reader half sees the peer's answer and ends.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<()> {
         self.shared.act(Half::Writer, |d, _| d.conn.close(frame))?;

@@ -88,8 +88,9 @@ async fn on_http_answers_plain_requests_and_upgrades_still_work() {
 
         let resp = raw(addr, "GET /missing HTTP/1.1\r\nHost: a\r\n\r\n").await;
         assert!(resp.starts_with("HTTP/1.1 404 Not Found\r\n"), "{resp}");
-        // Other methods and bad requests are still refused before the hook.
-        let resp = raw(addr, "POST /hello HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        // Methods other than GET, HEAD and POST, and bad requests, are still refused
+        // before the hook.
+        let resp = raw(addr, "PUT /hello HTTP/1.1\r\nHost: a\r\n\r\n").await;
         assert!(resp.starts_with("HTTP/1.1 405 "), "{resp}");
         let resp = raw(addr, "GET /hello HTTP/1.1\r\n\r\n").await;
         assert!(resp.starts_with("HTTP/1.1 400 "), "{resp}");
@@ -113,6 +114,71 @@ async fn without_on_http_plain_requests_are_refused_as_before() {
         assert!(resp.starts_with("HTTP/1.1 405 "), "{resp}");
         let mut ws = wsx::connect(&format!("ws://{addr}/x")).await.unwrap();
         assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("/x"));
+    })
+    .await
+}
+
+/// Answers POST requests later (as a handler that waits on a broker would), with the body
+/// echoed back.
+struct Later;
+
+impl Hook for Later {
+    fn on_request(self, _: &Request, _: &mut Accept) -> Result<(), Rejection> {
+        Ok(())
+    }
+
+    fn on_http_async(&mut self, request: &HttpRequest) -> Option<wsx::HttpFuture> {
+        if request.method != "POST" {
+            return None;
+        }
+        let body = request.body.clone();
+        Some(Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            HttpResponse::new(200, body)
+        }))
+    }
+}
+
+#[tokio::test]
+async fn post_bodies_are_read_and_answered_later() {
+    bounded(async {
+        let addr = server(|| Later).await;
+        let r = raw(
+            addr,
+            "POST /api HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(r.ends_with("\r\n\r\nhello world"), "{r}");
+        // A body that comes in pieces after the head.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nab")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.write_all(b"cdef").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.ends_with("abcdef"), "{out}");
+        // Too large, chunked, and GET still answered by on_http (none here: 400).
+        let big = format!(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            2 << 20
+        );
+        assert!(raw(addr, &big).await.starts_with("HTTP/1.1 413 "));
+        let chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert!(raw(addr, chunked).await.starts_with("HTTP/1.1 411 "));
+        assert!(raw(addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .starts_with("HTTP/1.1 400 "));
+        // Without a hook for it, POST is refused with 405.
+        let plain = server(|| NoHook).await;
+        let r = raw(
+            plain,
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 405 "), "{r}");
     })
     .await
 }

@@ -98,6 +98,15 @@ pub enum RequestError {
     /// `Sec-WebSocket-Protocol` is not a list of tokens (400).
     #[error("invalid Sec-WebSocket-Protocol header")]
     Protocols,
+    /// A request body without a `Content-Length` (chunked transfer coding): 411.
+    #[error("a request body needs a Content-Length")]
+    LengthRequired,
+    /// A `Content-Length` that is not one decimal number (400).
+    #[error("invalid Content-Length")]
+    ContentLength,
+    /// A request body larger than the server takes (413).
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(usize),
     /// The application refused the request.
     #[error("rejected with HTTP {}", .0.status)]
     Rejected(Box<Rejection>),
@@ -110,6 +119,8 @@ impl RequestError {
             RequestError::HeadTooLarge(_) | RequestError::TooManyHeaders => 431,
             RequestError::Method(_) => 405,
             RequestError::WebSocketVersion => 426,
+            RequestError::LengthRequired => 411,
+            RequestError::BodyTooLarge(_) => 413,
             RequestError::Rejected(r) => r.status,
             _ => 400,
         }
@@ -293,7 +304,7 @@ fn parse_inner(
         return Ok(None);
     };
     let method = req.method.unwrap_or("");
-    if method != "GET" && !(allow_http && method == "HEAD") {
+    if method != "GET" && !(allow_http && (method == "HEAD" || method == "POST")) {
         return Err(RequestError::Method(method.to_owned()));
     }
     if req.version != Some(1) {
@@ -307,7 +318,7 @@ fn parse_inner(
     if headers.count("host") != 1 || headers.get("host").is_none_or(|h| h.trim().is_empty()) {
         return Err(RequestError::Host);
     }
-    if method == "HEAD"
+    if method != "GET"
         || !headers
             .get_all("upgrade")
             .any(|v| has_token(v, "websocket"))
@@ -318,6 +329,7 @@ fn parse_inner(
                 method: method.to_owned(),
                 target: target.to_owned(),
                 headers,
+                body: Bytes::new(),
             }),
             n,
         )));
@@ -367,15 +379,19 @@ fn parse_inner(
     )))
 }
 
-/// A valid HTTP/1.1 `GET` or `HEAD` request that is not a WebSocket upgrade.
+/// A valid HTTP/1.1 `GET`, `HEAD` or `POST` request that is not a WebSocket upgrade.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpRequest {
-    /// `GET` or `HEAD`.
+    /// `GET`, `HEAD` or `POST`.
     pub method: String,
     /// The request target as sent (origin-form: path and query).
     pub target: String,
     /// All header fields.
     pub headers: Headers,
+    /// The body: empty as parsed from the head; the I/O layer reads the
+    /// [`HttpRequest::body_len`] bytes that follow the head into it before the request is
+    /// answered.
+    pub body: Bytes,
 }
 
 impl HttpRequest {
@@ -394,13 +410,34 @@ impl HttpRequest {
         self.method == "HEAD"
     }
 
+    /// The length of the body that follows the head: its `Content-Length` (0 without
+    /// one). A body in the chunked transfer coding is refused with 411, one over `max`
+    /// bytes with 413, a `Content-Length` that is not one number with 400.
+    pub fn body_len(&self, max: usize) -> Result<usize, RequestError> {
+        if self.headers.get("transfer-encoding").is_some() {
+            return Err(RequestError::LengthRequired);
+        }
+        let len = match self.headers.count("content-length") {
+            0 => return Ok(0),
+            1 => self.headers.get("content-length").unwrap_or("").trim(),
+            _ => return Err(RequestError::ContentLength),
+        };
+        if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RequestError::ContentLength);
+        }
+        match len.parse::<usize>() {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(RequestError::BodyTooLarge(max)),
+        }
+    }
+
     /// The error a server without an HTTP handler answers this request with: `405` for
-    /// `HEAD`, `400` (missing `Upgrade: websocket`) for `GET`.
+    /// `HEAD` and `POST`, `400` (missing `Upgrade: websocket`) for `GET`.
     pub fn refusal(&self) -> RequestError {
-        if self.is_head() {
-            RequestError::Method(self.method.clone())
-        } else {
+        if self.method == "GET" {
             RequestError::Upgrade
+        } else {
+            RequestError::Method(self.method.clone())
         }
     }
 }
@@ -523,13 +560,26 @@ pub trait Hook {
     /// Answers a valid HTTP/1.1 `GET` or `HEAD` request that is not a WebSocket upgrade
     /// (see [`parse_head`]): return the response to send (the connection is closed after
     /// it), or `None` (the default) to refuse it as before, with `400` for `GET` and `405`
-    /// for `HEAD` ([`HttpRequest::refusal`]). It runs on the connection's task, so keep it
+    /// for `HEAD` and `POST` ([`HttpRequest::refusal`]). It runs on the connection's task, so keep it
     /// quick.
     fn on_http(&mut self, request: &HttpRequest) -> Option<HttpResponse> {
         let _ = request;
         None
     }
+
+    /// Like [`Hook::on_http`], for an answer that has to wait for something (a message
+    /// broker, a database): returns the future of the response, which the I/O layer runs
+    /// on the connection's task within the handshake timeout, or `None` (the default) to
+    /// let [`Hook::on_http`] answer. Asked first. The core never polls the future.
+    fn on_http_async(&mut self, request: &HttpRequest) -> Option<HttpFuture> {
+        let _ = request;
+        None
+    }
 }
+
+/// A response being produced (see [`Hook::on_http_async`]).
+pub type HttpFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = HttpResponse> + Send + 'static>>;
 
 impl<F> Hook for F
 where
@@ -816,9 +866,47 @@ mod tests {
                 .status(),
             426
         );
+        // A POST is plain HTTP too, with its body's length from the head; a POST that asks
+        // for an upgrade is not one (upgrades use GET), and is refused by default with 405.
+        let post = plain
+            .replace("GET", "POST")
+            .replace("Host: a\r\n", "Host: a\r\nContent-Length: 5\r\n");
+        let (parsed, n) = parse_head(post.as_bytes(), 16 * 1024).unwrap().unwrap();
+        let ParsedRequest::Http(req) = parsed else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!((req.method.as_str(), n), ("POST", post.len()));
+        assert_eq!(req.body_len(5), Ok(5));
+        assert_eq!(req.body_len(4).unwrap_err().status(), 413);
+        assert_eq!(req.refusal().status(), 405);
+        for (header, status) in [
+            ("Transfer-Encoding: chunked", 411),
+            ("Content-Length: -1", 400),
+            ("Content-Length: 1\r\nContent-Length: 1", 400),
+            ("Content-Length: 99999999999999999999999", 413),
+        ] {
+            let head = plain.replace("Host: a\r\n", &format!("Host: a\r\n{header}\r\n"));
+            let ParsedRequest::Http(req) =
+                parse_head(head.as_bytes(), 16 * 1024).unwrap().unwrap().0
+            else {
+                panic!()
+            };
+            assert_eq!(
+                req.body_len(1 << 20).unwrap_err().status(),
+                status,
+                "{header}"
+            );
+        }
+        let (upgrade_by_post, _) = parse_head(GOOD.replace("GET", "POST").as_bytes(), 16 * 1024)
+            .unwrap()
+            .unwrap();
+        match upgrade_by_post {
+            ParsedRequest::Http(req) => assert_eq!(req.refusal().status(), 405),
+            other => panic!("{other:?}"),
+        }
         // Still refused before any handler: other methods, HTTP/1.0, no Host, bad target.
         for (req, status) in [
-            (plain.replace("GET", "POST"), 405),
+            (plain.replace("GET", "PUT"), 405),
             (plain.replace("HTTP/1.1", "HTTP/1.0"), 400),
             (plain.replace("Host: a\r\n", ""), 400),
             (plain.replace("/index.html?x=1", "*"), 400),
@@ -872,8 +960,10 @@ mod tests {
             method: "GET".into(),
             target: "/".into(),
             headers: Headers::new(),
+            body: Bytes::new(),
         };
         assert_eq!(NoHook.on_http(&req), None);
+        assert!(NoHook.on_http_async(&req).is_none());
         let mut closure = |_: &Request, _: &mut Accept| Ok(());
         assert_eq!(closure.on_http(&req), None);
         assert_eq!(req.refusal().status(), 400);

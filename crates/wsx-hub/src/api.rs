@@ -1,0 +1,345 @@
+//! The server API, as Centrifugo's HTTP API has it: `POST /api/<method>` with the method's
+//! parameters as a JSON body, answered with `{"result": ...}` or `{"error": {"code",
+//! "message"}}` (HTTP 200 either way; 400 for a body that is not the method's JSON, 404 for
+//! a method that does not exist). Authentication is the HTTP layer's
+//! ([`crate::HubHook`]).
+
+use crate::client::ServerCommand;
+use crate::codes::{self, ErrorReply};
+use crate::hub::{Hub, VERSION};
+use crate::protocol::{Json, Publication, StreamPosition};
+use crate::session::{history, presence_stats, publish_options};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// An answer to an API call: HTTP status and JSON body.
+#[derive(Debug)]
+pub struct ApiReply {
+    /// HTTP status.
+    pub status: u16,
+    /// The JSON body.
+    pub body: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct PublishParams {
+    #[serde(default)]
+    channel: String,
+    data: Option<Json>,
+    #[serde(default)]
+    skip_history: bool,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct BroadcastParams {
+    #[serde(default)]
+    channels: Vec<String>,
+    data: Option<Json>,
+    #[serde(default)]
+    skip_history: bool,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct ChannelParams {
+    #[serde(default)]
+    channel: String,
+}
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    limit: i32,
+    since: Option<StreamPosition>,
+    #[serde(default)]
+    reverse: bool,
+}
+
+#[derive(Deserialize)]
+struct UserChannelParams {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    channel: String,
+    client: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DisconnectParams {
+    #[serde(default)]
+    user: String,
+    client: Option<String>,
+    #[serde(default)]
+    whitelist: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ChannelsParams {
+    pattern: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PublishResult {
+    offset: u64,
+    epoch: String,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+/// Answers one API call.
+pub async fn call(hub: &Hub, method: &str, body: &[u8]) -> ApiReply {
+    hub.metrics.api_calls.inc();
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    match method {
+        "publish" => {
+            run(body, |p: PublishParams| async move {
+                let data = p.data.ok_or(codes::BAD_REQUEST)?;
+                publish(hub, &p.channel, data, p.skip_history, p.tags).await
+            })
+            .await
+        }
+        "broadcast" => {
+            run(body, |p: BroadcastParams| async move {
+                let data = p.data.ok_or(codes::BAD_REQUEST)?;
+                let mut responses = Vec::with_capacity(p.channels.len());
+                for channel in &p.channels {
+                    let r =
+                        publish(hub, channel, data.clone(), p.skip_history, p.tags.clone()).await;
+                    responses.push(match r {
+                        Ok(r) => serde_json::json!({ "result": r }),
+                        Err(e) => serde_json::json!({ "error": e }),
+                    });
+                }
+                Ok(serde_json::json!({ "responses": responses }))
+            })
+            .await
+        }
+        "presence" => {
+            run(body, |p: ChannelParams| async move {
+                let presence = presence(hub, &p.channel).await?;
+                Ok(serde_json::json!({ "presence": presence }))
+            })
+            .await
+        }
+        "presence_stats" => {
+            run(body, |p: ChannelParams| async move {
+                Ok(presence_stats(&presence(hub, &p.channel).await?))
+            })
+            .await
+        }
+        "history" => {
+            run(body, |p: HistoryParams| async move {
+                let ns = hub
+                    .config
+                    .namespace(&p.channel)
+                    .ok_or(codes::UNKNOWN_CHANNEL)?;
+                if !ns.history() {
+                    return Err(codes::NOT_AVAILABLE);
+                }
+                history(hub, &p.channel, p.limit, p.since.as_ref(), p.reverse).await
+            })
+            .await
+        }
+        "history_remove" => {
+            run(body, |p: ChannelParams| async move {
+                hub.config
+                    .namespace(&p.channel)
+                    .ok_or(codes::UNKNOWN_CHANNEL)?;
+                hub.broker
+                    .remove_history(&p.channel)
+                    .await
+                    .map_err(|_| codes::INTERNAL)?;
+                Ok(Empty {})
+            })
+            .await
+        }
+        "subscribe" | "unsubscribe" => {
+            let subscribe = method == "subscribe";
+            run(body, |p: UserChannelParams| async move {
+                hub.config
+                    .namespace(&p.channel)
+                    .ok_or(codes::UNKNOWN_CHANNEL)?;
+                for c in hub.user_clients(&p.user, p.client.as_deref()) {
+                    let command = if subscribe {
+                        ServerCommand::Subscribe(p.channel.clone())
+                    } else {
+                        ServerCommand::Unsubscribe(p.channel.clone())
+                    };
+                    hub.command(&c, command);
+                }
+                Ok(Empty {})
+            })
+            .await
+        }
+        "disconnect" => {
+            run(body, |p: DisconnectParams| async move {
+                for c in hub.user_clients(&p.user, p.client.as_deref()) {
+                    if !p.whitelist.contains(&c.id) {
+                        c.disconnect(codes::FORCE_NO_RECONNECT);
+                    }
+                }
+                Ok(Empty {})
+            })
+            .await
+        }
+        "channels" => {
+            run(body, |p: ChannelsParams| async move {
+                let mut channels = BTreeMap::new();
+                for (name, n) in hub.channel_counts() {
+                    if p.pattern.as_deref().is_none_or(|pat| glob(pat, &name)) {
+                        channels.insert(name, serde_json::json!({ "num_clients": n }));
+                    }
+                }
+                Ok(serde_json::json!({ "channels": channels }))
+            })
+            .await
+        }
+        "info" => {
+            run(body, |_: serde::de::IgnoredAny| async move {
+                let clients = hub.clients_snapshot();
+                let mut users = std::collections::HashSet::new();
+                let mut num_clients = 0;
+                for c in &clients {
+                    let s = c.state();
+                    if s.connected {
+                        num_clients += 1;
+                        users.insert(s.user.clone());
+                    }
+                }
+                let channels = hub.channel_counts();
+                let subs: usize = channels.iter().map(|(_, n)| n).sum();
+                Ok(serde_json::json!({ "nodes": [{
+                    "uid": hub.config.name,
+                    "name": hub.config.name,
+                    "version": VERSION,
+                    "num_clients": num_clients,
+                    "num_users": users.len(),
+                    "num_channels": channels.len(),
+                    "num_subs": subs,
+                    "uptime": hub.started.elapsed().as_secs(),
+                }]}))
+            })
+            .await
+        }
+        _ => ApiReply {
+            status: 404,
+            body: br#"{"error":{"code":104,"message":"method not found"}}"#.to_vec(),
+        },
+    }
+}
+
+/// Parses the parameters, runs the method, and wraps its result or error.
+async fn run<P, R, F, Fut>(body: &[u8], f: F) -> ApiReply
+where
+    P: DeserializeOwned,
+    R: Serialize,
+    F: FnOnce(P) -> Fut,
+    Fut: std::future::Future<Output = Result<R, ErrorReply>>,
+{
+    let params: P = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => return ApiReply {
+            status: 400,
+            body: serde_json::to_vec(&serde_json::json!({
+                "error": { "code": codes::BAD_REQUEST.code, "message": format!("bad request: {e}") }
+            }))
+            .unwrap_or_default(),
+        },
+    };
+    let value = match f(params).await {
+        Ok(r) => serde_json::json!({ "result": r }),
+        Err(e) => serde_json::json!({ "error": e }),
+    };
+    ApiReply {
+        status: 200,
+        body: serde_json::to_vec(&value).unwrap_or_default(),
+    }
+}
+
+async fn publish(
+    hub: &Hub,
+    channel: &str,
+    data: Json,
+    skip_history: bool,
+    tags: Option<BTreeMap<String, String>>,
+) -> Result<PublishResult, ErrorReply> {
+    let ns = hub
+        .config
+        .namespace(channel)
+        .ok_or(codes::UNKNOWN_CHANNEL)?;
+    let mut options = publish_options(hub, ns);
+    if skip_history {
+        options.history_size = 0;
+    }
+    let publication = Publication {
+        data,
+        info: None,
+        offset: 0,
+        tags: tags.filter(|t| !t.is_empty()),
+    };
+    let position = hub
+        .broker
+        .publish(channel, publication, options)
+        .await
+        .map_err(|e| {
+            tracing::warn!(%channel, "publish failed: {e}");
+            codes::INTERNAL
+        })?;
+    Ok(PublishResult {
+        offset: position.offset,
+        epoch: position.epoch,
+    })
+}
+
+async fn presence(
+    hub: &Hub,
+    channel: &str,
+) -> Result<BTreeMap<String, crate::protocol::ClientInfo>, ErrorReply> {
+    let ns = hub
+        .config
+        .namespace(channel)
+        .ok_or(codes::UNKNOWN_CHANNEL)?;
+    if !ns.presence {
+        return Err(codes::NOT_AVAILABLE);
+    }
+    hub.broker
+        .presence(channel)
+        .await
+        .map_err(|_| codes::INTERNAL)
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
+fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|&i| tail.is_char_boundary(i))
+                .any(|i| glob(rest, &tail[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_patterns() {
+        assert!(super::glob("chat:*", "chat:1"));
+        assert!(super::glob("*", "x"));
+        assert!(super::glob("a*c*e", "abcde"));
+        assert!(!super::glob("chat:*", "news"));
+        assert!(!super::glob("a", "ab"));
+    }
+}

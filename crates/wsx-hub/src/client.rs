@@ -1,0 +1,201 @@
+//! A connection as the hub sees it: its send queue (shared by its session's replies and the
+//! fan-out of every channel it is in), who it is, its timers, and what the server asks of
+//! it from outside its task (disconnect, server-side subscribe and unsubscribe).
+
+use crate::codes::{self, Disconnect};
+use crate::protocol::Json;
+use futures_util::task::AtomicWaker;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+use wsx::{CloseCode, CloseFrame, Message, PreparedMessage, TrySendError};
+
+/// Where a client's messages go: the writing half of its WebSocket. Every send queues
+/// without waiting; a client whose queue is over its high-water mark is slow.
+pub trait Outbox: Send + 'static {
+    /// Queues a message framed once for many connections.
+    fn try_send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), TrySendError>;
+    /// Queues a message.
+    fn try_send(&mut self, msg: Message) -> Result<(), TrySendError>;
+    /// Queues a close frame.
+    fn start_close(&mut self, frame: CloseFrame);
+}
+
+impl<S> Outbox for wsx::WsWriter<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    fn try_send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), TrySendError> {
+        wsx::WsWriter::try_send_prepared(self, msg)
+    }
+
+    fn try_send(&mut self, msg: Message) -> Result<(), TrySendError> {
+        wsx::WsWriter::try_send(self, msg)
+    }
+
+    fn start_close(&mut self, frame: CloseFrame) {
+        let _ = wsx::WsWriter::start_close(self, Some(frame));
+    }
+}
+
+/// Something the server asks of a client's session from outside its task.
+#[derive(Debug)]
+pub(crate) enum ServerCommand {
+    /// Subscribe it to a channel (server API `subscribe`).
+    Subscribe(String),
+    /// Unsubscribe it from a channel (server API `unsubscribe`).
+    Unsubscribe(String),
+}
+
+/// A connected client (see the module documentation).
+pub(crate) struct Client {
+    /// The connection's id.
+    pub id: String,
+    out: Mutex<Box<dyn Outbox>>,
+    state: Mutex<ClientState>,
+    /// The session's task, woken for a disconnect or a server command.
+    waker: AtomicWaker,
+}
+
+/// A client's mutable state, outside its session task's own.
+pub(crate) struct ClientState {
+    /// The user; empty until `connect` (and for anonymous connections).
+    pub user: String,
+    /// The token's `info`.
+    pub info: Option<Json>,
+    /// Whether `connect` succeeded.
+    pub connected: bool,
+    /// When the connection was opened.
+    pub opened: Instant,
+    /// The token's `exp` (Unix seconds).
+    pub expires_at: Option<u64>,
+    /// When the unanswered ping was sent.
+    pub ping_sent: Option<Instant>,
+    /// When the next ping is due.
+    pub next_ping: Instant,
+    /// Why it is to be disconnected (the first reason wins).
+    pub disconnect: Option<Disconnect>,
+    /// Server commands for the session.
+    pub commands: Vec<ServerCommand>,
+}
+
+impl Client {
+    pub fn new(id: String, out: Box<dyn Outbox>) -> Self {
+        let now = Instant::now();
+        Client {
+            id,
+            out: Mutex::new(out),
+            state: Mutex::new(ClientState {
+                user: String::new(),
+                info: None,
+                connected: false,
+                opened: now,
+                expires_at: None,
+                ping_sent: None,
+                next_ping: now,
+                disconnect: None,
+                commands: Vec::new(),
+            }),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, ClientState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn out(&self) -> MutexGuard<'_, Box<dyn Outbox>> {
+        self.out.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a frame made once for many; a client that does not keep up is disconnected
+    /// (3008). Returns whether it was queued.
+    pub fn send_prepared(&self, frame: &PreparedMessage) -> bool {
+        let r = self.out().try_send_prepared(frame);
+        self.sent(r)
+    }
+
+    /// Queues a text message (replies, pushes made for this client).
+    pub fn send_text(&self, text: Vec<u8>) -> bool {
+        // Our own JSON: always UTF-8.
+        let Ok(text) = String::from_utf8(text) else {
+            return false;
+        };
+        let r = self.out().try_send(Message::text(text));
+        self.sent(r)
+    }
+
+    fn sent(&self, r: Result<(), TrySendError>) -> bool {
+        match r {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.disconnect(codes::SLOW);
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+            Err(e) => {
+                tracing::warn!(client = %self.id, "cannot send: {e}");
+                false
+            }
+        }
+    }
+
+    /// Asks the session to close the connection with `d` (the first reason given wins).
+    pub fn disconnect(&self, d: Disconnect) {
+        let mut state = self.state();
+        if state.disconnect.is_none() {
+            state.disconnect = Some(d);
+            drop(state);
+            self.waker.wake();
+        }
+    }
+
+    /// Hands the session a server command.
+    pub fn command(&self, c: ServerCommand) {
+        self.state().commands.push(c);
+        self.waker.wake();
+    }
+
+    /// Registers the session's task for [`Client::disconnect`] and [`Client::command`].
+    pub fn register(&self, waker: &std::task::Waker) {
+        self.waker.register(waker);
+    }
+
+    /// Closes the WebSocket with `d`'s code and reason.
+    pub fn close(&self, d: Disconnect) {
+        self.out()
+            .start_close(CloseFrame::new(CloseCode(d.code), d.reason));
+    }
+
+    /// Sends a ping (`{}`) when one is due, and tells whether the last went unanswered
+    /// past `pong_timeout`.
+    pub fn tick_ping(
+        &self,
+        now: Instant,
+        ping: &PreparedMessage,
+        interval: std::time::Duration,
+        pong_timeout: std::time::Duration,
+    ) -> Result<(), Disconnect> {
+        let mut state = self.state();
+        if !state.connected {
+            return Ok(());
+        }
+        if let Some(sent) = state.ping_sent {
+            if now.duration_since(sent) > pong_timeout {
+                return Err(codes::NO_PONG);
+            }
+            return Ok(());
+        }
+        if now >= state.next_ping {
+            state.ping_sent = Some(now);
+            state.next_ping = now + interval;
+            drop(state);
+            self.send_prepared(ping);
+        }
+        Ok(())
+    }
+
+    /// The client answered a ping.
+    pub fn pong(&self) {
+        self.state().ping_sent = None;
+    }
+}

@@ -1,0 +1,693 @@
+//! One client's session: reads its frames, answers its commands in order (a frame's
+//! replies go out together, in one message), and carries out what the server asks of it
+//! (disconnect, server-side subscribe and unsubscribe).
+
+use crate::auth::AuthError;
+use crate::broker::{HistoryQuery, PublishOptions};
+use crate::client::{Client, ServerCommand};
+use crate::codes::{self, Disconnect, ErrorReply};
+use crate::config::{user_limited, NamespaceOptions};
+use crate::hub::{unix_now, Hub, VERSION};
+use crate::protocol::*;
+use futures_util::StreamExt;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+use wsx::{Message, WsReader};
+
+/// What a session keeps of one of its subscriptions.
+struct Sub {
+    /// The options of its namespace, when it was made.
+    ns: NamespaceOptions,
+    /// Who the subscriber is, for leave pushes.
+    info: ClientInfo,
+}
+
+struct Session<'a> {
+    hub: &'a Arc<Hub>,
+    client: &'a Arc<Client>,
+    peer: SocketAddr,
+    connected: bool,
+    user: String,
+    conn_info: Option<Json>,
+    subs: HashMap<String, Sub>,
+    /// Subscriptions to make live once the frame's replies are queued: channel, and the
+    /// offset their reply ended at.
+    activate: Vec<(String, Option<u64>)>,
+}
+
+/// What woke the session.
+enum Wake {
+    Frame(Option<wsx::Result<Message>>),
+    Disconnect(Disconnect),
+    Commands(Vec<ServerCommand>),
+}
+
+/// Runs a client's session until its connection ends.
+pub(crate) async fn run<S>(
+    hub: &Arc<Hub>,
+    client: &Arc<Client>,
+    mut reader: WsReader<S>,
+    peer: SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut s = Session {
+        hub,
+        client,
+        peer,
+        connected: false,
+        user: String::new(),
+        conn_info: None,
+        subs: HashMap::new(),
+        activate: Vec::new(),
+    };
+    loop {
+        let wake = poll_fn(|cx| {
+            client.register(cx.waker());
+            {
+                let mut state = client.state();
+                if let Some(d) = state.disconnect {
+                    return Poll::Ready(Wake::Disconnect(d));
+                }
+                if !state.commands.is_empty() {
+                    return Poll::Ready(Wake::Commands(std::mem::take(&mut state.commands)));
+                }
+            }
+            reader.poll_next_unpin(cx).map(Wake::Frame)
+        })
+        .await;
+        let outcome = match wake {
+            Wake::Frame(Some(Ok(Message::Text(text)))) => s.frame(&text).await,
+            Wake::Frame(Some(Ok(Message::Binary(_)))) => Err(codes::INAPPROPRIATE_PROTOCOL),
+            Wake::Frame(Some(Ok(_))) => Ok(()),
+            Wake::Frame(Some(Err(e))) => {
+                tracing::debug!(peer = %s.peer, client = %client.id, "connection failed: {e}");
+                break;
+            }
+            Wake::Frame(None) => break,
+            Wake::Disconnect(d) => Err(d),
+            Wake::Commands(commands) => {
+                for c in commands {
+                    s.server_command(c).await;
+                }
+                Ok(())
+            }
+        };
+        if let Err(d) = outcome {
+            tracing::info!(peer = %s.peer, client = %client.id, user = %s.user, code = d.code, reason = d.reason, "disconnect");
+            hub.count_disconnect(d);
+            client.close(d);
+            // The close handshake, bounded by the connection's close timeout.
+            while let Some(Ok(_)) = reader.next().await {}
+            break;
+        }
+    }
+    s.cleanup().await;
+}
+
+impl Session<'_> {
+    /// One frame: its commands in order, their replies in one message.
+    async fn frame(&mut self, text: &str) -> Result<(), Disconnect> {
+        let mut out = Vec::new();
+        for line in text.split('\n') {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let cmd: Command = match serde_json::from_str(line) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, "malformed command: {e}");
+                    return Err(codes::BAD_REQUEST_DISCONNECT);
+                }
+            };
+            self.command(cmd, &mut out).await?;
+        }
+        if !out.is_empty() {
+            self.client.send_text(out);
+        }
+        for (channel, after) in std::mem::take(&mut self.activate) {
+            self.hub.activate(&channel, self.client, after);
+        }
+        Ok(())
+    }
+
+    async fn command(&mut self, cmd: Command, out: &mut Vec<u8>) -> Result<(), Disconnect> {
+        let id = cmd.id;
+        if id == 0 {
+            // No reply expected: the answer to a ping, or `send`.
+            if cmd.send.is_some() {
+                return Ok(());
+            }
+            if has_method(&cmd) {
+                return Err(codes::BAD_REQUEST_DISCONNECT);
+            }
+            self.client.pong();
+            return Ok(());
+        }
+        if let Some(req) = cmd.connect {
+            return self.connect(id, req, out).await;
+        }
+        if !self.connected {
+            return Err(codes::BAD_REQUEST_DISCONNECT);
+        }
+        let result = if let Some(req) = cmd.subscribe {
+            match self.subscribe(&req, false).await {
+                Ok(r) => reply(out, id, "subscribe", &r),
+                Err(e) => Err(e),
+            }
+        } else if let Some(req) = cmd.unsubscribe {
+            self.unsubscribe(&req.channel).await;
+            reply(out, id, "unsubscribe", &Empty {})
+        } else if let Some(req) = cmd.publish {
+            match self.publish(req).await {
+                Ok(()) => reply(out, id, "publish", &Empty {}),
+                Err(e) => Err(e),
+            }
+        } else if let Some(req) = cmd.presence {
+            match self.presence(&req.channel).await {
+                Ok(p) => reply(out, id, "presence", &PresenceResult { presence: p }),
+                Err(e) => Err(e),
+            }
+        } else if let Some(req) = cmd.presence_stats {
+            match self.presence(&req.channel).await {
+                Ok(p) => reply(out, id, "presence_stats", &presence_stats(&p)),
+                Err(e) => Err(e),
+            }
+        } else if let Some(req) = cmd.history {
+            match self.history(&req).await {
+                Ok(r) => reply(out, id, "history", &r),
+                Err(e) => Err(e),
+            }
+        } else if let Some(req) = cmd.refresh {
+            match self.refresh(&req.token)? {
+                Ok(r) => reply(out, id, "refresh", &r),
+                Err(e) => Err(e),
+            }
+        } else if let Some(req) = cmd.sub_refresh {
+            match self.sub_refresh(&req) {
+                Ok(r) => reply(out, id, "sub_refresh", &r),
+                Err(e) => Err(e),
+            }
+        } else if cmd.ping.is_some() {
+            reply(out, id, "ping", &Empty {})
+        } else if cmd.rpc.is_some() {
+            // No RPC handler in this hub.
+            Err(codes::NOT_AVAILABLE)
+        } else if cmd.send.is_some() {
+            Ok(())
+        } else {
+            Err(codes::METHOD_NOT_FOUND)
+        };
+        if let Err(e) = result {
+            write_error(out, id, &e);
+        }
+        Ok(())
+    }
+
+    async fn connect(
+        &mut self,
+        id: u32,
+        req: ConnectRequest,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Disconnect> {
+        if self.connected {
+            return Err(codes::BAD_REQUEST_DISCONNECT);
+        }
+        let hub = self.hub;
+        let claims = if req.token.is_empty() {
+            if !hub.config.allow_anonymous {
+                tracing::info!(peer = %self.peer, "connect without a token refused");
+                return Err(codes::INVALID_TOKEN);
+            }
+            crate::auth::ConnectClaims::default()
+        } else {
+            match hub.keys.connect(&req.token) {
+                Ok(c) => c,
+                Err(AuthError::Expired) => {
+                    write_error(out, id, &codes::TOKEN_EXPIRED);
+                    return Ok(());
+                }
+                Err(AuthError::Invalid(why)) => {
+                    tracing::info!(peer = %self.peer, "connect refused: {why}");
+                    return Err(codes::INVALID_TOKEN);
+                }
+            }
+        };
+        if claims.channels.len() > hub.config.max_subscriptions {
+            return Err(codes::CHANNEL_LIMIT);
+        }
+        self.user = claims.sub;
+        self.conn_info = claims.info;
+        self.connected = true;
+        {
+            let mut state = self.client.state();
+            state.user = self.user.clone();
+            state.info = self.conn_info.clone();
+            state.connected = true;
+            state.expires_at = claims.exp;
+            state.next_ping = std::time::Instant::now() + hub.config.ping_interval;
+        }
+        let mut result = ConnectResult {
+            client: self.client.id.clone(),
+            version: VERSION,
+            ping: hub.config.ping_interval.as_secs() as u32,
+            pong: true,
+            node: hub.config.name.clone(),
+            ..Default::default()
+        };
+        if let Some(exp) = claims.exp {
+            result.expires = true;
+            result.ttl = exp.saturating_sub(unix_now()) as u32;
+        }
+        let mut recover = req.subs;
+        for channel in claims.channels {
+            let mut sub = recover.remove(&channel).unwrap_or_default();
+            sub.channel = channel.clone();
+            match self.subscribe(&sub, true).await {
+                Ok(r) => {
+                    result.subs.insert(channel, r);
+                }
+                Err(e) if e == codes::INTERNAL => return Err(codes::INTERNAL_ERROR),
+                Err(e) => {
+                    tracing::info!(peer = %self.peer, %channel, "server-side subscription refused: {}", e.message)
+                }
+            }
+        }
+        tracing::debug!(peer = %self.peer, client = %self.client.id, user = %self.user, "connected");
+        write_reply(out, id, "connect", &result);
+        Ok(())
+    }
+
+    /// Subscribes (checking permissions unless `server_side`), with recovery.
+    async fn subscribe(
+        &mut self,
+        req: &SubscribeRequest,
+        server_side: bool,
+    ) -> Result<SubscribeResult, ErrorReply> {
+        let hub = self.hub;
+        let channel = req.channel.as_str();
+        let ns = hub
+            .config
+            .namespace(channel)
+            .ok_or(codes::UNKNOWN_CHANNEL)?
+            .clone();
+        if self.subs.contains_key(channel) {
+            return Err(codes::ALREADY_SUBSCRIBED);
+        }
+        if self.subs.len() >= hub.config.max_subscriptions {
+            return Err(codes::LIMIT_EXCEEDED);
+        }
+        let mut result = SubscribeResult::default();
+        let mut chan_info = None;
+        if !server_side {
+            if !req.token.is_empty() {
+                match hub.keys.channel(&req.token) {
+                    Ok(c) if c.channel == channel && c.sub == self.user => {
+                        chan_info = c.info;
+                        if let Some(exp) = c.exp {
+                            result.expires = true;
+                            result.ttl = exp.saturating_sub(unix_now()) as u32;
+                        }
+                    }
+                    Ok(_) => return Err(codes::PERMISSION_DENIED),
+                    Err(AuthError::Expired) => return Err(codes::TOKEN_EXPIRED),
+                    Err(AuthError::Invalid(why)) => {
+                        tracing::info!(peer = %self.peer, %channel, "channel token refused: {why}");
+                        return Err(codes::PERMISSION_DENIED);
+                    }
+                }
+            } else if let Some(listed) = user_limited(channel, &self.user) {
+                if !listed {
+                    return Err(codes::PERMISSION_DENIED);
+                }
+            } else if !(ns.allow_subscribe && (!self.user.is_empty() || ns.allow_anonymous)) {
+                return Err(codes::PERMISSION_DENIED);
+            }
+        }
+        let info = ClientInfo {
+            user: self.user.clone(),
+            client: self.client.id.clone(),
+            conn_info: self.conn_info.clone(),
+            chan_info,
+        };
+        let join_leave =
+            ns.join_leave && (req.join_leave || ns.force_push_join_leave || server_side);
+        let first = hub.add_subscriber(channel, self.client, join_leave);
+        match self
+            .start_subscription(channel, &ns, req, &info, first, &mut result)
+            .await
+        {
+            Ok(after) => {
+                self.activate.push((channel.to_owned(), after));
+                self.subs.insert(channel.to_owned(), Sub { ns, info });
+                Ok(result)
+            }
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, %channel, "subscribe failed: {e}");
+                if hub.remove_subscriber(channel, self.client) {
+                    let _ = hub.broker.unsubscribe(channel).await;
+                }
+                Err(codes::INTERNAL)
+            }
+        }
+    }
+
+    /// The broker's part of a subscription: node interest, presence, join, history and
+    /// recovery. Returns the offset the reply ends at (`None`: no history).
+    async fn start_subscription(
+        &self,
+        channel: &str,
+        ns: &NamespaceOptions,
+        req: &SubscribeRequest,
+        info: &ClientInfo,
+        first: bool,
+        result: &mut SubscribeResult,
+    ) -> Result<Option<u64>, crate::BrokerError> {
+        let broker = &self.hub.broker;
+        if first {
+            broker.subscribe(channel).await?;
+        }
+        if ns.presence {
+            broker
+                .add_presence(channel, &self.client.id, info.clone())
+                .await?;
+        }
+        if ns.join_leave {
+            broker.publish_join(channel, info.clone()).await?;
+        }
+        if !ns.history() {
+            return Ok(None);
+        }
+        let recoverable = ns.recovery(req.recoverable);
+        let recovering = recoverable && req.recover;
+        let query = HistoryQuery {
+            since: recovering.then_some(req.offset),
+            limit: Some(if recovering { ns.history_size } else { 0 }),
+            reverse: false,
+        };
+        let page = broker.history(channel, query).await?;
+        if recovering {
+            let complete = match page.publications.first() {
+                Some(p) => p.offset == req.offset + 1,
+                None => page.position.offset == req.offset,
+            };
+            let recovered = complete && page.position.epoch == req.epoch;
+            if recovered {
+                result.publications = page.publications;
+            }
+            result.was_recovering = true;
+            result.recovered = recovered;
+            self.hub.metrics.recovery(recovered);
+        }
+        result.recoverable = recoverable;
+        result.epoch = page.position.epoch;
+        result.offset = page.position.offset;
+        Ok(Some(result.offset))
+    }
+
+    async fn unsubscribe(&mut self, channel: &str) -> bool {
+        let Some(sub) = self.subs.remove(channel) else {
+            return false;
+        };
+        self.leave(channel, sub).await;
+        true
+    }
+
+    async fn leave(&self, channel: &str, sub: Sub) {
+        let hub = self.hub;
+        if hub.remove_subscriber(channel, self.client) {
+            let _ = hub.broker.unsubscribe(channel).await;
+        }
+        if sub.ns.presence {
+            let _ = hub.broker.remove_presence(channel, &self.client.id).await;
+        }
+        if sub.ns.join_leave {
+            let _ = hub.broker.publish_leave(channel, sub.info).await;
+        }
+    }
+
+    async fn publish(&mut self, req: PublishRequest) -> Result<(), ErrorReply> {
+        let Some(data) = req.data else {
+            return Err(codes::BAD_REQUEST);
+        };
+        let ns = self
+            .hub
+            .config
+            .namespace(&req.channel)
+            .ok_or(codes::UNKNOWN_CHANNEL)?;
+        let Some(sub) = self.subs.get(&req.channel) else {
+            return Err(codes::PERMISSION_DENIED);
+        };
+        if !ns.allow_publish {
+            return Err(codes::PERMISSION_DENIED);
+        }
+        let publication = Publication {
+            data,
+            info: Some(sub.info.clone()),
+            offset: 0,
+            tags: None,
+        };
+        self.hub
+            .broker
+            .publish(&req.channel, publication, publish_options(self.hub, ns))
+            .await
+            .map_err(|e| {
+                tracing::warn!(channel = %req.channel, "publish failed: {e}");
+                codes::INTERNAL
+            })?;
+        Ok(())
+    }
+
+    async fn presence(&self, channel: &str) -> Result<BTreeMap<String, ClientInfo>, ErrorReply> {
+        let ns = self
+            .hub
+            .config
+            .namespace(channel)
+            .ok_or(codes::UNKNOWN_CHANNEL)?;
+        if !ns.presence {
+            return Err(codes::NOT_AVAILABLE);
+        }
+        if !self.subs.contains_key(channel) {
+            return Err(codes::PERMISSION_DENIED);
+        }
+        self.hub
+            .broker
+            .presence(channel)
+            .await
+            .map_err(|_| codes::INTERNAL)
+    }
+
+    async fn history(&self, req: &HistoryRequest) -> Result<HistoryResult, ErrorReply> {
+        let ns = self
+            .hub
+            .config
+            .namespace(&req.channel)
+            .ok_or(codes::UNKNOWN_CHANNEL)?;
+        if !ns.history() {
+            return Err(codes::NOT_AVAILABLE);
+        }
+        if !self.subs.contains_key(&req.channel) {
+            return Err(codes::PERMISSION_DENIED);
+        }
+        history(
+            self.hub,
+            &req.channel,
+            req.limit,
+            req.since.as_ref(),
+            req.reverse,
+        )
+        .await
+    }
+
+    /// `Err` disconnects; `Ok(Err)` is an error reply.
+    fn refresh(&mut self, token: &str) -> Result<Result<RefreshResult, ErrorReply>, Disconnect> {
+        let claims = match self.hub.keys.connect(token) {
+            Ok(c) => c,
+            Err(AuthError::Expired) => return Ok(Err(codes::TOKEN_EXPIRED)),
+            Err(AuthError::Invalid(why)) => {
+                tracing::info!(peer = %self.peer, "refresh refused: {why}");
+                return Err(codes::INVALID_TOKEN);
+            }
+        };
+        if claims.sub != self.user {
+            return Err(codes::INVALID_TOKEN);
+        }
+        self.client.state().expires_at = claims.exp;
+        let mut r = RefreshResult {
+            client: self.client.id.clone(),
+            version: VERSION,
+            ..Default::default()
+        };
+        if let Some(exp) = claims.exp {
+            r.expires = true;
+            r.ttl = exp.saturating_sub(unix_now()) as u32;
+        }
+        Ok(Ok(r))
+    }
+
+    fn sub_refresh(&self, req: &SubRefreshRequest) -> Result<SubRefreshResult, ErrorReply> {
+        if !self.subs.contains_key(&req.channel) {
+            return Err(codes::PERMISSION_DENIED);
+        }
+        let claims = match self.hub.keys.channel(&req.token) {
+            Ok(c) => c,
+            Err(AuthError::Expired) => return Err(codes::TOKEN_EXPIRED),
+            Err(AuthError::Invalid(_)) => return Err(codes::PERMISSION_DENIED),
+        };
+        if claims.channel != req.channel || claims.sub != self.user {
+            return Err(codes::PERMISSION_DENIED);
+        }
+        let mut r = SubRefreshResult::default();
+        if let Some(exp) = claims.exp {
+            r.expires = true;
+            r.ttl = exp.saturating_sub(unix_now()) as u32;
+        }
+        Ok(r)
+    }
+
+    /// A subscribe or unsubscribe asked for by the server API, told to the client by a
+    /// push.
+    async fn server_command(&mut self, c: ServerCommand) {
+        if !self.connected {
+            return;
+        }
+        match c {
+            ServerCommand::Subscribe(channel) => {
+                let req = SubscribeRequest {
+                    channel: channel.clone(),
+                    ..Default::default()
+                };
+                match self.subscribe(&req, true).await {
+                    Ok(r) => {
+                        let body = SubscribePush {
+                            recoverable: r.recoverable,
+                            epoch: r.epoch,
+                            offset: r.offset,
+                        };
+                        self.client.send_text(push(&channel, "subscribe", &body));
+                        for (channel, after) in std::mem::take(&mut self.activate) {
+                            self.hub.activate(&channel, self.client, after);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(peer = %self.peer, %channel, "server subscribe failed: {}", e.message)
+                    }
+                }
+            }
+            ServerCommand::Unsubscribe(channel) => {
+                if self.unsubscribe(&channel).await {
+                    let (code, reason) = codes::UNSUBSCRIBE_SERVER;
+                    self.client.send_text(push(
+                        &channel,
+                        "unsubscribe",
+                        &UnsubscribePush { code, reason },
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn cleanup(&mut self) {
+        for (channel, sub) in std::mem::take(&mut self.subs) {
+            self.leave(&channel, sub).await;
+        }
+    }
+}
+
+/// The body of a `subscribe` push (a server-side subscription made by the server API).
+#[derive(serde::Serialize)]
+struct SubscribePush {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    recoverable: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    epoch: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    offset: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn has_method(c: &Command) -> bool {
+    c.connect.is_some()
+        || c.subscribe.is_some()
+        || c.unsubscribe.is_some()
+        || c.publish.is_some()
+        || c.presence.is_some()
+        || c.presence_stats.is_some()
+        || c.history.is_some()
+        || c.ping.is_some()
+        || c.rpc.is_some()
+        || c.refresh.is_some()
+        || c.sub_refresh.is_some()
+}
+
+fn reply(
+    out: &mut Vec<u8>,
+    id: u32,
+    method: &str,
+    result: &impl serde::Serialize,
+) -> Result<(), ErrorReply> {
+    write_reply(out, id, method, result);
+    Ok(())
+}
+
+/// How publications of a namespace are kept.
+pub(crate) fn publish_options(hub: &Hub, ns: &NamespaceOptions) -> PublishOptions {
+    PublishOptions {
+        history_size: ns.history_size,
+        history_ttl: Duration::from_secs(ns.history_ttl),
+        meta_ttl: hub.config.history_meta_ttl,
+    }
+}
+
+/// Presence counted.
+pub(crate) fn presence_stats(p: &BTreeMap<String, ClientInfo>) -> PresenceStatsResult {
+    let users: HashSet<&str> = p.values().map(|i| i.user.as_str()).collect();
+    PresenceStatsResult {
+        num_clients: p.len() as u32,
+        num_users: users.len() as u32,
+    }
+}
+
+/// A history call (client protocol and server API): `limit` 0 gives the position only,
+/// a negative one everything kept; a `since` from another epoch is error 112.
+pub(crate) async fn history(
+    hub: &Hub,
+    channel: &str,
+    limit: i32,
+    since: Option<&StreamPosition>,
+    reverse: bool,
+) -> Result<HistoryResult, ErrorReply> {
+    let cap = hub.config.max_history_limit;
+    let limit = match usize::try_from(limit) {
+        Ok(n) => n.min(cap),
+        Err(_) => cap,
+    };
+    let page = hub
+        .broker
+        .history(
+            channel,
+            HistoryQuery {
+                since: since.map(|s| s.offset),
+                limit: Some(limit),
+                reverse,
+            },
+        )
+        .await
+        .map_err(|_| codes::INTERNAL)?;
+    if since.is_some_and(|s| s.epoch != page.position.epoch) {
+        return Err(codes::UNRECOVERABLE_POSITION);
+    }
+    Ok(HistoryResult {
+        publications: page.publications,
+        epoch: page.position.epoch,
+        offset: page.position.offset,
+    })
+}
