@@ -183,7 +183,7 @@ pub async fn call(hub: &Hub, method: &str, body: &[u8]) -> ApiReply {
         "disconnect" => {
             run(body, |p: DisconnectParams| async move {
                 for c in hub.user_clients(&p.user, p.client.as_deref()) {
-                    if !p.whitelist.contains(&c.id) {
+                    if !p.whitelist.contains(&c.id.to_string()) {
                         c.disconnect(codes::FORCE_NO_RECONNECT);
                     }
                 }

@@ -46,10 +46,40 @@ pub(crate) enum ServerCommand {
     Unsubscribe(String),
 }
 
+/// A connection's id: 128 random bits, shown in the UUID v4 form. Kept as a number, so
+/// that an idle connection holds no string for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ClientId(u128);
+
+impl ClientId {
+    /// A new random id (version 4, variant 1 bits set as in a UUID).
+    pub fn random() -> Self {
+        let n: u128 = rand::random();
+        ClientId((n & !(0xf << 76) & !(0b11 << 62)) | (0x4 << 76) | (0b10 << 62))
+    }
+}
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0;
+        write!(
+            f,
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            n >> 96,
+            (n >> 80) & 0xffff,
+            (n >> 64) & 0xffff,
+            (n >> 48) & 0xffff,
+            n & 0xffff_ffff_ffff
+        )
+    }
+}
+
 /// A connected client (see the module documentation).
 pub(crate) struct Client {
     /// The connection's id.
-    pub id: String,
+    pub id: ClientId,
+    /// The peer's address, for logs.
+    pub peer: std::net::SocketAddr,
     out: Mutex<Box<dyn Outbox>>,
     state: Mutex<ClientState>,
     /// The session's task, woken for a disconnect or a server command.
@@ -79,10 +109,11 @@ pub(crate) struct ClientState {
 }
 
 impl Client {
-    pub fn new(id: String, out: Box<dyn Outbox>) -> Self {
+    pub fn new(id: ClientId, peer: std::net::SocketAddr, out: Box<dyn Outbox>) -> Self {
         let now = Instant::now();
         Client {
             id,
+            peer,
             out: Mutex::new(out),
             state: Mutex::new(ClientState {
                 user: String::new(),
@@ -197,5 +228,21 @@ impl Client {
     /// The client answered a ping.
     pub fn pong(&self) {
         self.state().ping_sent = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientId;
+
+    #[test]
+    fn client_ids_look_like_uuids() {
+        for _ in 0..100 {
+            let id = ClientId::random().to_string();
+            assert_eq!(id.len(), 36, "{id}");
+            assert_eq!(&id[14..15], "4", "{id}");
+            assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+        }
+        assert_ne!(ClientId::random(), ClientId::random());
     }
 }

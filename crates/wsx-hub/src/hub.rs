@@ -21,7 +21,7 @@
 
 use crate::auth::TokenKeys;
 use crate::broker::{Broker, BrokerEvents};
-use crate::client::{Client, Outbox, ServerCommand};
+use crate::client::{Client, ClientId, Outbox, ServerCommand};
 use crate::codes::{self, Disconnect};
 use crate::config::HubConfig;
 use crate::metrics::Metrics;
@@ -45,7 +45,7 @@ pub struct Hub {
     pub(crate) keys: TokenKeys,
     pub(crate) broker: Arc<dyn Broker>,
     channels: Mutex<HashMap<String, Arc<Channel>>>,
-    clients: Mutex<HashMap<String, Arc<Client>>>,
+    clients: Mutex<HashMap<ClientId, Arc<Client>>>,
     pub(crate) metrics: Metrics,
     pub(crate) started: Instant,
     ping: PreparedMessage,
@@ -129,22 +129,32 @@ impl Hub {
 
     /// Serves one client on `ws` until it goes: reads its commands and answers them, while
     /// the hub writes its subscriptions' publications to it. Call it on the connection's
-    /// task.
-    pub async fn serve<S>(self: Arc<Self>, ws: wsx::WebSocket<S>, peer: SocketAddr)
+    /// task. (Not an `async fn`: its future would keep the moved `ws` beside its halves
+    /// for the connection's whole life.)
+    pub fn serve<S>(
+        self: Arc<Self>,
+        ws: wsx::WebSocket<S>,
+        peer: SocketAddr,
+    ) -> impl std::future::Future<Output = ()> + Send
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let (reader, writer) = ws.split();
         let client = Arc::new(Client::new(
-            new_client_id(),
+            ClientId::random(),
+            peer,
             Box::new(writer) as Box<dyn Outbox>,
         ));
         if self.shutting_down.load(Ordering::Relaxed) {
             client.close(codes::SHUTDOWN);
         }
-        lock(&self.clients).insert(client.id.clone(), client.clone());
+        lock(&self.clients).insert(client.id, client.clone());
         self.metrics.connections.inc();
-        crate::session::run(&self, &client, reader, peer).await;
+        crate::session::start(self, client).run(reader)
+    }
+
+    /// Forgets a client whose session ended.
+    pub(crate) fn unregister(&self, client: &Client) {
         lock(&self.clients).remove(&client.id);
         self.metrics.connections.dec();
     }
@@ -166,7 +176,7 @@ impl Hub {
     pub(crate) fn user_clients(&self, user: &str, client: Option<&str>) -> Vec<Arc<Client>> {
         self.clients_snapshot()
             .into_iter()
-            .filter(|c| client.is_none_or(|id| c.id == id))
+            .filter(|c| client.is_none_or(|id| c.id.to_string() == id))
             .filter(|c| {
                 let s = c.state();
                 s.connected && s.user == user
@@ -354,34 +364,4 @@ pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// A random connection id in the UUID v4 form.
-fn new_client_id() -> String {
-    let b: [u8; 16] = rand::random();
-    let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let mut s = format!(
-        "{}-{}-{}-{}-{}",
-        h(0..4),
-        h(4..6),
-        h(6..8),
-        h(8..10),
-        h(10..16)
-    );
-    // Version 4, variant 1.
-    s.replace_range(14..15, "4");
-    let v = ["8", "9", "a", "b"][usize::from(b[8] & 3)];
-    s.replace_range(19..20, v);
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn client_ids_look_like_uuids() {
-        let id = super::new_client_id();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert_ne!(id, super::new_client_id());
-    }
 }

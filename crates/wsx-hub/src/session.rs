@@ -10,30 +10,59 @@ use crate::config::{user_limited, NamespaceOptions};
 use crate::hub::{unix_now, Hub, VERSION};
 use crate::protocol::*;
 use futures_util::StreamExt;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::future::poll_fn;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use wsx::{Message, WsReader};
 
-/// What a session keeps of one of its subscriptions.
+/// What a session keeps of one of its subscriptions (small: an idle subscriber costs
+/// what its session keeps).
 struct Sub {
-    /// The options of its namespace, when it was made.
-    ns: NamespaceOptions,
-    /// Who the subscriber is, for leave pushes.
-    info: ClientInfo,
+    /// Its namespace keeps presence.
+    presence: bool,
+    /// Its namespace sends join and leave.
+    join_leave: bool,
+    /// The channel token's `info`.
+    chan_info: Option<Json>,
 }
 
-struct Session<'a> {
-    hub: &'a Arc<Hub>,
-    client: &'a Arc<Client>,
-    peer: SocketAddr,
+/// A session's subscriptions: a list, searched (a connection has few, at most
+/// `max_subscriptions`), smaller than a map for the usual one or two.
+#[derive(Default)]
+struct Subs(Vec<(Box<str>, Sub)>);
+
+impl Subs {
+    fn get(&self, channel: &str) -> Option<&Sub> {
+        self.0.iter().find(|(c, _)| &**c == channel).map(|(_, s)| s)
+    }
+
+    fn contains_key(&self, channel: &str) -> bool {
+        self.get(channel).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn insert(&mut self, channel: &str, sub: Sub) {
+        self.0.reserve_exact(1);
+        self.0.push((channel.into(), sub));
+    }
+
+    fn remove(&mut self, channel: &str) -> Option<Sub> {
+        let i = self.0.iter().position(|(c, _)| &**c == channel)?;
+        Some(self.0.swap_remove(i).1)
+    }
+}
+
+pub(crate) struct Session {
+    hub: Arc<Hub>,
+    client: Arc<Client>,
     connected: bool,
     user: String,
-    conn_info: Option<Json>,
-    subs: HashMap<String, Sub>,
+    subs: Subs,
     /// Subscriptions to make live once the frame's replies are queued: channel, and the
     /// offset their reply ended at.
     activate: Vec<(String, Option<u64>)>,
@@ -46,70 +75,78 @@ enum Wake {
     Commands(Vec<ServerCommand>),
 }
 
-/// Runs a client's session until its connection ends.
-pub(crate) async fn run<S>(
-    hub: &Arc<Hub>,
-    client: &Arc<Client>,
-    mut reader: WsReader<S>,
-    peer: SocketAddr,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let mut s = Session {
+/// A client's session, ready to run (see [`Session::run`]).
+pub(crate) fn start(hub: Arc<Hub>, client: Arc<Client>) -> Session {
+    Session {
         hub,
         client,
-        peer,
         connected: false,
         user: String::new(),
-        conn_info: None,
-        subs: HashMap::new(),
+        subs: Subs::default(),
         activate: Vec::new(),
-    };
-    loop {
-        let wake = poll_fn(|cx| {
-            client.register(cx.waker());
-            {
-                let mut state = client.state();
-                if let Some(d) = state.disconnect {
-                    return Poll::Ready(Wake::Disconnect(d));
+    }
+}
+
+impl Session {
+    /// Runs the session until its connection ends, then takes the client out of its
+    /// channels and the hub. The future holds only the session and what wakes it:
+    /// handling a frame or a server command is boxed, on the heap only while it runs.
+    pub(crate) async fn run<S>(mut self, mut reader: WsReader<S>)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        loop {
+            let client = &self.client;
+            let wake = poll_fn(|cx| {
+                client.register(cx.waker());
+                {
+                    let mut state = client.state();
+                    if let Some(d) = state.disconnect {
+                        return Poll::Ready(Wake::Disconnect(d));
+                    }
+                    if !state.commands.is_empty() {
+                        return Poll::Ready(Wake::Commands(std::mem::take(&mut state.commands)));
+                    }
                 }
-                if !state.commands.is_empty() {
-                    return Poll::Ready(Wake::Commands(std::mem::take(&mut state.commands)));
+                reader.poll_next_unpin(cx).map(Wake::Frame)
+            })
+            .await;
+            let outcome = match wake {
+                Wake::Frame(None) => break,
+                Wake::Frame(Some(Err(e))) => {
+                    tracing::debug!(peer = %self.client.peer, client = %self.client.id, "connection failed: {e}");
+                    break;
                 }
-            }
-            reader.poll_next_unpin(cx).map(Wake::Frame)
-        })
-        .await;
-        let outcome = match wake {
-            Wake::Frame(Some(Ok(Message::Text(text)))) => s.frame(&text).await,
-            Wake::Frame(Some(Ok(Message::Binary(_)))) => Err(codes::INAPPROPRIATE_PROTOCOL),
-            Wake::Frame(Some(Ok(_))) => Ok(()),
-            Wake::Frame(Some(Err(e))) => {
-                tracing::debug!(peer = %s.peer, client = %client.id, "connection failed: {e}");
+                wake => Box::pin(self.handle(wake)).await,
+            };
+            if let Err(d) = outcome {
+                tracing::info!(peer = %self.client.peer, client = %self.client.id, user = %self.user, code = d.code, reason = d.reason, "disconnect");
+                self.hub.count_disconnect(d);
+                self.client.close(d);
+                // The close handshake, bounded by the connection's close timeout.
+                while let Some(Ok(_)) = reader.next().await {}
                 break;
             }
-            Wake::Frame(None) => break,
+        }
+        Box::pin(self.cleanup()).await;
+        self.hub.unregister(&self.client);
+    }
+
+    async fn handle(&mut self, wake: Wake) -> Result<(), Disconnect> {
+        match wake {
+            Wake::Frame(Some(Ok(Message::Text(text)))) => self.frame(&text).await,
+            Wake::Frame(Some(Ok(Message::Binary(_)))) => Err(codes::INAPPROPRIATE_PROTOCOL),
+            Wake::Frame(_) => Ok(()),
             Wake::Disconnect(d) => Err(d),
             Wake::Commands(commands) => {
                 for c in commands {
-                    s.server_command(c).await;
+                    self.server_command(c).await;
                 }
                 Ok(())
             }
-        };
-        if let Err(d) = outcome {
-            tracing::info!(peer = %s.peer, client = %client.id, user = %s.user, code = d.code, reason = d.reason, "disconnect");
-            hub.count_disconnect(d);
-            client.close(d);
-            // The close handshake, bounded by the connection's close timeout.
-            while let Some(Ok(_)) = reader.next().await {}
-            break;
         }
     }
-    s.cleanup().await;
-}
 
-impl Session<'_> {
     /// One frame: its commands in order, their replies in one message.
     async fn frame(&mut self, text: &str) -> Result<(), Disconnect> {
         let mut out = Vec::new();
@@ -121,7 +158,7 @@ impl Session<'_> {
             let cmd: Command = match serde_json::from_str(line) {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::debug!(peer = %self.peer, "malformed command: {e}");
+                    tracing::debug!(peer = %self.client.peer, "malformed command: {e}");
                     return Err(codes::BAD_REQUEST_DISCONNECT);
                 }
             };
@@ -131,7 +168,7 @@ impl Session<'_> {
             self.client.send_text(out);
         }
         for (channel, after) in std::mem::take(&mut self.activate) {
-            self.hub.activate(&channel, self.client, after);
+            self.hub.activate(&channel, &self.client, after);
         }
         Ok(())
     }
@@ -218,10 +255,10 @@ impl Session<'_> {
         if self.connected {
             return Err(codes::BAD_REQUEST_DISCONNECT);
         }
-        let hub = self.hub;
+        let hub = self.hub.clone();
         let claims = if req.token.is_empty() {
             if !hub.config.allow_anonymous {
-                tracing::info!(peer = %self.peer, "connect without a token refused");
+                tracing::info!(peer = %self.client.peer, "connect without a token refused");
                 return Err(codes::INVALID_TOKEN);
             }
             crate::auth::ConnectClaims::default()
@@ -233,7 +270,7 @@ impl Session<'_> {
                     return Ok(());
                 }
                 Err(AuthError::Invalid(why)) => {
-                    tracing::info!(peer = %self.peer, "connect refused: {why}");
+                    tracing::info!(peer = %self.client.peer, "connect refused: {why}");
                     return Err(codes::INVALID_TOKEN);
                 }
             }
@@ -242,18 +279,18 @@ impl Session<'_> {
             return Err(codes::CHANNEL_LIMIT);
         }
         self.user = claims.sub;
-        self.conn_info = claims.info;
+
         self.connected = true;
         {
             let mut state = self.client.state();
             state.user = self.user.clone();
-            state.info = self.conn_info.clone();
+            state.info = claims.info;
             state.connected = true;
             state.expires_at = claims.exp;
             state.next_ping = std::time::Instant::now() + hub.config.ping_interval;
         }
         let mut result = ConnectResult {
-            client: self.client.id.clone(),
+            client: self.client.id.to_string(),
             version: VERSION,
             ping: hub.config.ping_interval.as_secs() as u32,
             pong: true,
@@ -274,11 +311,11 @@ impl Session<'_> {
                 }
                 Err(e) if e == codes::INTERNAL => return Err(codes::INTERNAL_ERROR),
                 Err(e) => {
-                    tracing::info!(peer = %self.peer, %channel, "server-side subscription refused: {}", e.message)
+                    tracing::info!(peer = %self.client.peer, %channel, "server-side subscription refused: {}", e.message)
                 }
             }
         }
-        tracing::debug!(peer = %self.peer, client = %self.client.id, user = %self.user, "connected");
+        tracing::debug!(peer = %self.client.peer, client = %self.client.id, user = %self.user, "connected");
         write_reply(out, id, "connect", &result);
         Ok(())
     }
@@ -289,7 +326,7 @@ impl Session<'_> {
         req: &SubscribeRequest,
         server_side: bool,
     ) -> Result<SubscribeResult, ErrorReply> {
-        let hub = self.hub;
+        let hub = self.hub.clone();
         let channel = req.channel.as_str();
         let ns = hub
             .config
@@ -317,7 +354,7 @@ impl Session<'_> {
                     Ok(_) => return Err(codes::PERMISSION_DENIED),
                     Err(AuthError::Expired) => return Err(codes::TOKEN_EXPIRED),
                     Err(AuthError::Invalid(why)) => {
-                        tracing::info!(peer = %self.peer, %channel, "channel token refused: {why}");
+                        tracing::info!(peer = %self.client.peer, %channel, "channel token refused: {why}");
                         return Err(codes::PERMISSION_DENIED);
                     }
                 }
@@ -329,27 +366,27 @@ impl Session<'_> {
                 return Err(codes::PERMISSION_DENIED);
             }
         }
-        let info = ClientInfo {
-            user: self.user.clone(),
-            client: self.client.id.clone(),
-            conn_info: self.conn_info.clone(),
-            chan_info,
-        };
+        let info = self.info(chan_info);
         let join_leave =
             ns.join_leave && (req.join_leave || ns.force_push_join_leave || server_side);
-        let first = hub.add_subscriber(channel, self.client, join_leave);
+        let first = hub.add_subscriber(channel, &self.client, join_leave);
         match self
             .start_subscription(channel, &ns, req, &info, first, &mut result)
             .await
         {
             Ok(after) => {
                 self.activate.push((channel.to_owned(), after));
-                self.subs.insert(channel.to_owned(), Sub { ns, info });
+                let sub = Sub {
+                    presence: ns.presence,
+                    join_leave: ns.join_leave,
+                    chan_info: info.chan_info,
+                };
+                self.subs.insert(channel, sub);
                 Ok(result)
             }
             Err(e) => {
-                tracing::warn!(peer = %self.peer, %channel, "subscribe failed: {e}");
-                if hub.remove_subscriber(channel, self.client) {
+                tracing::warn!(peer = %self.client.peer, %channel, "subscribe failed: {e}");
+                if hub.remove_subscriber(channel, &self.client) {
                     let _ = hub.broker.unsubscribe(channel).await;
                 }
                 Err(codes::INTERNAL)
@@ -374,7 +411,7 @@ impl Session<'_> {
         }
         if ns.presence {
             broker
-                .add_presence(channel, &self.client.id, info.clone())
+                .add_presence(channel, &self.client.id.to_string(), info.clone())
                 .await?;
         }
         if ns.join_leave {
@@ -419,15 +456,31 @@ impl Session<'_> {
     }
 
     async fn leave(&self, channel: &str, sub: Sub) {
-        let hub = self.hub;
-        if hub.remove_subscriber(channel, self.client) {
+        let hub = self.hub.clone();
+        if hub.remove_subscriber(channel, &self.client) {
             let _ = hub.broker.unsubscribe(channel).await;
         }
-        if sub.ns.presence {
-            let _ = hub.broker.remove_presence(channel, &self.client.id).await;
+        if sub.presence {
+            let _ = hub
+                .broker
+                .remove_presence(channel, &self.client.id.to_string())
+                .await;
         }
-        if sub.ns.join_leave {
-            let _ = hub.broker.publish_leave(channel, sub.info).await;
+        if sub.join_leave {
+            let _ = hub
+                .broker
+                .publish_leave(channel, self.info(sub.chan_info))
+                .await;
+        }
+    }
+
+    /// Who this client is in a channel, with its channel token's `info`.
+    fn info(&self, chan_info: Option<Json>) -> ClientInfo {
+        ClientInfo {
+            user: self.user.clone(),
+            client: self.client.id.to_string(),
+            conn_info: self.client.state().info.clone(),
+            chan_info,
         }
     }
 
@@ -448,13 +501,13 @@ impl Session<'_> {
         }
         let publication = Publication {
             data,
-            info: Some(sub.info.clone()),
+            info: Some(self.info(sub.chan_info.clone())),
             offset: 0,
             tags: None,
         };
         self.hub
             .broker
-            .publish(&req.channel, publication, publish_options(self.hub, ns))
+            .publish(&req.channel, publication, publish_options(&self.hub, ns))
             .await
             .map_err(|e| {
                 tracing::warn!(channel = %req.channel, "publish failed: {e}");
@@ -495,7 +548,7 @@ impl Session<'_> {
             return Err(codes::PERMISSION_DENIED);
         }
         history(
-            self.hub,
+            &self.hub,
             &req.channel,
             req.limit,
             req.since.as_ref(),
@@ -510,7 +563,7 @@ impl Session<'_> {
             Ok(c) => c,
             Err(AuthError::Expired) => return Ok(Err(codes::TOKEN_EXPIRED)),
             Err(AuthError::Invalid(why)) => {
-                tracing::info!(peer = %self.peer, "refresh refused: {why}");
+                tracing::info!(peer = %self.client.peer, "refresh refused: {why}");
                 return Err(codes::INVALID_TOKEN);
             }
         };
@@ -519,7 +572,7 @@ impl Session<'_> {
         }
         self.client.state().expires_at = claims.exp;
         let mut r = RefreshResult {
-            client: self.client.id.clone(),
+            client: self.client.id.to_string(),
             version: VERSION,
             ..Default::default()
         };
@@ -571,11 +624,11 @@ impl Session<'_> {
                         };
                         self.client.send_text(push(&channel, "subscribe", &body));
                         for (channel, after) in std::mem::take(&mut self.activate) {
-                            self.hub.activate(&channel, self.client, after);
+                            self.hub.activate(&channel, &self.client, after);
                         }
                     }
                     Err(e) => {
-                        tracing::info!(peer = %self.peer, %channel, "server subscribe failed: {}", e.message)
+                        tracing::info!(peer = %self.client.peer, %channel, "server subscribe failed: {}", e.message)
                     }
                 }
             }
@@ -593,7 +646,7 @@ impl Session<'_> {
     }
 
     async fn cleanup(&mut self) {
-        for (channel, sub) in std::mem::take(&mut self.subs) {
+        for (channel, sub) in std::mem::take(&mut self.subs).0 {
             self.leave(&channel, sub).await;
         }
     }

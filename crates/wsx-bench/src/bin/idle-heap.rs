@@ -7,7 +7,9 @@
 //! `cargo run --release -p wsx-bench --bin idle-heap` (the bare `accept_with` loop), or
 //! `... --bin idle-heap server` for the library's `Server` on one worker thread with an
 //! echo handler written as `wsx serve`'s (caps registry, shutdown signal, `JoinSet`).
-//! Both also list the live allocations the connections added, by size.
+//! `... --bin idle-heap hub` serves `wsx-hub`'s hub the same way, each client connected
+//! (anonymous) and subscribed to one channel before it goes quiet: the cost of an idle
+//! subscriber. All list the live allocations the connections added, by size.
 
 use futures_util::StreamExt;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -99,8 +101,18 @@ fn snapshot() -> Vec<isize> {
     BY_SIZE.iter().map(|b| b.load(Relaxed)).collect()
 }
 
+/// A masked text frame (zero mask key: the payload goes as is) of under 126 bytes.
+fn text_frame(payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut f = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    f.extend_from_slice(payload);
+    f
+}
+
 fn main() -> anyhow::Result<()> {
-    let server_mode = std::env::args().nth(1).as_deref() == Some("server");
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let server_mode = mode == "server";
+    let hub_mode = mode == "hub";
     println!(
         "sizes: WebSocket<TcpStream> {} B, Connection {} B",
         std::mem::size_of::<wsx::WebSocket<tokio::net::TcpStream>>(),
@@ -119,7 +131,41 @@ fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let mut config = wsx::ServerConfig::default();
     config.config.deflate = None;
-    if server_mode {
+    if hub_mode {
+        let mut hub_config = wsx_hub::HubConfig::default();
+        hub_config.allow_anonymous = true;
+        hub_config.defaults.allow_subscribe = true;
+        hub_config.defaults.allow_anonymous = true;
+        let hub = rt.block_on(async {
+            wsx_hub::Hub::new(
+                hub_config,
+                wsx_hub::TokenKeys::new(),
+                Arc::new(wsx_hub::MemoryBroker::new()),
+            )
+        });
+        let probe = rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let tcp = tokio::net::TcpStream::connect(l.local_addr()?).await?;
+            let conn = wsx_proto::Connection::new(
+                wsx_proto::Role::Server,
+                &wsx_proto::Config::default(),
+                None,
+            );
+            let ws = wsx::WebSocket::from_parts(tcp, conn, None, &[]);
+            std::io::Result::Ok(std::mem::size_of_val(
+                &hub.clone().serve(ws, l.local_addr()?),
+            ))
+        })?;
+        println!("sizes: the hub connection's future {probe} B");
+        let hook = wsx_hub::HubHook::new(hub.clone());
+        let server = wsx::Server::from_listener(listener)
+            .config(config)
+            .worker_threads(1);
+        rt.spawn(server.serve_with_hook(
+            move |ws, peer| hub.clone().serve(ws, peer),
+            move || hook.clone(),
+        ));
+    } else if server_mode {
         let server = wsx::Server::from_listener(listener)
             .config(config)
             .worker_threads(1);
@@ -133,8 +179,15 @@ fn main() -> anyhow::Result<()> {
             }
         });
     }
-    let request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let request: &[u8] = if hub_mode {
+        b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    } else {
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    };
+    let subscribe =
+        text_frame(b"{\"id\":1,\"connect\":{}}\n{\"id\":2,\"subscribe\":{\"channel\":\"idle\"}}");
     let clients = std::thread::spawn(move || -> std::io::Result<((isize, isize), Vec<isize>)> {
         let open = |n: isize| -> std::io::Result<Vec<std::net::TcpStream>> {
             (0..n)
@@ -143,6 +196,12 @@ fn main() -> anyhow::Result<()> {
                     s.write_all(request)?;
                     let mut head = [0u8; 512];
                     let _ = s.read(&mut head)?;
+                    if hub_mode {
+                        // Connect and subscribe, and wait for the replies.
+                        s.write_all(&subscribe)?;
+                        let mut replies = [0u8; 1024];
+                        let _ = s.read(&mut replies)?;
+                    }
                     Ok(s)
                 })
                 .collect()
@@ -152,7 +211,8 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(300));
         let (bytes, blocks, sizes) = (BYTES.load(Relaxed), BLOCKS.load(Relaxed), snapshot());
         let idle = open(CONNECTIONS)?;
-        std::thread::sleep(Duration::from_millis(500));
+        // Past the connections' idle buffer release (1 s after their last input).
+        std::thread::sleep(Duration::from_millis(1500));
         let grown = (BYTES.load(Relaxed) - bytes, BLOCKS.load(Relaxed) - blocks);
         let sizes: Vec<isize> = snapshot().iter().zip(&sizes).map(|(a, b)| a - b).collect();
         drop((warm, idle));
@@ -168,7 +228,9 @@ fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     println!(
         "per idle connection ({}): {} heap bytes live in {:.2} allocations",
-        if server_mode {
+        if hub_mode {
+            "wsx-hub, connected and subscribed to one channel"
+        } else if server_mode {
             "wsx::Server, one worker thread"
         } else {
             "accept_with loop"
