@@ -75,6 +75,15 @@ struct DisconnectParams {
     client: Option<String>,
     #[serde(default)]
     whitelist: Vec<String>,
+    disconnect: Option<CustomDisconnect>,
+}
+
+/// The close code and reason of a server API `disconnect`.
+#[derive(Deserialize)]
+struct CustomDisconnect {
+    code: u16,
+    #[serde(default)]
+    reason: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -138,10 +147,7 @@ pub async fn call(hub: &Hub, method: &str, body: &[u8]) -> ApiReply {
         }
         "history" => {
             run(body, |p: HistoryParams| async move {
-                let ns = hub
-                    .config
-                    .namespace(&p.channel)
-                    .ok_or(codes::UNKNOWN_CHANNEL)?;
+                let ns = namespace(hub, &p.channel)?;
                 if !ns.history() {
                     return Err(codes::NOT_AVAILABLE);
                 }
@@ -151,9 +157,7 @@ pub async fn call(hub: &Hub, method: &str, body: &[u8]) -> ApiReply {
         }
         "history_remove" => {
             run(body, |p: ChannelParams| async move {
-                hub.config
-                    .namespace(&p.channel)
-                    .ok_or(codes::UNKNOWN_CHANNEL)?;
+                namespace(hub, &p.channel)?;
                 hub.broker
                     .remove_history(&p.channel)
                     .await
@@ -165,9 +169,7 @@ pub async fn call(hub: &Hub, method: &str, body: &[u8]) -> ApiReply {
         "subscribe" | "unsubscribe" => {
             let subscribe = method == "subscribe";
             run(body, |p: UserChannelParams| async move {
-                hub.config
-                    .namespace(&p.channel)
-                    .ok_or(codes::UNKNOWN_CHANNEL)?;
+                namespace(hub, &p.channel)?;
                 for c in hub.user_clients(&p.user, p.client.as_deref()) {
                     let command = if subscribe {
                         ServerCommand::Subscribe(p.channel.clone())
@@ -182,9 +184,15 @@ pub async fn call(hub: &Hub, method: &str, body: &[u8]) -> ApiReply {
         }
         "disconnect" => {
             run(body, |p: DisconnectParams| async move {
+                let d = match &p.disconnect {
+                    // Codes under 3000 are the WebSocket protocol's, not the application's.
+                    Some(d) if !(3000..5000).contains(&d.code) => return Err(codes::BAD_REQUEST),
+                    Some(d) => codes::Disconnect::custom(d.code, &d.reason),
+                    None => codes::FORCE_NO_RECONNECT,
+                };
                 for c in hub.user_clients(&p.user, p.client.as_deref()) {
                     if !p.whitelist.contains(&c.id.to_string()) {
-                        c.disconnect(codes::FORCE_NO_RECONNECT);
+                        c.disconnect(d.clone());
                     }
                 }
                 Ok(Empty {})
@@ -272,10 +280,7 @@ async fn publish(
     skip_history: bool,
     tags: Option<BTreeMap<String, String>>,
 ) -> Result<PublishResult, ErrorReply> {
-    let ns = hub
-        .config
-        .namespace(channel)
-        .ok_or(codes::UNKNOWN_CHANNEL)?;
+    let ns = namespace(hub, channel)?;
     let mut options = publish_options(hub, ns);
     if skip_history {
         options.history_size = 0;
@@ -304,10 +309,7 @@ async fn presence(
     hub: &Hub,
     channel: &str,
 ) -> Result<BTreeMap<String, crate::protocol::ClientInfo>, ErrorReply> {
-    let ns = hub
-        .config
-        .namespace(channel)
-        .ok_or(codes::UNKNOWN_CHANNEL)?;
+    let ns = namespace(hub, channel)?;
     if !ns.presence {
         return Err(codes::NOT_AVAILABLE);
     }
@@ -315,6 +317,15 @@ async fn presence(
         .presence(channel)
         .await
         .map_err(|_| codes::INTERNAL)
+}
+
+/// The options of `channel`'s namespace: error 107 for no channel, 102 for one in no
+/// namespace.
+fn namespace<'a>(hub: &'a Hub, channel: &str) -> Result<&'a crate::NamespaceOptions, ErrorReply> {
+    if channel.is_empty() {
+        return Err(codes::BAD_REQUEST);
+    }
+    hub.config.namespace(channel).ok_or(codes::UNKNOWN_CHANNEL)
 }
 
 /// Whether `name` matches `pattern`, where `*` stands for any run of characters.

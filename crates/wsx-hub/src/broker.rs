@@ -38,11 +38,12 @@ pub struct PublishOptions {
 /// What part of a channel's history to return.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HistoryQuery {
-    /// Only publications with a greater offset.
+    /// Where to start: publications after this offset (with `reverse`, before it).
     pub since: Option<u64>,
     /// At most this many (`None`: all that are kept).
     pub limit: Option<usize>,
-    /// Newest first: the last `limit` publications after `since`, instead of the first.
+    /// Newest first: from the end of the stream, or from just before `since`, going
+    /// back.
     pub reverse: bool,
 }
 

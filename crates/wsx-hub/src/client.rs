@@ -5,7 +5,11 @@
 use crate::codes::{self, Disconnect};
 use crate::protocol::Json;
 use futures_util::task::AtomicWaker;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Messages a client may have waiting for its thread's flusher; more means the flusher
+/// cannot run (its thread is starved), and the client is disconnected as slow.
+const MAX_DEFERRED: usize = 4096;
 use std::time::Instant;
 use wsx::{CloseCode, CloseFrame, Message, PreparedMessage, TrySendError};
 
@@ -18,6 +22,11 @@ pub trait Outbox: Send + 'static {
     fn try_send(&mut self, msg: Message) -> Result<(), TrySendError>;
     /// Queues a close frame.
     fn start_close(&mut self, frame: CloseFrame);
+    /// Queues messages framed once for many, written together; stops at the first that
+    /// cannot be queued.
+    fn try_send_all(&mut self, msgs: &[PreparedMessage]) -> Result<(), TrySendError> {
+        msgs.iter().try_for_each(|m| self.try_send_prepared(m))
+    }
 }
 
 impl<S> Outbox for wsx::WsWriter<S>
@@ -34,6 +43,10 @@ where
 
     fn start_close(&mut self, frame: CloseFrame) {
         let _ = wsx::WsWriter::start_close(self, Some(frame));
+    }
+
+    fn try_send_all(&mut self, msgs: &[PreparedMessage]) -> Result<(), TrySendError> {
+        self.cork(|w| msgs.iter().try_for_each(|m| w.try_send_prepared(m)))
     }
 }
 
@@ -81,6 +94,8 @@ pub(crate) struct Client {
     /// The peer's address, for logs.
     pub peer: std::net::SocketAddr,
     out: Mutex<Box<dyn Outbox>>,
+    /// Messages waiting for the thread's flusher (see [`crate::flush`]).
+    deferred: Mutex<Vec<PreparedMessage>>,
     state: Mutex<ClientState>,
     /// The session's task, woken for a disconnect or a server command.
     waker: AtomicWaker,
@@ -115,6 +130,7 @@ impl Client {
             id,
             peer,
             out: Mutex::new(out),
+            deferred: Mutex::default(),
             state: Mutex::new(ClientState {
                 user: String::new(),
                 info: None,
@@ -138,19 +154,49 @@ impl Client {
         self.out.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a frame made once for many; a client that does not keep up is disconnected
-    /// (3008). Returns whether it was queued.
-    pub fn send_prepared(&self, frame: &PreparedMessage) -> bool {
-        let r = self.out().try_send_prepared(frame);
-        self.sent(r)
+    /// Queues a frame made once for many, written by the thread's flusher with whatever
+    /// else is queued by then (see [`crate::flush`]). A client that does not keep up is
+    /// disconnected (3008).
+    pub fn deliver(self: &Arc<Self>, frame: &PreparedMessage) {
+        let mut deferred = self.deferred.lock().unwrap_or_else(PoisonError::into_inner);
+        if deferred.len() >= MAX_DEFERRED {
+            drop(deferred);
+            self.disconnect(codes::SLOW);
+            return;
+        }
+        deferred.push(frame.clone());
+        if deferred.len() == 1 {
+            drop(deferred);
+            crate::flush::schedule(self.clone());
+        }
     }
 
-    /// Queues a text message (replies, pushes made for this client).
-    pub fn send_text(&self, text: Vec<u8>) -> bool {
+    /// Writes what [`Client::deliver`] queued.
+    pub fn flush(&self) {
+        let queued =
+            std::mem::take(&mut *self.deferred.lock().unwrap_or_else(PoisonError::into_inner));
+        if !queued.is_empty() {
+            let r = self.out().try_send_all(&queued);
+            self.sent(r);
+        }
+    }
+
+    /// Queues a text message (replies, pushes made for this client): at once, or behind
+    /// what is waiting for the flusher, so that the client gets everything in order.
+    pub fn send_text(self: &Arc<Self>, text: Vec<u8>) -> bool {
         // Our own JSON: always UTF-8.
         let Ok(text) = String::from_utf8(text) else {
             return false;
         };
+        if !self
+            .deferred
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+        {
+            self.deliver(&PreparedMessage::text(text));
+            return true;
+        }
         let r = self.out().try_send(Message::text(text));
         self.sent(r)
     }
@@ -194,13 +240,13 @@ impl Client {
     /// Closes the WebSocket with `d`'s code and reason.
     pub fn close(&self, d: Disconnect) {
         self.out()
-            .start_close(CloseFrame::new(CloseCode(d.code), d.reason));
+            .start_close(CloseFrame::new(CloseCode(d.code), d.reason.into_owned()));
     }
 
     /// Sends a ping (`{}`) when one is due, and tells whether the last went unanswered
     /// past `pong_timeout`.
     pub fn tick_ping(
-        &self,
+        self: &Arc<Self>,
         now: Instant,
         ping: &PreparedMessage,
         interval: std::time::Duration,
@@ -220,7 +266,7 @@ impl Client {
             state.ping_sent = Some(now);
             state.next_ping = now + interval;
             drop(state);
-            self.send_prepared(ping);
+            self.deliver(ping);
         }
         Ok(())
     }

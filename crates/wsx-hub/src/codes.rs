@@ -2,6 +2,7 @@
 //! messages its SDKs know them by.
 
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// An error in a reply to a command: the command failed, the connection goes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -52,15 +53,29 @@ pub const UNRECOVERABLE_POSITION: ErrorReply = error(112, "unrecoverable positio
 
 /// Why the server closes a connection: the WebSocket close code and reason, and whether
 /// the client should reconnect (codes 3500-3999 tell SDKs not to).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Disconnect {
     /// WebSocket close code.
     pub code: u16,
     /// Close reason.
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
 }
 
 impl Disconnect {
+    /// A disconnect of the application's own (server API `disconnect`): codes 3000-3499
+    /// and 4000-4499 tell SDKs to reconnect, 3500-3999 and 4500-4999 not to. The reason is
+    /// cut to the 123 bytes a close frame holds.
+    pub fn custom(code: u16, reason: &str) -> Self {
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        Disconnect {
+            code,
+            reason: Cow::Owned(reason[..end].to_owned()),
+        }
+    }
+
     /// Whether an SDK reconnects after it.
     pub fn reconnect(&self) -> bool {
         !(3500..4000).contains(&self.code) && !(4500..5000).contains(&self.code)
@@ -70,77 +85,77 @@ impl Disconnect {
 /// 3000: closed by the application.
 pub const CONNECTION_CLOSED: Disconnect = Disconnect {
     code: 3000,
-    reason: "connection closed",
+    reason: Cow::Borrowed("connection closed"),
 };
 /// 3001: the server is shutting down; reconnect elsewhere or later.
 pub const SHUTDOWN: Disconnect = Disconnect {
     code: 3001,
-    reason: "shutdown",
+    reason: Cow::Borrowed("shutdown"),
 };
 /// 3004: the server failed; reconnect.
 pub const INTERNAL_ERROR: Disconnect = Disconnect {
     code: 3004,
-    reason: "internal server error",
+    reason: Cow::Borrowed("internal server error"),
 };
 /// 3005: the connection's token expired and was not refreshed in time.
 pub const EXPIRED: Disconnect = Disconnect {
     code: 3005,
-    reason: "expired",
+    reason: Cow::Borrowed("expired"),
 };
 /// 3008: the client does not read fast enough.
 pub const SLOW: Disconnect = Disconnect {
     code: 3008,
-    reason: "slow",
+    reason: Cow::Borrowed("slow"),
 };
 /// 3010: the server lost the client's place in a channel's stream; reconnect and recover.
 pub const INSUFFICIENT_STATE: Disconnect = Disconnect {
     code: 3010,
-    reason: "insufficient state",
+    reason: Cow::Borrowed("insufficient state"),
 };
 /// 3011: the server asks the client to reconnect.
 pub const FORCE_RECONNECT: Disconnect = Disconnect {
     code: 3011,
-    reason: "force reconnect",
+    reason: Cow::Borrowed("force reconnect"),
 };
 /// 3012: no pong to the server's ping in time.
 pub const NO_PONG: Disconnect = Disconnect {
     code: 3012,
-    reason: "no pong",
+    reason: Cow::Borrowed("no pong"),
 };
 /// 3500: the connection token is invalid (forged, wrong key, wrong algorithm, malformed).
 pub const INVALID_TOKEN: Disconnect = Disconnect {
     code: 3500,
-    reason: "invalid token",
+    reason: Cow::Borrowed("invalid token"),
 };
 /// 3501: a malformed command, or commands in the wrong order.
 pub const BAD_REQUEST_DISCONNECT: Disconnect = Disconnect {
     code: 3501,
-    reason: "bad request",
+    reason: Cow::Borrowed("bad request"),
 };
 /// 3502: the connection sent no `connect` command in time.
 pub const STALE: Disconnect = Disconnect {
     code: 3502,
-    reason: "stale",
+    reason: Cow::Borrowed("stale"),
 };
 /// 3503: disconnected by the server, do not reconnect.
 pub const FORCE_NO_RECONNECT: Disconnect = Disconnect {
     code: 3503,
-    reason: "force disconnect",
+    reason: Cow::Borrowed("force disconnect"),
 };
 /// 3505: more server-side channels than a connection may have.
 pub const CHANNEL_LIMIT: Disconnect = Disconnect {
     code: 3505,
-    reason: "channel limit",
+    reason: Cow::Borrowed("channel limit"),
 };
 /// 3506: a protocol this server does not speak (binary frames: Protobuf).
 pub const INAPPROPRIATE_PROTOCOL: Disconnect = Disconnect {
     code: 3506,
-    reason: "inappropriate protocol",
+    reason: Cow::Borrowed("inappropriate protocol"),
 };
 /// 3507: not allowed to connect.
 pub const PERMISSION_DENIED_DISCONNECT: Disconnect = Disconnect {
     code: 3507,
-    reason: "permission denied",
+    reason: Cow::Borrowed("permission denied"),
 };
 
 /// Unsubscribe code 2000: unsubscribed by the server (the server API).

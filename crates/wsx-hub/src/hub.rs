@@ -246,8 +246,8 @@ impl Hub {
                 (Some(o), Some(a)) => o > a,
                 _ => true,
             };
-            if fresh && !sub.client.send_prepared(&frame) {
-                break;
+            if fresh {
+                sub.client.deliver(&frame);
             }
         }
     }
@@ -276,9 +276,8 @@ impl Hub {
                 }
                 Some(pending) => pending.push((offset, frame.clone())),
                 None => {
-                    if sub.client.send_prepared(&frame) {
-                        delivered += 1;
-                    }
+                    sub.client.deliver(&frame);
+                    delivered += 1;
                 }
             }
         }
@@ -297,9 +296,7 @@ impl Hub {
         for sub in lock(&ch.subs).iter_mut().filter(|s| s.join_leave) {
             match &mut sub.pending {
                 Some(pending) => pending.push((None, frame.clone())),
-                None => {
-                    sub.client.send_prepared(&frame);
-                }
+                None => sub.client.deliver(&frame),
             }
         }
     }
@@ -336,8 +333,8 @@ impl Hub {
         }
     }
 
-    pub(crate) fn count_disconnect(&self, d: Disconnect) {
-        if d == codes::SLOW {
+    pub(crate) fn count_disconnect(&self, d: &Disconnect) {
+        if d.code == codes::SLOW.code {
             self.metrics.slow_disconnects.inc();
         }
     }

@@ -40,6 +40,7 @@ pub mod broker;
 mod client;
 pub mod codes;
 pub mod config;
+mod flush;
 mod http;
 mod hub;
 mod memory;

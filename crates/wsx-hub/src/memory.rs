@@ -169,19 +169,22 @@ impl MemoryBroker {
             };
         };
         stream.expire(Instant::now());
-        let since = query.since.unwrap_or(0);
-        let after = stream
-            .publications
-            .iter()
-            .map(|(_, p)| p)
-            .filter(|p| p.offset > since);
         let limit = query.limit.unwrap_or(usize::MAX);
+        let kept = stream.publications.iter().map(|(_, p)| p);
         let publications = if query.reverse {
-            let mut v: Vec<_> = after.rev().take(limit).cloned().collect();
-            v.shrink_to_fit();
-            v
+            // Going back from the end, or from just before `since`.
+            let before = query.since.unwrap_or(u64::MAX);
+            kept.rev()
+                .filter(|p| p.offset < before)
+                .take(limit)
+                .cloned()
+                .collect()
         } else {
-            after.take(limit).cloned().collect()
+            let after = query.since.unwrap_or(0);
+            kept.filter(|p| p.offset > after)
+                .take(limit)
+                .cloned()
+                .collect()
         };
         HistoryPage {
             publications,
@@ -347,6 +350,17 @@ mod tests {
         );
         let offsets: Vec<u64> = page.publications.iter().map(|p| p.offset).collect();
         assert_eq!(offsets, [5, 4]);
+        // Backwards from a position: what came before it, newest first.
+        let page = broker.history_now(
+            "a",
+            HistoryQuery {
+                since: Some(5),
+                limit: None,
+                reverse: true,
+            },
+        );
+        let offsets: Vec<u64> = page.publications.iter().map(|p| p.offset).collect();
+        assert_eq!(offsets, [4, 3]);
         // An epoch is made on first sight and kept.
         let e1 = broker.history_now("new", HistoryQuery::default()).position;
         let e2 = broker.history_now("new", HistoryQuery::default()).position;

@@ -280,6 +280,10 @@ pub struct SubscribeResult {
     /// Whether the client asked to recover.
     #[serde(skip_serializing_if = "not")]
     pub was_recovering: bool,
+    /// Whether the subscription's publications come with offsets the client can check
+    /// for gaps (every recoverable subscription's do).
+    #[serde(skip_serializing_if = "not")]
+    pub positioned: bool,
 }
 
 /// The result of `history` (client protocol and server API).

@@ -101,7 +101,7 @@ impl Session {
                 client.register(cx.waker());
                 {
                     let mut state = client.state();
-                    if let Some(d) = state.disconnect {
+                    if let Some(d) = state.disconnect.clone() {
                         return Poll::Ready(Wake::Disconnect(d));
                     }
                     if !state.commands.is_empty() {
@@ -120,8 +120,8 @@ impl Session {
                 wake => Box::pin(self.handle(wake)).await,
             };
             if let Err(d) = outcome {
-                tracing::info!(peer = %self.client.peer, client = %self.client.id, user = %self.user, code = d.code, reason = d.reason, "disconnect");
-                self.hub.count_disconnect(d);
+                tracing::info!(peer = %self.client.peer, client = %self.client.id, user = %self.user, code = d.code, reason = %d.reason, "disconnect");
+                self.hub.count_disconnect(&d);
                 self.client.close(d);
                 // The close handshake, bounded by the connection's close timeout.
                 while let Some(Ok(_)) = reader.next().await {}
@@ -442,6 +442,7 @@ impl Session {
             self.hub.metrics.recovery(recovered);
         }
         result.recoverable = recoverable;
+        result.positioned = recoverable;
         result.epoch = page.position.epoch;
         result.offset = page.position.offset;
         Ok(Some(result.offset))

@@ -365,11 +365,43 @@ async fn subscribing_during_publishing_has_no_gaps_or_duplicates() {
             .await;
         let s = &r["subscribe"];
         // Epoch "" never matches: no recovery; offsets start after the reply's offset.
-        let mut last = s["offset"].as_u64().unwrap();
-        while last < total {
+        let mut last = s["offset"].as_u64().unwrap_or(0);
+        let epoch = s["epoch"].as_str().unwrap().to_owned();
+        let stop = (last + 50).min(total);
+        while last < stop {
             let p = c.push("pub").await;
             let offset = p["pub"]["offset"].as_u64().unwrap();
             assert_eq!(offset, last + 1, "round {round}: gap or duplicate");
+            last = offset;
+        }
+        // Again, recovering from 20 back while publications go on: the recovered ones in
+        // the reply, then the live ones, each once, in order.
+        c.call(json!({"unsubscribe": {"channel": "live"}})).await;
+        c.lines.clear();
+        let from = last.saturating_sub(20);
+        let r = c
+            .call(json!({"subscribe": {"channel": "live", "recover": true, "offset": from, "epoch": epoch}}))
+            .await;
+        let s = &r["subscribe"];
+        assert_eq!(s["recovered"], true, "round {round}: {r}");
+        let mut last = from;
+        for p in s["publications"].as_array().into_iter().flatten() {
+            assert_eq!(
+                p["offset"].as_u64().unwrap(),
+                last + 1,
+                "round {round}: recovered"
+            );
+            last += 1;
+        }
+        assert_eq!(last, s["offset"].as_u64().unwrap_or(0));
+        while last < total {
+            let p = c.push("pub").await;
+            let offset = p["pub"]["offset"].as_u64().unwrap();
+            assert_eq!(
+                offset,
+                last + 1,
+                "round {round}: gap or duplicate after recovery"
+            );
             last = offset;
         }
     }
