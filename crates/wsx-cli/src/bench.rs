@@ -503,6 +503,11 @@ pub struct BenchArgs {
     /// subscriber checks every message (order and bytes). ws:// only; no --deflate.
     #[arg(long)]
     pub fanout: bool,
+    /// With --fanout: the server is a hub speaking Centrifugo's client protocol (`wsx hub
+    /// --allow-anonymous --allow-subscribe --allow-publish`, Centrifugo); every connection
+    /// subscribes to CHANNEL and the publisher publishes to it.
+    #[arg(long, value_name = "CHANNEL", requires = "fanout")]
+    pub hub: Option<String>,
     /// Concurrent connections (with --fanout: subscribers, besides the publisher).
     #[arg(short = 'c', long, default_value_t = 100)]
     pub connections: usize,
@@ -555,6 +560,7 @@ pub async fn run_cmd(b: BenchArgs) -> anyhow::Result<ExitCode> {
             duration,
             warmup,
             server_pid: b.server_pid,
+            hub: b.hub,
         };
         return fanout::run_cmd(opts, b.json).await;
     }

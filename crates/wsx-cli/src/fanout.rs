@@ -24,6 +24,14 @@
 //!
 //! Like the echo mode it writes prebuilt masked frames and parses with the sans-I/O frame
 //! parser; only plain `ws://`, without compression.
+//!
+//! With `--hub CHANNEL` the connections speak Centrifugo's client protocol (JSON) to a hub
+//! (`wsx hub`, Centrifugo): each sends `connect` and `subscribe` in one frame and waits for
+//! the replies before the run starts; the publisher (subscribed too: hubs let only
+//! subscribers publish) sends `{"id":3,"publish":{"channel":..,"data":"<payload>"}}` and
+//! discards what comes back; subscribers take the payload out of each `pub` push (`"data":"`
+//! up to the closing quote) and check it as above. Pings (`{}`) and other replies are
+//! skipped.
 
 use crate::bench::{open_raw, payload, percentile, progress_bar, rand_key, READ_ROOM};
 use crate::server_usage::{Sampler, ServerUsage};
@@ -51,6 +59,10 @@ pub struct FanoutOptions {
     pub duration: Duration,
     pub warmup: Duration,
     pub server_pid: Option<u32>,
+    /// Speak Centrifugo's client protocol (`wsx hub`, Centrifugo): every connection
+    /// connects (anonymously) and subscribes to this channel; the publisher publishes to
+    /// it with `publish` commands.
+    pub hub: Option<String>,
 }
 
 /// The smallest `--size`: the sequence number's 8 bytes.
@@ -81,14 +93,44 @@ struct Publications {
     /// The payload with the sequence number's 8 bytes still to write.
     filler: Vec<u8>,
     binary: bool,
+    /// With `--hub`: the channel.
+    hub: Option<String>,
 }
 
 impl Publications {
-    fn new(size: usize, binary: bool) -> Self {
+    fn new(size: usize, binary: bool, hub: Option<String>) -> Self {
         Publications {
             filler: payload(size, binary),
             binary,
+            hub,
         }
+    }
+
+    /// What the publisher's message holds before and after the payload (with `--hub`, the
+    /// `publish` command around it).
+    fn envelope(&self) -> (Vec<u8>, Vec<u8>) {
+        match &self.hub {
+            None => (Vec::new(), Vec::new()),
+            Some(channel) => {
+                let head = format!(
+                    "{{\"id\":3,\"publish\":{{\"channel\":{},\"data\":\"",
+                    serde_json::Value::from(channel.as_str())
+                );
+                (head.into_bytes(), b"\"}}".to_vec())
+            }
+        }
+    }
+
+    /// The payload in a received message: the whole message, or with `--hub` the data of
+    /// a `pub` push (`None` for pings, replies and other pushes).
+    fn unwrap<'a>(&self, data: &'a [u8]) -> Option<&'a [u8]> {
+        if self.hub.is_none() {
+            return Some(data);
+        }
+        const PUB: &[u8] = b"\"pub\":{\"data\":\"";
+        let start = data.windows(PUB.len()).position(|w| w == PUB)? + PUB.len();
+        let len = data[start..].iter().position(|&b| b == b'"')?;
+        Some(&data[start..start + len])
     }
 
     fn opcode(&self) -> OpCode {
@@ -288,6 +330,9 @@ pub async fn run(opts: FanoutOptions) -> anyhow::Result<FanoutReport> {
             opts.size
         );
     }
+    if opts.hub.is_some() && opts.binary {
+        bail!("--hub publishes JSON text: it does not take --binary");
+    }
     let target = Target::parse(&opts.url)?;
     if target.tls {
         bail!(
@@ -297,7 +342,7 @@ pub async fn run(opts: FanoutOptions) -> anyhow::Result<FanoutReport> {
     }
     check_fd_limit(opts.subscribers)?;
     let mut sampler = opts.server_pid.map(Sampler::new);
-    let pubs = Arc::new(Publications::new(opts.size, opts.binary));
+    let pubs = Arc::new(Publications::new(opts.size, opts.binary, opts.hub.clone()));
     let shared = Arc::new(Shared {
         remaining: (0..opts.in_flight).map(|_| AtomicU32::new(0)).collect(),
         published: AtomicU64::new(0),
@@ -317,14 +362,24 @@ pub async fn run(opts: FanoutOptions) -> anyhow::Result<FanoutReport> {
         let n = CONNECT_BATCH.min(opts.subscribers - chunk_start);
         let mut batch = Vec::with_capacity(n);
         for _ in 0..n {
-            let (url, target) = (opts.url.clone(), target.clone());
-            batch.push(tokio::spawn(async move { open_raw(&url, &target).await }));
+            let (url, target, hub) = (opts.url.clone(), target.clone(), opts.hub.clone());
+            batch.push(tokio::spawn(async move {
+                let (tcp, leftover) = open_raw(&url, &target).await?;
+                match hub {
+                    Some(channel) => hub_join(tcp, leftover, &channel).await,
+                    None => Ok((tcp, leftover)),
+                }
+            }));
         }
         for b in batch {
             conns.push(b.await??);
         }
     }
     let (publisher_tcp, publisher_leftover) = open_raw(&opts.url, &target).await?;
+    let (publisher_tcp, publisher_leftover) = match &opts.hub {
+        Some(channel) => hub_join(publisher_tcp, publisher_leftover, channel).await?,
+        None => (publisher_tcp, publisher_leftover),
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -426,7 +481,8 @@ pub async fn run(opts: FanoutOptions) -> anyhow::Result<FanoutReport> {
         let _ = t.await;
     }
     let publisher_received = shared.publisher_received.load(Ordering::Relaxed);
-    if publisher_received > 0 {
+    // A hub's publisher is a subscriber too, and gets replies: expected.
+    if publisher_received > 0 && opts.hub.is_none() {
         tracing::warn!(
             "the publisher received {publisher_received} data messages (discarded): the \
              server does not exclude the sender (or it echoes)"
@@ -504,19 +560,25 @@ impl Publisher {
 
         // One prebuilt masked frame; each publication rewrites its first 8 payload bytes.
         let key = rand_key();
+        let (before, after) = self.pubs.envelope();
+        let len = before.len() + self.pubs.filler.len() + after.len();
         let header = FrameHeader {
             mask: Some(key),
-            ..FrameHeader::new(true, self.pubs.opcode(), self.pubs.filler.len() as u64)
+            ..FrameHeader::new(true, self.pubs.opcode(), len as u64)
         };
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode(&mut head);
         let mut frame = head[..head_len].to_vec();
+        frame.extend_from_slice(&before);
         frame.extend_from_slice(&self.pubs.filler);
+        frame.extend_from_slice(&after);
         apply_mask(&mut frame[head_len..], key);
+        // Where the sequence number goes, and the mask's phase there.
+        let at = head_len + before.len();
         let stamp = |frame: &mut [u8], seq: u64| {
             let prefix = self.pubs.prefix(seq);
             for (i, b) in prefix.iter().enumerate() {
-                frame[head_len + i] = b ^ key[i % 4];
+                frame[at + i] = b ^ key[(before.len() + i) % 4];
             }
         };
 
@@ -596,6 +658,63 @@ impl Publisher {
     }
 }
 
+/// Connects (anonymously) and subscribes to `channel` in Centrifugo's client protocol, and
+/// waits for both replies. Returns what was read after them.
+async fn hub_join(
+    mut tcp: TcpStream,
+    mut buf: Vec<u8>,
+    channel: &str,
+) -> anyhow::Result<(TcpStream, Vec<u8>)> {
+    let commands = format!(
+        "{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":{}}}}}",
+        serde_json::Value::from(channel)
+    );
+    let key = rand_key();
+    let header = FrameHeader {
+        mask: Some(key),
+        ..FrameHeader::new(true, OpCode::Text, commands.len() as u64)
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let head_len = header.encode(&mut head);
+    let mut frame = head[..head_len].to_vec();
+    frame.extend_from_slice(commands.as_bytes());
+    apply_mask(&mut frame[head_len..], key);
+    tcp.write_all(&frame).await?;
+    loop {
+        let mut pos = 0;
+        while let Some((h, hn)) =
+            FrameHeader::parse(&buf[pos..]).map_err(|e| anyhow!("bad frame from server: {e:?}"))?
+        {
+            let len = h.payload_len as usize;
+            if buf.len() - pos < hn + len {
+                break;
+            }
+            let data = &buf[pos + hn..pos + hn + len];
+            pos += hn + len;
+            if h.opcode == OpCode::Close {
+                bail!("the hub closed the connection{}", close_info(data));
+            }
+            let text = String::from_utf8_lossy(data);
+            for line in text.lines() {
+                if line.contains("\"error\"") {
+                    bail!("the hub refused: {line}");
+                }
+                if line.starts_with("{\"id\":2,") {
+                    buf.drain(..pos);
+                    return Ok((tcp, buf));
+                }
+            }
+        }
+        buf.drain(..pos);
+        let mut chunk = [0u8; 4096];
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("the hub closed the connection before subscribing it");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// The publisher's reading side: discards everything (counting data messages), without
 /// buffering more than a read's worth, until the server closes.
 async fn discard(
@@ -665,7 +784,12 @@ impl Subscriber {
         let size = self.pubs.filler.len();
         // No publication is larger than `size`, no control frame than 125 bytes: a larger
         // frame is refused rather than buffered until it completes.
-        let largest = size.max(125);
+        let largest = if self.pubs.hub.is_some() {
+            // The push around the payload, and replies.
+            (size + 4096).max(64 * 1024)
+        } else {
+            size.max(125)
+        };
         // At most `in_flight` publications wait for this connection: room for them all in
         // one read, within 4 KiB to 64 KiB (the buffer grows further for a larger one).
         let room = (self.in_flight as usize)
@@ -706,7 +830,9 @@ impl Subscriber {
                 pos += hn + len;
                 match h.opcode {
                     OpCode::Text | OpCode::Binary if h.fin => {
-                        self.deliver(&mut expected, h.opcode, data);
+                        if let Some(data) = self.pubs.unwrap(data) {
+                            self.deliver(&mut expected, h.opcode, data);
+                        }
                     }
                     OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                         break Err(anyhow!("server fragmented a message"));
@@ -854,7 +980,7 @@ mod tests {
     #[test]
     fn sequence_numbers_round_trip_in_both_encodings() {
         for binary in [false, true] {
-            let p = Publications::new(20, binary);
+            let p = Publications::new(20, binary, None);
             for seq in [0u64, 1, 63, 64, 127, 128, 255, 256, 1 << 40, (1 << 48) - 1] {
                 let mut data = p.filler.clone();
                 data[..8].copy_from_slice(&p.prefix(seq));
@@ -871,7 +997,16 @@ mod tests {
             assert!(!p.matches(7, &data), "the filler is compared too");
             assert!(!p.matches(7, &data[..19]));
         }
-        let p = Publications::new(8, true);
+        let p = Publications::new(8, true, None);
+        let h = Publications::new(8, false, Some("ch".into()));
+        let (before, after) = h.envelope();
+        assert_eq!(
+            String::from_utf8([before, b"AAAAAAAB".to_vec(), after].concat()).unwrap(),
+            r#"{"id":3,"publish":{"channel":"ch","data":"AAAAAAAB"}}"#
+        );
+        let push = br#"{"push":{"channel":"ch","pub":{"data":"AAAAAAAB","offset":9}}}"#;
+        assert_eq!(h.unwrap(push), Some(&b"AAAAAAAB"[..]));
+        assert_eq!(h.unwrap(b"{}"), None);
         assert_eq!(p.prefix(0x0102030405060708), [1, 2, 3, 4, 5, 6, 7, 8]);
     }
 

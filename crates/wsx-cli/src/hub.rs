@@ -106,7 +106,7 @@ pub const AFTER_HELP: &str = "\
 Examples:
   wsx hub --token-hmac-secret S --api-key K --allow-subscribe --allow-publish \\
           --history-size 100 --history-ttl 300 --presence --join-leave
-  wsx hub --allow-anonymous --allow-subscribe --allow-publish --static examples/chat/dist
+  wsx hub --config examples/chat/hub.toml --static examples/chat
   wsx hub --config hub.toml
 
 Clients: Centrifugo's SDKs (centrifuge-js, centrifuge-python, ...) on
