@@ -11,6 +11,10 @@
 #   6. scripts/interop.sh, when it exists and is executable
 #   7. scripts/faults.sh (load and fault tests of wsx serve), when it exists and is
 #      executable
+#   8. scripts/hub.sh (wsx hub with the official Centrifugo SDKs: centrifuge-js,
+#      centrifuge-python, cent), when it exists and is executable
+#   9. scripts/chat.sh (examples/chat in headless Chromium on wsx hub), when it
+#      exists and is executable
 #
 # A failing step does not stop the later ones, so one run shows every failing
 # test and every failing Autobahn case. The exit status is non-zero when
@@ -132,6 +136,17 @@ fi
 # 7. Load and fault tests of `wsx serve`, when present (about 30 s).
 if [[ -x scripts/faults.sh ]]; then
     step "faults" scripts/faults.sh || true
+fi
+
+# 8. wsx hub against the real Centrifugo SDKs and server API client (about 80 s).
+if [[ -x scripts/hub.sh ]]; then
+    step "hub" scripts/hub.sh || true
+fi
+
+# 9. The browser chat of `wsx hub` (examples/chat) in headless Chromium, when
+# present (about 10 s).
+if [[ -x scripts/chat.sh ]]; then
+    step "chat" scripts/chat.sh || true
 fi
 
 section "summary"
