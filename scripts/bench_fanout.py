@@ -8,6 +8,10 @@ byte-exact) and one publisher that keeps W publications in flight; a publication
 when every subscriber has it. Each server runs pinned to CPU 0 on one thread:
 
   wsx-serve    wsx serve --broadcast --threads 1 --no-deflate
+  wsx-hub      wsx hub --threads 1 --allow-anonymous --allow-subscribe --allow-publish: the
+               connections speak Centrifugo's client protocol (`wsx bench --fanout --hub`):
+               each publication is a `publish` command, each delivery a `pub` push around
+               the payload (about 60 bytes more), every connection subscribed to one channel
   tungstenite  crates/wsx-bench `echo-servers tungstenite-broadcast`: tokio-tungstenite on a
                tokio::sync::broadcast ring, feeding everything queued, then flushing once
   node-ws      scripts/bench_node_broadcast.js (needs NODE_PATH with `ws`; the interop
@@ -24,7 +28,9 @@ implementation and scenario counts the server's send system calls (sendto, sendm
 writev) with `perf stat`, switched on and off at the bench's measured window, per delivery.
 
   scripts/bench_fanout.py [--rounds 3] [--duration 3] [--warmup 1] [--impls ...]
-                          [--scenarios REGEX] [--syscalls]
+                          [--scenarios REGEX] [--syscalls] [--base IMPL]
+
+The paired ratios are of --base (default wsx-serve) to each other implementation.
 
 It builds what it runs (cargo build --release -p wsx-bench -p wsx-cli) unless ECHO_SERVERS
 or WSX_BIN name other binaries.
@@ -48,7 +54,7 @@ SEND_CALLS = ["sendto", "sendmsg", "write", "writev"]
 
 
 def impls_available():
-    out = ["wsx-serve", "tungstenite"]
+    out = ["wsx-serve", "wsx-hub", "tungstenite"]
     if os.path.isdir(os.path.join(NODE_PATH, "ws")):
         out.append("node-ws")
     if UWS:
@@ -62,6 +68,10 @@ def start(impl):
     if impl == "wsx-serve":
         cmd = [WSX, "serve", "--broadcast", "--listen", f"127.0.0.1:{port}", "--threads", "1",
                "--no-deflate", "--log-format", "json"]
+        env["RUST_LOG"] = "warn"
+    elif impl == "wsx-hub":
+        cmd = [WSX, "--log-format", "json", "hub", "--listen", f"127.0.0.1:{port}", "--threads",
+               "1", "--allow-anonymous", "--allow-subscribe", "--allow-publish"]
         env["RUST_LOG"] = "warn"
     elif impl == "tungstenite":
         cmd = [SERVERS, "tungstenite-broadcast", f"127.0.0.1:{port}"]
@@ -79,7 +89,12 @@ def run_one(impl, subs, size, in_flight, duration, warmup, syscalls=False):
     p, port = start(impl)
     perf = None
     try:
-        cmd = ["taskset", "-c", "1", WSX, "bench", "--fanout", f"ws://127.0.0.1:{port}/",
+        url = f"ws://127.0.0.1:{port}/"
+        hub = []
+        if impl == "wsx-hub":
+            url += "connection/websocket"
+            hub = ["--hub", "bench"]
+        cmd = ["taskset", "-c", "1", WSX, "bench", "--fanout", url, *hub,
                "-c", str(subs), "-s", str(size), "--in-flight", str(in_flight),
                "-d", str(duration), "--warmup", str(warmup), "--json", "--server-pid", str(p.pid)]
         env = dict(os.environ)
@@ -146,6 +161,7 @@ def main():
     ap.add_argument("--impls", default=",".join(impls_available()))
     ap.add_argument("--scenarios", default="", help="regex: only the scenarios whose label matches")
     ap.add_argument("--syscalls", action="store_true", help="also count send syscalls per delivery")
+    ap.add_argument("--base", default="wsx-serve", help="the implementation the ratios are of")
     a = ap.parse_args()
     impls = [i for i in a.impls.split(",") if i]
     scenarios = [sc for sc in SCENARIOS if re.search(a.scenarios, sc[0])]
@@ -187,24 +203,24 @@ def main():
 
     def paired(label, other, key):
         ratios = []
-        for mine, theirs in zip(results[(label, "wsx-serve")], results[(label, other)]):
+        for mine, theirs in zip(results[(label, a.base)], results[(label, other)]):
             if "error" in mine or "error" in theirs or not mine.get(key) or not theirs.get(key):
                 continue
             ratios.append(mine[key] / theirs[key])
         return f"{statistics.median(ratios):.2f}x" if ratios else "n/a"
 
     print(f"\nmedians of {a.rounds} x {a.duration:g} s, server pinned to CPU 0, load to CPU 1; "
-          "wsx / other: median of the per-round ratios\n")
-    others = [i for i in impls if i != "wsx-serve"]
+          f"{a.base} / other: median of the per-round ratios\n")
+    others = [i for i in impls if i != a.base]
     print("| scenario | metric | " + " | ".join(impls) + " | " +
-          " | ".join(f"wsx / {o}" for o in others) + " |")
+          " | ".join(f"{a.base} / {o}" for o in others) + " |")
     print("|---|---|" + "---|" * (len(impls) + len(others)))
     for label, *_ in scenarios:
         first = [label]
 
         def row(metric, fmt, key):
             cells = [fmt(med(label, i, key)) for i in impls]
-            ratios = [paired(label, o, key) if "wsx-serve" in impls and not isinstance(key, tuple)
+            ratios = [paired(label, o, key) if a.base in impls and not isinstance(key, tuple)
                       else "" for o in others]
             shown = first.pop() if first else ""
             print(f"| {shown} | {metric} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")

@@ -2,7 +2,7 @@
 //! on `/connection/websocket`, its server API under `/api/`, `/health`, `/metrics`, and
 //! static files.
 
-use crate::args::{parse_secs, secs};
+use crate::args::{parse_secs, secs, DeflateArgs};
 use crate::serve::{shutdown_signal, ServeLimits};
 use crate::static_files::StaticFiles;
 use anyhow::Context;
@@ -80,6 +80,12 @@ pub struct HubArgs {
     /// Threads serving connections (default: one per CPU).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// permessage-deflate, as for `wsx serve`, except that the hub always resets its
+    /// compression context after each message (`server_no_context_takeover`): a
+    /// publication is then compressed once for every subscriber with the same window, and
+    /// no connection keeps a compressor's state between messages.
+    #[command(flatten)]
+    deflate: DeflateArgs,
     #[command(flatten)]
     limits: ServeLimits,
 }
@@ -196,6 +202,10 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
         None => None,
     };
     let mut server_config = wsx::ServerConfig::default();
+    server_config.config.deflate = args.deflate.config().map(|mut d| {
+        d.server_no_context_takeover = true;
+        d
+    });
     args.limits.apply(&mut server_config, args.listen);
     let threads = args.threads.map(usize::from).unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -236,8 +246,9 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
         let hub = hub.clone();
         async move {
             shutdown_signal().await;
-            // Clients are told to come back later (3001) rather than 1001.
-            hub.shutdown();
+            // Clients are told to come back later (3001, which SDKs know), and given a
+            // moment to close, before the server closes the rest with 1001.
+            hub.shutdown(std::time::Duration::from_secs(3)).await;
         }
     };
     let report = server

@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 /// Messages a client may have waiting for its thread's flusher; more means the flusher
 /// cannot run (its thread is starved), and the client is disconnected as slow.
 const MAX_DEFERRED: usize = 4096;
+
+/// The capacity of a client's flushed queue that is kept for the next burst.
+const KEPT_QUEUE: usize = 16;
 use std::time::Instant;
 use wsx::{CloseCode, CloseFrame, Message, PreparedMessage, TrySendError};
 
@@ -173,11 +176,23 @@ impl Client {
 
     /// Writes what [`Client::deliver`] queued.
     pub fn flush(&self) {
-        let queued =
+        let mut queued =
             std::mem::take(&mut *self.deferred.lock().unwrap_or_else(PoisonError::into_inner));
-        if !queued.is_empty() {
-            let r = self.out().try_send_all(&queued);
-            self.sent(r);
+        if queued.is_empty() {
+            return;
+        }
+        let r = self.out().try_send_all(&queued);
+        self.sent(r);
+        // After a burst the queue's memory is kept for the next one (no allocation per
+        // flush), unless the burst made it large; after a lone message (a ping to an idle
+        // client) it is not.
+        let burst = queued.len() > 1;
+        queued.clear();
+        if burst && queued.capacity() <= KEPT_QUEUE {
+            let mut deferred = self.deferred.lock().unwrap_or_else(PoisonError::into_inner);
+            if deferred.capacity() == 0 {
+                *deferred = queued;
+            }
         }
     }
 

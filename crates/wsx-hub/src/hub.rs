@@ -159,12 +159,18 @@ impl Hub {
         self.metrics.connections.dec();
     }
 
-    /// Tells every client to reconnect later (3001, shutdown); call it when the server
-    /// begins to shut down.
-    pub fn shutdown(&self) {
+    /// Tells every client to reconnect later (3001, shutdown), and waits up to `timeout`
+    /// for their sessions to end (their close handshakes done); call it when the server
+    /// begins to shut down, before the server closes what is left with 1001. Clients
+    /// that connect meanwhile are closed with 3001 at once.
+    pub async fn shutdown(&self, timeout: Duration) {
         self.shutting_down.store(true, Ordering::Relaxed);
         for c in self.clients_snapshot() {
             c.disconnect(codes::SHUTDOWN);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !lock(&self.clients).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -775,3 +775,23 @@ async fn server_api() {
     assert!(out.contains("wsx_hub_api_calls_total "), "{out}");
     assert!(out.contains("wsx_hub_deliveries_total 2\n"), "{out}");
 }
+
+#[tokio::test]
+async fn shutdown_tells_clients_to_come_back_later() {
+    let (addr, hub) = start(open_config(), wsx::ServerConfig::default()).await;
+    let mut a = Client::connected(addr, "a").await;
+    a.call(json!({"subscribe": {"channel": "x"}})).await;
+    let mut b = Client::connected(addr, "b").await;
+    let started = std::time::Instant::now();
+    let (code_a, code_b, ()) = tokio::join!(a.closed(), b.closed(), hub.shutdown(WAIT));
+    assert_eq!((code_a, code_b), (3001, 3001));
+    // The sessions ended: shutdown did not wait for its timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A client that comes during the shutdown is closed at once.
+    let mut late = Client::open(addr).await;
+    assert_eq!(late.closed().await, 3001);
+}
