@@ -39,41 +39,19 @@
 # See tests/hub/README.md.
 set -euo pipefail
 
+SUITE=hub
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# A binary given by relative path is relative to the caller's directory.
-if [[ -n ${WSX_BIN:-} && $WSX_BIN != /* ]]; then WSX_BIN=$PWD/$WSX_BIN; fi
+# shellcheck source=scripts/lib/peers.sh
+source "$ROOT/scripts/lib/peers.sh"
+resolve_wsx_bin
 cd "$ROOT"
-
-usage() {
-    echo "usage: $0 [--list] [REGEX]" >&2
-    exit 2
-}
-LIST=0
-FILTER=
-while (($#)); do
-    case $1 in
-    --list) LIST=1 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    -*) usage ;;
-    *) [[ -z $FILTER ]] || usage; FILTER=$1 ;;
-    esac
-    shift
-done
+parse_args "[--list] [REGEX]" "$@"
 
 HDIR=$ROOT/tests/hub
-CACHE=${WSX_HUB_CACHE:-$HOME/.cache/wsx-hub}
-OUT=${WSX_HUB_OUT:-$ROOT/target/hub}
-[[ $OUT == /* ]] || OUT=$PWD/$OUT
+suite_dirs
 CASE_TIMEOUT=${WSX_HUB_CASE_TIMEOUT:-40}
 BUDGET=${WSX_HUB_BUDGET:-170}
-WSX_BIN_SET=${WSX_BIN:+1}
-WSX_BIN=${WSX_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/wsx}
-[[ $WSX_BIN == /* ]] || WSX_BIN=$ROOT/$WSX_BIN
-VENV=$CACHE/venv
-NODE_DIR=$CACHE/node
-PY=$VENV/bin/python
-export NODE_PATH=$NODE_DIR/node_modules
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+venv_and_node_modules
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1} NO_COLOR=1
 # The hub is on 127.0.0.1: no HTTP proxy from the environment may get between
 # (requests, which cent uses, and Node's fetch would honour one).
@@ -141,182 +119,44 @@ case_line() { # case_line SPEC -> "group scenario"
     IFS='|' read -r group name _ <<<"$1"
     printf '%-7s %s' "$group" "$name"
 }
-SELECTED=()
-for c in "${CASES[@]}"; do
-    if [[ -z $FILTER ]] || grep -Eq -- "$FILTER" <<<"$(case_line "$c")"; then SELECTED+=("$c"); fi
-done
-if ((LIST)); then
-    for c in "${SELECTED[@]}"; do
-        IFS='|' read -r group name flags prep <<<"$c"
-        printf '%-7s %-19s [wsx hub %s]%s\n' "$group" "$name" "$flags" "${prep:+ [$prep]}"
-    done
-    echo "${#SELECTED[@]} of ${#CASES[@]} cases"
-    exit 0
-fi
-if ((${#SELECTED[@]} == 0)); then
-    echo "no case matches ${FILTER@Q} (see $0 --list)" >&2
-    exit 2
-fi
+select_cases
+list_line() { # list_line SPEC: the case with its hub flags
+    local group name flags prep
+    IFS='|' read -r group name flags prep <<<"$1"
+    printf '%-7s %-19s [wsx hub %s]%s\n' "$group" "$name" "$flags" "${prep:+ [$prep]}"
+}
+if ((LIST)); then list_cases; fi
+require_cases
 
 # ------------------------------------------------------- process management
-# Everything we start runs under `timeout` in the background and is recorded
-# in BG_PIDS; the EXIT trap stops what is left. A PID leaves BG_PIDS as soon as
-# it is reaped, so a recycled PID is never signalled.
-BG_PIDS=()
-BG_PID=
-start_bg() { # start_bg SECONDS STDIN STDOUT STDERR COMMAND...  (sets BG_PID)
-    local secs=$1 in=$2 out=$3 err=$4
-    shift 4
-    timeout -k 5 "$secs" "$@" <"$in" >"$out" 2>"$err" &
-    BG_PID=$!
-    BG_PIDS+=("$BG_PID")
-}
-forget() {
-    local p keep=()
-    for p in "${BG_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    BG_PIDS=("${keep[@]}")
-}
-reap() { # reap PID: wait for it, forget it, return its status
-    local rc=0
-    wait "$1" 2>/dev/null || rc=$?
-    forget "$1"
-    return "$rc"
-}
-stop_pid() { # stop_pid PID: TERM (timeout passes it on), KILL after 3 s
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 30; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    reap "$pid" || true
-}
-cleanup() {
-    local pid
-    for pid in "${BG_PIDS[@]}"; do stop_pid "$pid"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-health() { # health PORT: the HTTP status of GET /health ("000" when nothing answers)
-    curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$1/health" 2>/dev/null || true
-}
+# start_bg, reap, stop_pid and the rest: scripts/lib/peers.sh.
+trap_cleanup
 
 # ------------------------------------------------------------------ setup
 mkdir -p "$OUT" "$CACHE"
-note() { echo "hub: $*"; }
-sha() { cat "$@" | sha256sum | cut -d' ' -f1; }
-can_install() { [[ ${WSX_HUB_NO_INSTALL:-0} != 1 ]]; }
+lock_cache
 
-# Serialise concurrent runs that share the cache.
-if command -v flock >/dev/null 2>&1; then
-    exec 8>"$CACHE/.lock"
-    flock -w 600 8 || note "warning: could not lock $CACHE/.lock; going on"
-fi
-
-PY_IMPORTS='import centrifuge, cent, jwt, cryptography'
-PY_SETUP_ERROR=
-setup_python() {
-    local stamp want log=$OUT/setup-python.log
-    want=$(sha "$HDIR/requirements.txt")-$(python3 -c 'import sys; print(sys.version.split()[0])')
-    stamp=$VENV/.wsx-hub-stamp
-    if [[ -x $PY && -f $stamp && $(cat "$stamp") == "$want" ]] && "$PY" -c "$PY_IMPORTS" 2>/dev/null; then
-        note "python: reusing $VENV"
-        return 0
-    fi
-    can_install || { PY_SETUP_ERROR="no usable venv at $VENV (WSX_HUB_NO_INSTALL=1)"; return 1; }
-    note "python: creating $VENV (log: $log)"
-    if [[ -e $VENV && ! -f $VENV/pyvenv.cfg ]]; then
-        PY_SETUP_ERROR="$VENV exists but is not a venv; refusing to touch it"
-        return 1
-    fi
-    rm -rf "$VENV"
-    if ! { python3 -m venv "$VENV" && "$PY" -m pip install --disable-pip-version-check -q \
-        -r "$HDIR/requirements.txt" && "$PY" -c "$PY_IMPORTS"; } >"$log" 2>&1; then
-        tail -n 20 "$log"
-        PY_SETUP_ERROR="venv setup failed (see $log)"
-        rm -rf "$VENV"
-        return 1
-    fi
-    echo "$want" >"$stamp"
-}
-
-NODE_SETUP_ERROR=
+PY_SETUP_ERROR= NODE_SETUP_ERROR= WSX_SETUP_ERROR=
 setup_node() {
-    local stamp want log=$OUT/setup-node.log
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         NODE_SETUP_ERROR="node or npm not found"
         return 1
     fi
-    want=$(sha "$HDIR/package.json" "$HDIR/package-lock.json")-$(node --version)
-    stamp=$NODE_DIR/.wsx-hub-stamp
-    if [[ -d $NODE_DIR/node_modules/centrifuge && -d $NODE_DIR/node_modules/ws && -f $stamp &&
-        $(cat "$stamp") == "$want" ]]; then
-        note "node: reusing $NODE_DIR/node_modules"
-        return 0
-    fi
-    can_install || { NODE_SETUP_ERROR="no node_modules in $NODE_DIR (WSX_HUB_NO_INSTALL=1)"; return 1; }
-    note "node: npm ci in $NODE_DIR (log: $log)"
-    mkdir -p "$NODE_DIR"
-    rm -rf "$NODE_DIR/node_modules" "$stamp"
-    cp "$HDIR/package.json" "$HDIR/package-lock.json" "$NODE_DIR/"
-    if ! (cd "$NODE_DIR" && npm ci --no-audit --no-fund --ignore-scripts) >"$log" 2>&1; then
-        tail -n 20 "$log"
-        NODE_SETUP_ERROR="npm ci failed (see $log)"
-        return 1
-    fi
-    echo "$want" >"$stamp"
-}
-
-WSX_SETUP_ERROR=
-setup_wsx() {
-    if [[ ! -x $WSX_BIN && -z $WSX_BIN_SET ]]; then
-        note "wsx: $WSX_BIN missing; cargo build --release -p wsx-cli --bin wsx"
-        cargo build --release -p wsx-cli --bin wsx || true
-    fi
-    if [[ ! -x $WSX_BIN ]]; then
-        WSX_SETUP_ERROR="$WSX_BIN not found (cargo build --release -p wsx-cli --bin wsx, or set WSX_BIN)"
-        return 1
-    fi
-    # Read whole, not piped to grep -q (see scripts/interop.sh).
-    local help
-    help=$("$WSX_BIN" hub --help 2>&1) || true
-    if [[ $help != *--listen* ]]; then
-        WSX_SETUP_ERROR="$WSX_BIN has no working 'hub' subcommand (wsx hub --help: $(head -c 200 <<<"$help" | tr '\n' ' '))"
-        return 1
-    fi
-    note "wsx: $WSX_BIN ($("$WSX_BIN" --version 2>&1 || true), built $(date -r "$WSX_BIN" '+%F %T'))"
+    npm_ci node "$HDIR" "$NODE_DIR" centrifuge ws || { NODE_SETUP_ERROR=$SETUP_ERROR; return 1; }
 }
 
 NEED_PY=0 NEED_NODE=0
 for c in "${SELECTED[@]}"; do
     if [[ ${c%%|*} == node ]]; then NEED_NODE=1; else NEED_PY=1; fi
 done
-setup_wsx || true
+setup_wsx --listen "no working 'hub' subcommand" || WSX_SETUP_ERROR=$SETUP_ERROR
 # The key pairs of the tokens cases are made with the venv's cryptography.
-((NEED_PY)) && { setup_python || true; }
+((NEED_PY)) && { setup_venv "$HDIR/requirements.txt" 'import centrifuge, cent, jwt, cryptography' ||
+    PY_SETUP_ERROR=$SETUP_ERROR; }
 ((NEED_NODE)) && { setup_node || true; }
 
 # The budget counts from here: installing the SDKs may take a while the first time.
 START=$SECONDS
-PASSED=0
-FAILED=0
-report() { # report PASS|FAIL LINE
-    echo "$1  $2"
-    if [[ $1 == PASS ]]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
-}
-show() { # show FILE TITLE: the tail of a log, without colours
-    [[ -s $1 ]] || return 0
-    echo "    --- $2 ($1) ---"
-    tail -n 30 "$1" | cut -c 1-400 | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/    | /'
-}
 
 # ------------------------------------------------------------ self-checks
 # Syntax of the scripts, and --list of each scenario script (which also loads
@@ -350,46 +190,21 @@ fi
 # start_hub DIR FLAGS...: start `wsx hub` on a free port and wait for
 # GET /health -> 200 (sets PORT, HUB_PID). Prints why on failure.
 start_hub() {
-    local dir=$1 i _ code
+    local dir=$1 rc=0
     shift
-    for _ in 1 2 3; do
-        PORT=$(free_port)
-        echo "$WSX_BIN hub --listen 127.0.0.1:$PORT $*" >>"$dir/command"
-        start_bg $((CASE_TIMEOUT + 30)) /dev/null "$dir/hub.out" "$dir/hub.err" \
-            "$WSX_BIN" hub --listen "127.0.0.1:$PORT" "$@"
-        HUB_PID=$BG_PID
-        for ((i = 0; i < 100; i++)); do
-            code=$(health "$PORT")
-            [[ $code == 200 ]] && return 0
-            kill -0 "$HUB_PID" 2>/dev/null || break
-            sleep 0.05
-        done
-        if kill -0 "$HUB_PID" 2>/dev/null; then
-            echo "wsx hub does not answer GET /health with 200 after 5 s (last status: $code)"
-            return 1
-        fi
-        reap "$HUB_PID" || true
-        # Retry only when the port was taken meanwhile.
-        grep -qi 'in use' "$dir/hub.err" || break
-    done
-    echo "wsx hub exited at start: $(head -c 300 "$dir/hub.err" | tr '\n' ' ')"
+    start_server $((CASE_TIMEOUT + 30)) 100 health_ok "$dir/hub" "$dir/command" \
+        "$WSX_BIN" hub --listen "127.0.0.1:@PORT@" "$@" || rc=$?
+    HUB_PID=$SERVER_PID
+    case $rc in
+    0) return 0 ;;
+    1) echo "wsx hub does not answer GET /health with 200 after 5 s (last status: $HEALTH_CODE)" ;;
+    *) echo "wsx hub exited at start: $(head -c 300 "$dir/hub.err" | tr '\n' ' ')" ;;
+    esac
     return 1
 }
 
 # stop_hub DIR: stop the hub; fail when it died during the case or panicked.
-stop_hub() {
-    local dir=$1 ok=0
-    if ! kill -0 "$HUB_PID" 2>/dev/null; then
-        echo "wsx hub exited during the case"
-        ok=1
-    fi
-    stop_pid "$HUB_PID"
-    if grep -q 'panicked' "$dir/hub.err"; then
-        echo "wsx hub panicked"
-        ok=1
-    fi
-    return "$ok"
-}
+stop_hub() { stop_server "$HUB_PID" "$1/hub.err" "wsx hub"; }
 
 # The --config of the namespaces case: a chat namespace open to subscribers.
 write_config() { # write_config FILE
@@ -441,35 +256,12 @@ for c in "${SELECTED[@]}"; do
     casedir=$OUT/$group-$name
     rm -rf "$casedir"
     mkdir -p "$casedir"
-    why=$casedir/why
+    # What the case needs that could not be set up, the first of them.
+    err=$WSX_SETUP_ERROR
+    if [[ $group == node ]]; then err=${err:-$NODE_SETUP_ERROR}; else err=${err:-$PY_SETUP_ERROR}; fi
     rc=0
-    if ((SECONDS - START > BUDGET)); then
-        echo "not run: the time budget of $BUDGET s is spent (WSX_HUB_BUDGET)" >"$why"
-        rc=1
-    elif [[ -n $WSX_SETUP_ERROR ]]; then
-        echo "$WSX_SETUP_ERROR" >"$why"
-        rc=1
-    elif [[ $group == node && -n $NODE_SETUP_ERROR ]]; then
-        echo "$NODE_SETUP_ERROR" >"$why"
-        rc=1
-    elif [[ $group != node && -n $PY_SETUP_ERROR ]]; then
-        echo "$PY_SETUP_ERROR" >"$why"
-        rc=1
-    else
-        run_case "$casedir" "$group" "$name" "$flags" "$prep" >"$why" 2>&1 || rc=$?
-    fi
-    if ((rc == 0)); then
-        report PASS "$line"
-    else
-        report FAIL "$line"
-        sed 's/^/    /' "$why"
-        [[ -f $casedir/command ]] && sed 's/^/    $ /' "$casedir/command"
-        show "$casedir/peer.err" "scenario log"
-        show "$casedir/hub.err" "wsx hub stderr"
-    fi
+    run_checked "$casedir/why" "$err" run_case "$casedir" "$group" "$name" "$flags" "$prep" || rc=$?
+    report_case "$rc" "$line" "$casedir" "scenario log" hub.err "wsx hub stderr"
 done
 
-echo
-note "logs in $OUT/<group>-<scenario> ($((SECONDS - START)) s)"
-echo "hub: $PASSED passed, $FAILED failed"
-((FAILED == 0))
+finish "$OUT/<group>-<scenario>"

@@ -35,42 +35,20 @@
 # See tests/interop/README.md.
 set -euo pipefail
 
+SUITE=interop
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# A binary given by relative path is relative to the caller's directory.
-if [[ -n ${WSX_BIN:-} && $WSX_BIN != /* ]]; then WSX_BIN=$PWD/$WSX_BIN; fi
+# shellcheck source=scripts/lib/peers.sh
+source "$ROOT/scripts/lib/peers.sh"
+resolve_wsx_bin
 cd "$ROOT"
-
-usage() {
-    echo "usage: $0 [--list] [REGEX]" >&2
-    exit 2
-}
-LIST=0
-FILTER=
-while (($#)); do
-    case $1 in
-    --list) LIST=1 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    -*) usage ;;
-    *) [[ -z $FILTER ]] || usage; FILTER=$1 ;;
-    esac
-    shift
-done
+parse_args "[--list] [REGEX]" "$@"
 
 IDIR=$ROOT/tests/interop
-CACHE=${WSX_INTEROP_CACHE:-$HOME/.cache/wsx-interop}
-OUT=${WSX_INTEROP_OUT:-$ROOT/target/interop}
-[[ $OUT == /* ]] || OUT=$PWD/$OUT
+suite_dirs
 CASE_TIMEOUT=${WSX_INTEROP_CASE_TIMEOUT:-30}
 BUDGET=${WSX_INTEROP_BUDGET:-300}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-WSX_BIN_SET=${WSX_BIN:+1}
-WSX_BIN=${WSX_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/wsx}
-[[ $WSX_BIN == /* ]] || WSX_BIN=$ROOT/$WSX_BIN
-VENV=$CACHE/venv
-NODE_DIR=$CACHE/node
-PY=$VENV/bin/python
-export NODE_PATH=$NODE_DIR/node_modules
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+venv_and_node_modules
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1} NO_COLOR=1
 export CHROMIUM
 
@@ -160,181 +138,33 @@ case_line() { # case_line SPEC -> "peer direction params"
     IFS='|' read -r peer dir params _ <<<"$1"
     printf '%-8s %-20s %s' "$peer" "$dir" "$params"
 }
-SELECTED=()
-for c in "${CASES[@]}"; do
-    if [[ -z $FILTER ]] || grep -Eq -- "$FILTER" <<<"$(case_line "$c")"; then SELECTED+=("$c"); fi
-done
-if ((LIST)); then
-    for c in "${SELECTED[@]}"; do
-        IFS='|' read -r _ _ _ wargs pargs <<<"$c"
-        echo "$(case_line "$c")    [wsx: ${wargs:-(defaults)}] [peer: $pargs]"
-    done
-    echo "${#SELECTED[@]} of ${#CASES[@]} cases"
-    exit 0
-fi
-if ((${#SELECTED[@]} == 0)); then
-    echo "no case matches ${FILTER@Q} (see $0 --list)" >&2
-    exit 2
-fi
+select_cases
+list_line() { # list_line SPEC: the case and the arguments of both sides
+    local wargs pargs
+    IFS='|' read -r _ _ _ wargs pargs <<<"$1"
+    echo "$(case_line "$1")    [wsx: ${wargs:-(defaults)}] [peer: $pargs]"
+}
+if ((LIST)); then list_cases; fi
+require_cases
 
 # ------------------------------------------------------- process management
-# Everything we start runs under `timeout` in the background and is recorded
-# in BG_PIDS; the EXIT trap stops what is left. A PID leaves BG_PIDS as soon as
-# it is reaped, so a recycled PID is never signalled.
-BG_PIDS=()
-BG_PID=
-start_bg() { # start_bg SECONDS STDIN STDOUT STDERR COMMAND...  (sets BG_PID)
-    local secs=$1 in=$2 out=$3 err=$4
-    shift 4
-    timeout -k 5 "$secs" "$@" <"$in" >"$out" 2>"$err" &
-    BG_PID=$!
-    BG_PIDS+=("$BG_PID")
-}
-forget() {
-    local p keep=()
-    for p in "${BG_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    BG_PIDS=("${keep[@]}")
-}
-reap() { # reap PID: wait for it, forget it, return its status
-    local rc=0
-    wait "$1" 2>/dev/null || rc=$?
-    forget "$1"
-    return "$rc"
-}
-wait_exit() { # wait_exit PID SECONDS: reap PID if it exits in time (its status), else 124
-    local pid=$1 i
-    for ((i = 0; i < $2 * 20; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "$pid" 2>/dev/null; then return 124; fi
-    reap "$pid"
-}
-stop_pid() { # stop_pid PID: TERM (timeout passes it on), KILL after 3 s
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 30; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    reap "$pid" || true
-}
-cleanup() {
-    local pid
-    for pid in "${BG_PIDS[@]}"; do stop_pid "$pid"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# start_bg, reap, stop_pid and the rest: scripts/lib/peers.sh.
+trap_cleanup
 
 # ------------------------------------------------------------------ setup
 mkdir -p "$OUT" "$CACHE"
 rm -rf "$OUT/cases"
 mkdir -p "$OUT/cases"
 START=$SECONDS
-note() { echo "interop: $*"; }
-sha() { cat "$@" | sha256sum | cut -d' ' -f1; }
-can_install() { [[ ${WSX_INTEROP_NO_INSTALL:-0} != 1 ]]; }
+lock_cache
 
-# Serialise concurrent runs that share the cache.
-if command -v flock >/dev/null 2>&1; then
-    exec 8>"$CACHE/.lock"
-    flock -w 600 8 || note "warning: could not lock $CACHE/.lock; going on"
-fi
-
-PY_SETUP_ERROR=
-setup_python() {
-    local stamp want log=$OUT/setup-python.log
-    want=$(sha "$IDIR/requirements.txt")-$(python3 -c 'import sys; print(sys.version.split()[0])')
-    stamp=$VENV/.wsx-interop-stamp
-    if [[ -x $PY && -f $stamp && $(cat "$stamp") == "$want" ]] && "$PY" -c 'import websockets' 2>/dev/null; then
-        note "python: reusing $VENV"
-        return 0
-    fi
-    can_install || { PY_SETUP_ERROR="no usable venv at $VENV (WSX_INTEROP_NO_INSTALL=1)"; return 1; }
-    note "python: creating $VENV (log: $log)"
-    if [[ -e $VENV && ! -f $VENV/pyvenv.cfg ]]; then
-        PY_SETUP_ERROR="$VENV exists but is not a venv; refusing to touch it"
-        return 1
-    fi
-    rm -rf "$VENV"
-    if ! { python3 -m venv "$VENV" && "$PY" -m pip install --disable-pip-version-check -q \
-        -r "$IDIR/requirements.txt" && "$PY" -c 'import websockets'; } >"$log" 2>&1; then
-        tail -n 20 "$log"
-        PY_SETUP_ERROR="venv setup failed (see $log)"
-        rm -rf "$VENV"
-        return 1
-    fi
-    echo "$want" >"$stamp"
-}
-
-NODE_SETUP_ERROR=
+PY_SETUP_ERROR= NODE_SETUP_ERROR= BROWSER_SETUP_ERROR= WSX_SETUP_ERROR=
 setup_node() {
-    local stamp want log=$OUT/setup-node.log
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         NODE_SETUP_ERROR="node or npm not found"
         return 1
     fi
-    want=$(sha "$IDIR/package.json" "$IDIR/package-lock.json")-$(node --version)
-    stamp=$NODE_DIR/.wsx-interop-stamp
-    if [[ -d $NODE_DIR/node_modules/ws && -f $stamp && $(cat "$stamp") == "$want" ]]; then
-        note "node: reusing $NODE_DIR/node_modules"
-        return 0
-    fi
-    can_install || { NODE_SETUP_ERROR="no node_modules in $NODE_DIR (WSX_INTEROP_NO_INSTALL=1)"; return 1; }
-    note "node: npm ci in $NODE_DIR (log: $log)"
-    mkdir -p "$NODE_DIR"
-    rm -rf "$NODE_DIR/node_modules" "$stamp"
-    cp "$IDIR/package.json" "$IDIR/package-lock.json" "$NODE_DIR/"
-    # --ignore-scripts: nothing may download a browser (we use the system's Chromium).
-    if ! (cd "$NODE_DIR" && npm ci --no-audit --no-fund --ignore-scripts) >"$log" 2>&1; then
-        tail -n 20 "$log"
-        NODE_SETUP_ERROR="npm ci failed (see $log)"
-        return 1
-    fi
-    echo "$want" >"$stamp"
-}
-
-BROWSER_SETUP_ERROR=
-setup_chromium() {
-    local log=$OUT/setup-chromium.log
-    if [[ -x $CHROMIUM ]]; then
-        note "chromium: $("$CHROMIUM" --version 2>/dev/null | tail -n 1) ($CHROMIUM)"
-        return 0
-    fi
-    if ! can_install || [[ $CHROMIUM != /usr/bin/chromium ]] || ((EUID != 0)) || ! command -v apt-get >/dev/null; then
-        BROWSER_SETUP_ERROR="$CHROMIUM not found (install Debian's chromium package)"
-        return 1
-    fi
-    note "chromium: apt-get install chromium (log: $log)"
-    if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } >"$log" 2>&1 ||
-        [[ ! -x $CHROMIUM ]]; then
-        tail -n 20 "$log"
-        BROWSER_SETUP_ERROR="apt-get install chromium failed (see $log)"
-        return 1
-    fi
-    note "chromium: $("$CHROMIUM" --version 2>/dev/null | tail -n 1)"
-}
-
-WSX_SETUP_ERROR=
-setup_wsx() {
-    if [[ ! -x $WSX_BIN && -z $WSX_BIN_SET ]]; then
-        note "wsx: $WSX_BIN missing; cargo build --release -p wsx-cli --bin wsx"
-        cargo build --release -p wsx-cli --bin wsx || true
-    fi
-    if [[ ! -x $WSX_BIN ]]; then
-        WSX_SETUP_ERROR="$WSX_BIN not found (cargo build --release -p wsx-cli --bin wsx, or set WSX_BIN)"
-        return 1
-    fi
-    note "wsx: $WSX_BIN ($("$WSX_BIN" --version 2>&1 || true), built $(date -r "$WSX_BIN" '+%F %T'))"
+    npm_ci node "$IDIR" "$NODE_DIR" ws || { NODE_SETUP_ERROR=$SETUP_ERROR; return 1; }
 }
 
 needs() { # which setups the selected cases need
@@ -349,10 +179,10 @@ needs() { # which setups the selected cases need
 }
 NEED_PY=0 NEED_NODE=0 NEED_BROWSER=0
 needs
-setup_wsx || true
-((NEED_PY)) && { setup_python || true; }
+setup_wsx || WSX_SETUP_ERROR=$SETUP_ERROR
+((NEED_PY)) && { setup_venv "$IDIR/requirements.txt" 'import websockets' || PY_SETUP_ERROR=$SETUP_ERROR; }
 ((NEED_NODE)) && { setup_node || true; }
-((NEED_BROWSER)) && { setup_chromium || true; }
+((NEED_BROWSER)) && { setup_chromium || BROWSER_SETUP_ERROR=$SETUP_ERROR; }
 
 SHOW_HANDSHAKE=0
 # The help is read whole (not piped to `grep -q`, which would stop reading at
@@ -367,12 +197,7 @@ LINES=$OUT/connect-input.txt
 python3 "$IDIR/common.py" lines "$LINES"
 NLINES=$(wc -l <"$LINES")
 
-PASSED=0
-FAILED=0
-report() { # report PASS|FAIL LINE
-    echo "$1  $2"
-    if [[ $1 == PASS ]]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
-}
+# Unlike the library's show: a header even for an empty log, and 40 lines.
 show() { # show FILE TITLE: the tail of a log, without colours
     [[ -e $1 ]] || return 0
     echo "    --- $2 ($1) ---"
@@ -414,44 +239,21 @@ fi
 
 # start_wsx_serve DIR ARGS...: start `wsx serve` on a free port (sets PORT, WSX_PID).
 start_wsx_serve() {
-    local dir=$1 i _
+    local dir=$1 rc=0
     shift
-    for _ in 1 2 3; do
-        PORT=$(free_port)
-        start_bg $((CASE_TIMEOUT + 30)) /dev/null "$dir/wsx.out" "$dir/wsx.err" \
-            "$WSX_BIN" serve --listen "127.0.0.1:$PORT" "$@"
-        WSX_PID=$BG_PID
-        for ((i = 0; i < 100; i++)); do
-            port_open "$PORT" && return 0
-            kill -0 "$WSX_PID" 2>/dev/null || break
-            sleep 0.05
-        done
-        if kill -0 "$WSX_PID" 2>/dev/null; then
-            echo "wsx serve does not listen on 127.0.0.1:$PORT after 5 s"
-            return 1
-        fi
-        reap "$WSX_PID" || true
-        # Retry only when the port was taken meanwhile.
-        grep -qi 'in use' "$dir/wsx.err" || break
-    done
-    echo "wsx serve exited at start (${*:-no options}): $(head -c 300 "$dir/wsx.err" | tr '\n' ' ')"
+    start_server $((CASE_TIMEOUT + 30)) 100 port_open "$dir/wsx" "" \
+        "$WSX_BIN" serve --listen "127.0.0.1:@PORT@" "$@" || rc=$?
+    WSX_PID=$SERVER_PID
+    case $rc in
+    0) return 0 ;;
+    1) echo "wsx serve does not listen on 127.0.0.1:$PORT after 5 s" ;;
+    *) echo "wsx serve exited at start (${*:-no options}): $(head -c 300 "$dir/wsx.err" | tr '\n' ' ')" ;;
+    esac
     return 1
 }
 
 # stop_wsx_serve DIR: stop wsx serve; fail when it died during the case or panicked.
-stop_wsx_serve() {
-    local dir=$1 ok=0
-    if ! kill -0 "$WSX_PID" 2>/dev/null; then
-        echo "wsx serve exited during the case"
-        ok=1
-    fi
-    stop_pid "$WSX_PID"
-    if grep -q 'panicked' "$dir/wsx.err"; then
-        echo "wsx serve panicked"
-        ok=1
-    fi
-    return "$ok"
-}
+stop_wsx_serve() { stop_server "$WSX_PID" "$1/wsx.err" "wsx serve"; }
 
 run_client_case() { # run_client_case DIR PEER WSX_ARGS PEER_ARGS
     local dir=$1 peer=$2 rc=0 ok=0
@@ -603,40 +405,18 @@ for c in "${SELECTED[@]}"; do
     line=$(case_line "$c")
     casedir=$OUT/cases/$(printf '%02d' "$n")-$peer-${dir%%-*}-${params//[^A-Za-z0-9_=.-]/_}
     mkdir -p "$casedir"
-    why=$casedir/why
+    # What the case needs that could not be set up, the first of them.
+    err=$WSX_SETUP_ERROR
+    case $peer in
+    python) err=${err:-$PY_SETUP_ERROR} ;;
+    node) err=${err:-$NODE_SETUP_ERROR} ;;
+    chromium) err=${err:-${NODE_SETUP_ERROR:-$BROWSER_SETUP_ERROR}} ;;
+    esac
+    run=run_server_case
+    [[ $dir == client* ]] && run=run_client_case
     rc=0
-    if ((SECONDS - START > BUDGET)); then
-        echo "not run: the time budget of $BUDGET s is spent (WSX_INTEROP_BUDGET)" >"$why"
-        rc=1
-    elif [[ -n $WSX_SETUP_ERROR ]]; then
-        echo "$WSX_SETUP_ERROR" >"$why"
-        rc=1
-    elif [[ $peer == python && -n $PY_SETUP_ERROR ]]; then
-        echo "$PY_SETUP_ERROR" >"$why"
-        rc=1
-    elif [[ $peer != python && -n $NODE_SETUP_ERROR ]]; then
-        echo "$NODE_SETUP_ERROR" >"$why"
-        rc=1
-    elif [[ $peer == chromium && -n $BROWSER_SETUP_ERROR ]]; then
-        echo "$BROWSER_SETUP_ERROR" >"$why"
-        rc=1
-    elif [[ $dir == client* ]]; then
-        run_client_case "$casedir" "$peer" "$wargs" "$pargs" >"$why" 2>&1 || rc=$?
-    else
-        run_server_case "$casedir" "$peer" "$wargs" "$pargs" >"$why" 2>&1 || rc=$?
-    fi
-    if ((rc == 0)); then
-        report PASS "$line"
-    else
-        report FAIL "$line"
-        sed 's/^/    /' "$why"
-        [[ -f $casedir/command ]] && sed 's/^/    $ /' "$casedir/command"
-        show "$casedir/peer.err" "$peer stderr"
-        show "$casedir/wsx.err" "wsx stderr"
-    fi
+    run_checked "$casedir/why" "$err" "$run" "$casedir" "$peer" "$wargs" "$pargs" || rc=$?
+    report_case "$rc" "$line" "$casedir" "$peer stderr" wsx.err "wsx stderr"
 done
 
-echo
-note "logs in $OUT/cases ($((SECONDS - START)) s)"
-echo "interop: $PASSED passed, $FAILED failed"
-((FAILED == 0))
+finish "$OUT/cases"
