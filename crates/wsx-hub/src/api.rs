@@ -176,7 +176,7 @@ pub async fn call(hub: &Hub, method: &str, body: &[u8]) -> ApiReply {
                     } else {
                         ServerCommand::Unsubscribe(p.channel.clone())
                     };
-                    hub.command(&c, command);
+                    c.command(command);
                 }
                 Ok(Empty {})
             })

@@ -153,6 +153,10 @@ impl Client {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn deferred(&self) -> MutexGuard<'_, Vec<PreparedMessage>> {
+        self.deferred.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn out(&self) -> MutexGuard<'_, Box<dyn Outbox>> {
         self.out.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -161,7 +165,7 @@ impl Client {
     /// else is queued by then (see [`crate::flush`]). A client that does not keep up is
     /// disconnected (3008).
     pub fn deliver(self: &Arc<Self>, frame: &PreparedMessage) {
-        let mut deferred = self.deferred.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut deferred = self.deferred();
         if deferred.len() >= MAX_DEFERRED {
             drop(deferred);
             self.disconnect(codes::SLOW);
@@ -176,8 +180,7 @@ impl Client {
 
     /// Writes what [`Client::deliver`] queued.
     pub fn flush(&self) {
-        let mut queued =
-            std::mem::take(&mut *self.deferred.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut queued = std::mem::take(&mut *self.deferred());
         if queued.is_empty() {
             return;
         }
@@ -189,7 +192,7 @@ impl Client {
         let burst = queued.len() > 1;
         queued.clear();
         if burst && queued.capacity() <= KEPT_QUEUE {
-            let mut deferred = self.deferred.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut deferred = self.deferred();
             if deferred.capacity() == 0 {
                 *deferred = queued;
             }

@@ -21,7 +21,7 @@
 
 use crate::auth::TokenKeys;
 use crate::broker::{Broker, BrokerEvents};
-use crate::client::{Client, ClientId, Outbox, ServerCommand};
+use crate::client::{Client, ClientId, Outbox};
 use crate::codes::{self, Disconnect};
 use crate::config::HubConfig;
 use crate::metrics::Metrics;
@@ -188,11 +188,6 @@ impl Hub {
                 s.connected && s.user == user
             })
             .collect()
-    }
-
-    /// Asks `client`'s session to subscribe to or unsubscribe from a channel.
-    pub(crate) fn command(&self, client: &Client, c: ServerCommand) {
-        client.command(c);
     }
 
     /// Adds a pending subscriber; true when it is the node's first in the channel.

@@ -192,46 +192,32 @@ impl Session {
         if !self.connected {
             return Err(codes::BAD_REQUEST_DISCONNECT);
         }
+        // Each method's result is written as its reply; an error as an error reply.
         let result = if let Some(req) = cmd.subscribe {
-            match self.subscribe(&req, false).await {
-                Ok(r) => reply(out, id, "subscribe", &r),
-                Err(e) => Err(e),
-            }
+            (self.subscribe(&req, false).await).map(|r| write_reply(out, id, "subscribe", &r))
         } else if let Some(req) = cmd.unsubscribe {
             self.unsubscribe(&req.channel).await;
-            reply(out, id, "unsubscribe", &Empty {})
+            write_reply(out, id, "unsubscribe", &Empty {});
+            Ok(())
         } else if let Some(req) = cmd.publish {
-            match self.publish(req).await {
-                Ok(()) => reply(out, id, "publish", &Empty {}),
-                Err(e) => Err(e),
-            }
+            (self.publish(req).await).map(|()| write_reply(out, id, "publish", &Empty {}))
         } else if let Some(req) = cmd.presence {
-            match self.presence(&req.channel).await {
-                Ok(p) => reply(out, id, "presence", &PresenceResult { presence: p }),
-                Err(e) => Err(e),
-            }
+            (self.presence(&req.channel).await)
+                .map(|presence| write_reply(out, id, "presence", &PresenceResult { presence }))
         } else if let Some(req) = cmd.presence_stats {
-            match self.presence(&req.channel).await {
-                Ok(p) => reply(out, id, "presence_stats", &presence_stats(&p)),
-                Err(e) => Err(e),
-            }
+            (self.presence(&req.channel).await)
+                .map(|p| write_reply(out, id, "presence_stats", &presence_stats(&p)))
         } else if let Some(req) = cmd.history {
-            match self.history(&req).await {
-                Ok(r) => reply(out, id, "history", &r),
-                Err(e) => Err(e),
-            }
+            (self.history(&req).await).map(|r| write_reply(out, id, "history", &r))
         } else if let Some(req) = cmd.refresh {
-            match self.refresh(&req.token)? {
-                Ok(r) => reply(out, id, "refresh", &r),
-                Err(e) => Err(e),
-            }
+            self.refresh(&req.token)?
+                .map(|r| write_reply(out, id, "refresh", &r))
         } else if let Some(req) = cmd.sub_refresh {
-            match self.sub_refresh(&req) {
-                Ok(r) => reply(out, id, "sub_refresh", &r),
-                Err(e) => Err(e),
-            }
+            self.sub_refresh(&req)
+                .map(|r| write_reply(out, id, "sub_refresh", &r))
         } else if cmd.ping.is_some() {
-            reply(out, id, "ping", &Empty {})
+            write_reply(out, id, "ping", &Empty {});
+            Ok(())
         } else if cmd.rpc.is_some() {
             // No RPC handler in this hub.
             Err(codes::NOT_AVAILABLE)
@@ -680,16 +666,6 @@ fn has_method(c: &Command) -> bool {
         || c.rpc.is_some()
         || c.refresh.is_some()
         || c.sub_refresh.is_some()
-}
-
-fn reply(
-    out: &mut Vec<u8>,
-    id: u32,
-    method: &str,
-    result: &impl serde::Serialize,
-) -> Result<(), ErrorReply> {
-    write_reply(out, id, method, result);
-    Ok(())
 }
 
 /// How publications of a namespace are kept.

@@ -275,10 +275,10 @@ async fn read_body<S: AsyncRead + Unpin>(
     mut read: BytesMut,
     len: usize,
 ) -> Result<bytes::Bytes> {
-    if read.len() < len {
-        read.reserve(len - read.len());
-    }
     while read.len() < len {
+        // Grown as the body arrives, not to its announced length up front: a client that
+        // announces 1 MiB and sends nothing holds no more than it sent.
+        read.reserve((len - read.len()).min(64 * 1024));
         if stream.read_buf(&mut read).await? == 0 {
             return Err(Error::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
