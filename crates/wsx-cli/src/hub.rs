@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use wsx_hub::{Hub, HubConfig, HubHook, MemoryBroker, NamespaceOptions, TokenKeys};
+use wsx_hub::{
+    Broker, Hub, HubConfig, HubHook, MemoryBroker, NamespaceOptions, RedisBroker, TokenKeys,
+};
 
 /// `wsx hub` arguments.
 #[derive(clap::Args, Debug)]
@@ -68,6 +70,19 @@ pub struct HubArgs {
     /// This node's name.
     #[arg(long)]
     name: Option<String>,
+    /// Redis to share channels, history and presence with the other nodes using it
+    /// (`redis://HOST:PORT/DB`, `rediss://` for TLS, `redis://:PASSWORD@HOST`); without
+    /// it the hub keeps everything in this process.
+    #[arg(long, value_name = "URL", env = "WSX_HUB_REDIS")]
+    redis: Option<String>,
+    /// Prefix of the hub's Redis keys and pub/sub channels (default `wsx`): hubs that
+    /// share a Redis but not their channels use different ones.
+    #[arg(long, value_name = "PREFIX", requires = "redis")]
+    redis_prefix: Option<String>,
+    /// Seconds a client stays in presence after its node stopped refreshing it (a node
+    /// that died), with --redis (default 60).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "redis")]
+    presence_ttl: Option<f64>,
     /// Also serve the files in DIR over plain HTTP GET/HEAD (a chat page, say).
     #[arg(long = "static", value_name = "DIR")]
     static_dir: Option<PathBuf>,
@@ -103,6 +118,9 @@ struct HubFile {
     client_ping_interval: Option<f64>,
     client_expired_grace: Option<f64>,
     max_subscriptions: Option<usize>,
+    redis: Option<String>,
+    redis_prefix: Option<String>,
+    presence_ttl: Option<f64>,
     /// The default namespace.
     defaults: NamespaceOptions,
     namespaces: HashMap<String, NamespaceOptions>,
@@ -114,6 +132,7 @@ Examples:
           --history-size 100 --history-ttl 300 --presence --join-leave
   wsx hub --config examples/chat/hub.toml --static examples/chat
   wsx hub --config hub.toml
+  wsx hub --config hub.toml --redis redis://127.0.0.1:6379 --listen 127.0.0.1:8001  # one of N nodes
 
 Clients: Centrifugo's SDKs (centrifuge-js, centrifuge-python, ...) on
 ws://HOST:PORT/connection/websocket. Server API: POST /api/<method> (publish, broadcast,
@@ -125,6 +144,7 @@ hub.toml:
   token_hmac_secret = \"...\"
   api_key = \"...\"
   allow_anonymous = false
+  redis = \"redis://127.0.0.1:6379\"   # several nodes as one (optional)
   [defaults]               # channels without a namespace
   allow_subscribe = true
   history_size = 100
@@ -211,7 +231,24 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
 
-    let hub = Hub::new(config, keys, Arc::new(MemoryBroker::new()));
+    let broker: Arc<dyn Broker> = match args.redis.or(file.redis) {
+        Some(url) => {
+            let mut b = RedisBroker::connect(&url)
+                .await
+                .with_context(|| format!("cannot use Redis at {}", redacted(&url)))?
+                .meta_ttl(config.history_meta_ttl);
+            if let Some(prefix) = args.redis_prefix.or(file.redis_prefix) {
+                b = b.prefix(&prefix);
+            }
+            if let Some(ttl) = args.presence_ttl.or(file.presence_ttl).and_then(secs) {
+                b = b.presence_ttl(ttl);
+            }
+            tracing::info!("broker: Redis at {}", redacted(&url));
+            Arc::new(b)
+        }
+        None => Arc::new(MemoryBroker::new().meta_ttl(config.history_meta_ttl)),
+    };
+    let hub = Hub::new(config, keys, broker);
     let mut hook = HubHook::new(hub.clone());
     if let Some(key) = api_key {
         hook = hook.api_key(key);
@@ -269,6 +306,14 @@ fn load(path: &Path) -> anyhow::Result<HubFile> {
     toml::from_str(&text).with_context(|| format!("{}: invalid hub configuration", path.display()))
 }
 
+/// A Redis URL without its password, for logs and errors.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +337,17 @@ mod tests {
         assert!(f.defaults.allow_subscribe && f.defaults.history());
         assert!(f.namespaces["chat"].presence);
         assert!(toml::from_str::<HubFile>("[defaults]\nhistroy_size = 1").is_err());
+    }
+
+    #[test]
+    fn redis_passwords_stay_out_of_logs() {
+        assert_eq!(
+            super::redacted("redis://:secret@10.0.0.1:6379/0"),
+            "redis://***@10.0.0.1:6379/0"
+        );
+        assert_eq!(
+            super::redacted("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

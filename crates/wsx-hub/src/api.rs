@@ -4,9 +4,9 @@
 //! a method that does not exist). Authentication is the HTTP layer's
 //! ([`crate::HubHook`]).
 
-use crate::client::ServerCommand;
 use crate::codes::{self, ErrorReply};
-use crate::hub::{Hub, VERSION};
+use crate::control::Control;
+use crate::hub::Hub;
 use crate::protocol::{Json, Publication, StreamPosition};
 use crate::session::{history, presence_stats, publish_options};
 use serde::de::DeserializeOwned;
@@ -170,71 +170,63 @@ pub async fn call(hub: &Hub, method: &str, body: &[u8]) -> ApiReply {
             let subscribe = method == "subscribe";
             run(body, |p: UserChannelParams| async move {
                 namespace(hub, &p.channel)?;
-                for c in hub.user_clients(&p.user, p.client.as_deref()) {
-                    let command = if subscribe {
-                        ServerCommand::Subscribe(p.channel.clone())
-                    } else {
-                        ServerCommand::Unsubscribe(p.channel.clone())
-                    };
-                    c.command(command);
-                }
-                Ok(Empty {})
+                let (user, client, channel) = (p.user, p.client, p.channel);
+                let control = if subscribe {
+                    Control::Subscribe {
+                        user,
+                        client,
+                        channel,
+                    }
+                } else {
+                    Control::Unsubscribe {
+                        user,
+                        client,
+                        channel,
+                    }
+                };
+                to_all(hub, &control).await
             })
             .await
         }
         "disconnect" => {
             run(body, |p: DisconnectParams| async move {
-                let d = match &p.disconnect {
+                let (code, reason) = match p.disconnect {
                     // Codes under 3000 are the WebSocket protocol's, not the application's.
                     Some(d) if !(3000..5000).contains(&d.code) => return Err(codes::BAD_REQUEST),
-                    Some(d) => codes::Disconnect::custom(d.code, &d.reason),
-                    None => codes::FORCE_NO_RECONNECT,
+                    Some(d) => (d.code, d.reason),
+                    None => (
+                        codes::FORCE_NO_RECONNECT.code,
+                        codes::FORCE_NO_RECONNECT.reason.into_owned(),
+                    ),
                 };
-                for c in hub.user_clients(&p.user, p.client.as_deref()) {
-                    if !p.whitelist.contains(&c.id.to_string()) {
-                        c.disconnect(d.clone());
-                    }
-                }
-                Ok(Empty {})
+                let control = Control::Disconnect {
+                    user: p.user,
+                    client: p.client,
+                    whitelist: p.whitelist,
+                    code,
+                    reason,
+                };
+                to_all(hub, &control).await
             })
             .await
         }
         "channels" => {
             run(body, |p: ChannelsParams| async move {
-                let mut channels = BTreeMap::new();
-                for (name, n) in hub.channel_counts() {
-                    if p.pattern.as_deref().is_none_or(|pat| glob(pat, &name)) {
-                        channels.insert(name, serde_json::json!({ "num_clients": n }));
-                    }
-                }
+                let all = hub
+                    .all_channels(p.pattern)
+                    .await
+                    .map_err(|_| codes::INTERNAL)?;
+                let channels: BTreeMap<_, _> = all
+                    .into_iter()
+                    .map(|(name, n)| (name, serde_json::json!({ "num_clients": n })))
+                    .collect();
                 Ok(serde_json::json!({ "channels": channels }))
             })
             .await
         }
         "info" => {
             run(body, |_: serde::de::IgnoredAny| async move {
-                let clients = hub.clients_snapshot();
-                let mut users = std::collections::HashSet::new();
-                let mut num_clients = 0;
-                for c in &clients {
-                    let s = c.state();
-                    if s.connected {
-                        num_clients += 1;
-                        users.insert(s.user.clone());
-                    }
-                }
-                let channels = hub.channel_counts();
-                let subs: usize = channels.iter().map(|(_, n)| n).sum();
-                Ok(serde_json::json!({ "nodes": [{
-                    "uid": hub.config.name,
-                    "name": hub.config.name,
-                    "version": VERSION,
-                    "num_clients": num_clients,
-                    "num_users": users.len(),
-                    "num_channels": channels.len(),
-                    "num_subs": subs,
-                    "uptime": hub.started.elapsed().as_secs(),
-                }]}))
+                Ok(serde_json::json!({ "nodes": hub.all_nodes() }))
             })
             .await
         }
@@ -243,6 +235,15 @@ pub async fn call(hub: &Hub, method: &str, body: &[u8]) -> ApiReply {
             body: br#"{"error":{"code":104,"message":"method not found"}}"#.to_vec(),
         },
     }
+}
+
+/// Sends a command to the clients on every node.
+async fn to_all(hub: &Hub, control: &Control) -> Result<Empty, ErrorReply> {
+    hub.control(control).await.map_err(|e| {
+        tracing::warn!("server API command not sent to the nodes: {e}");
+        codes::INTERNAL
+    })?;
+    Ok(Empty {})
 }
 
 /// Parses the parameters, runs the method, and wraps its result or error.
@@ -326,31 +327,4 @@ fn namespace<'a>(hub: &'a Hub, channel: &str) -> Result<&'a crate::NamespaceOpti
         return Err(codes::BAD_REQUEST);
     }
     hub.config.namespace(channel).ok_or(codes::UNKNOWN_CHANNEL)
-}
-
-/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
-fn glob(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((head, rest)) => {
-            let Some(tail) = name.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len())
-                .filter(|&i| tail.is_char_boundary(i))
-                .any(|i| glob(rest, &tail[i..]))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn glob_patterns() {
-        assert!(super::glob("chat:*", "chat:1"));
-        assert!(super::glob("*", "x"));
-        assert!(super::glob("a*c*e", "abcde"));
-        assert!(!super::glob("chat:*", "news"));
-        assert!(!super::glob("a", "ab"));
-    }
 }

@@ -65,15 +65,24 @@ pub trait BrokerEvents: Send + Sync + 'static {
     fn join(&self, channel: &str, info: &ClientInfo);
     /// A client left a channel.
     fn leave(&self, channel: &str, info: &ClientInfo);
+    /// Publications of `channel` were lost on their way to this node and are no longer in
+    /// its history: its subscribers here must recover by themselves (the hub disconnects
+    /// them with 3010, and their SDKs reconnect and recover, or learn they cannot).
+    fn lost(&self, channel: &str);
+    /// A message some node (this one included) sent with [`Broker::control`].
+    fn control(&self, message: &[u8]);
 }
 
 /// A message broker with history and presence (see the module documentation).
 pub trait Broker: Send + Sync + 'static {
     /// Where this node's deliveries go; called once, before anything else.
     fn start(&self, events: Arc<dyn BrokerEvents>);
-    /// This node has subscribers in `channel` from now on.
+    /// A subscriber of this node joins `channel`: called for each one, before it reads
+    /// the channel's history. Completes once the channel's deliveries reach this node, so
+    /// that nothing published after that read can miss the subscriber.
     fn subscribe(&self, channel: &str) -> BrokerFuture<'_, ()>;
-    /// This node has no subscribers left in `channel`.
+    /// A subscriber of this node left `channel` (one call for each successful
+    /// [`subscribe`](Broker::subscribe)); after the last, the node stops receiving it.
     fn unsubscribe(&self, channel: &str) -> BrokerFuture<'_, ()>;
     /// Numbers and keeps a publication, delivers it, and returns its position. When the
     /// future completes the publication is in history (when history is kept).
@@ -97,6 +106,14 @@ pub trait Broker: Send + Sync + 'static {
     fn remove_presence(&self, channel: &str, client: &str) -> BrokerFuture<'_, ()>;
     /// Who is present in a channel, by client id.
     fn presence(&self, channel: &str) -> BrokerFuture<'_, BTreeMap<String, ClientInfo>>;
+    /// Sends `message` to every node's hub, this one included
+    /// ([`BrokerEvents::control`]): server API calls that act on clients wherever they
+    /// are connected, and what nodes know of each other.
+    fn control(&self, message: Vec<u8>) -> BrokerFuture<'_, ()>;
     /// Drops what has expired; the hub calls it every few seconds.
     fn sweep(&self) {}
+    /// Adds the broker's own metrics to the hub's (called once, by [`crate::Hub::new`]).
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let _ = registry;
+    }
 }

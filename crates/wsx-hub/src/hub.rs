@@ -24,6 +24,7 @@ use crate::broker::{Broker, BrokerEvents};
 use crate::client::{Client, ClientId, Outbox};
 use crate::codes::{self, Disconnect};
 use crate::config::HubConfig;
+use crate::control::Nodes;
 use crate::metrics::Metrics;
 use crate::protocol::{push, ClientInfo, Presence, Publication};
 use std::collections::HashMap;
@@ -50,6 +51,12 @@ pub struct Hub {
     pub(crate) started: Instant,
     ping: PreparedMessage,
     shutting_down: AtomicBool,
+    /// This node's unique id (names may repeat).
+    pub(crate) uid: String,
+    /// The hub itself, for tasks it starts.
+    pub(crate) me: Weak<Hub>,
+    /// The other nodes, and this node's open surveys.
+    nodes: Mutex<Nodes>,
 }
 
 /// A channel's subscribers on this node.
@@ -94,6 +101,22 @@ impl BrokerEvents for Deliveries {
             hub.fan_out_presence(channel, "leave", info);
         }
     }
+
+    fn control(&self, message: &[u8]) {
+        if let Some(hub) = self.0.upgrade() {
+            hub.on_control(message);
+        }
+    }
+
+    fn lost(&self, channel: &str) {
+        let Some(hub) = self.0.upgrade() else { return };
+        let Some(ch) = lock(&hub.channels).get(channel).cloned() else {
+            return;
+        };
+        for sub in lock(&ch.subs).iter() {
+            sub.client.disconnect(codes::INSUFFICIENT_STATE);
+        }
+    }
 }
 
 impl Hub {
@@ -101,20 +124,28 @@ impl Hub {
     /// Call it inside a tokio runtime: it starts the task that pings clients, enforces
     /// token expiry and sweeps expired history, which ends when the hub is dropped.
     pub fn new(config: HubConfig, keys: TokenKeys, broker: Arc<dyn Broker>) -> Arc<Hub> {
-        let hub = Arc::new(Hub {
+        let metrics = Metrics::new(&*broker);
+        let hub = Arc::new_cyclic(|me| Hub {
             config,
             keys,
             broker,
             channels: Mutex::default(),
             clients: Mutex::default(),
-            metrics: Metrics::new(),
+            metrics,
             started: Instant::now(),
             ping: PreparedMessage::text("{}"),
             shutting_down: AtomicBool::new(false),
+            uid: crate::client::ClientId::random().to_string(),
+            me: me.clone(),
+            nodes: Mutex::default(),
         });
         hub.broker.start(Arc::new(Deliveries(Arc::downgrade(&hub))));
         tokio::spawn(tick(Arc::downgrade(&hub)));
         hub
+    }
+
+    pub(crate) fn nodes(&self) -> MutexGuard<'_, Nodes> {
+        lock(&self.nodes)
     }
 
     /// The configuration.
@@ -190,15 +221,9 @@ impl Hub {
             .collect()
     }
 
-    /// Adds a pending subscriber; true when it is the node's first in the channel.
-    pub(crate) fn add_subscriber(
-        &self,
-        channel: &str,
-        client: &Arc<Client>,
-        join_leave: bool,
-    ) -> bool {
+    /// Adds a pending subscriber.
+    pub(crate) fn add_subscriber(&self, channel: &str, client: &Arc<Client>, join_leave: bool) {
         let mut channels = lock(&self.channels);
-        let first = !channels.contains_key(channel);
         let ch = channels.entry(channel.to_owned()).or_default().clone();
         // The channel map's lock is held until the subscriber is in, so that a concurrent
         // removal of the last subscriber cannot drop the channel in between.
@@ -209,14 +234,13 @@ impl Hub {
         });
         drop(channels);
         self.metrics.subscriptions.inc();
-        first
     }
 
-    /// Removes a subscriber; true when the channel has none left on this node.
-    pub(crate) fn remove_subscriber(&self, channel: &str, client: &Client) -> bool {
+    /// Removes a subscriber.
+    pub(crate) fn remove_subscriber(&self, channel: &str, client: &Client) {
         let mut channels = lock(&self.channels);
         let Some(ch) = channels.get(channel).cloned() else {
-            return false;
+            return;
         };
         let mut subs = lock(&ch.subs);
         let before = subs.len();
@@ -229,7 +253,6 @@ impl Hub {
         if last {
             channels.remove(channel);
         }
-        last
     }
 
     /// Sends a pending subscriber what was delivered meanwhile after offset `after` (all
@@ -353,6 +376,9 @@ async fn tick(hub: Weak<Hub>) {
         n += 1;
         if n.is_multiple_of(10) {
             hub.broker.sweep();
+        }
+        if n.is_multiple_of(crate::control::ANNOUNCE_EVERY.as_secs()) {
+            tokio::spawn(async move { hub.announce().await });
         }
     }
 }

@@ -10,7 +10,8 @@
 //! - [`HubHook`]: mounts the hub on a [`wsx::Server`]: the WebSocket endpoint
 //!   `/connection/websocket`, the server API under `/api/`, `/health` and `/metrics`.
 //! - [`Broker`]: where publications travel, with history and presence;
-//!   [`MemoryBroker`] keeps them in this process.
+//!   [`MemoryBroker`] keeps them in this process; `RedisBroker` (feature `redis`) in Redis,
+//!   so that several hub nodes act as one.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -40,12 +41,15 @@ pub mod broker;
 mod client;
 pub mod codes;
 pub mod config;
+mod control;
 mod flush;
 mod http;
 mod hub;
 mod memory;
 mod metrics;
 pub mod protocol;
+#[cfg(feature = "redis")]
+mod redis;
 mod session;
 
 pub use auth::{AuthError, TokenKeys};
@@ -55,3 +59,5 @@ pub use config::{HubConfig, NamespaceOptions};
 pub use http::HubHook;
 pub use hub::{Hub, VERSION};
 pub use memory::MemoryBroker;
+#[cfg(feature = "redis")]
+pub use redis::RedisBroker;

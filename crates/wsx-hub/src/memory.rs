@@ -229,6 +229,11 @@ impl Broker for MemoryBroker {
         Box::pin(std::future::ready(r))
     }
 
+    fn control(&self, message: Vec<u8>) -> BrokerFuture<'_, ()> {
+        let r = self.events().map(|e| e.control(&message));
+        Box::pin(std::future::ready(r))
+    }
+
     fn history(&self, channel: &str, query: HistoryQuery) -> BrokerFuture<'_, HistoryPage> {
         ready(self.history_now(channel, query))
     }
@@ -296,6 +301,8 @@ mod tests {
         }
         fn join(&self, _: &str, _: &ClientInfo) {}
         fn leave(&self, _: &str, _: &ClientInfo) {}
+        fn lost(&self, _: &str) {}
+        fn control(&self, _: &[u8]) {}
     }
 
     fn publication(n: u32) -> Publication {

@@ -26,7 +26,7 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub fn new(broker: &dyn crate::Broker) -> Self {
         let mut registry = Registry::with_prefix("wsx_hub");
         let m = Metrics {
             connections: Gauge::default(),
@@ -69,6 +69,7 @@ impl Metrics {
             m.recoveries.clone(),
         );
         registry.register("api_calls", "Server API calls", m.api_calls.clone());
+        broker.register_metrics(&mut registry);
         Metrics { registry, ..m }
     }
 

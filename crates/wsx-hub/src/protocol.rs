@@ -202,7 +202,7 @@ pub struct ClientInfo {
 }
 
 /// A publication in a channel.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Publication {
     /// The publication's data, as published.
     pub data: Json,
@@ -210,7 +210,7 @@ pub struct Publication {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub info: Option<ClientInfo>,
     /// Its offset in the channel's stream (0 in channels without history).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub offset: u64,
     /// Tags from the server API.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -355,9 +355,9 @@ impl Session {
         let info = self.info(chan_info);
         let join_leave =
             ns.join_leave && (req.join_leave || ns.force_push_join_leave || server_side);
-        let first = hub.add_subscriber(channel, &self.client, join_leave);
+        hub.add_subscriber(channel, &self.client, join_leave);
         match self
-            .start_subscription(channel, &ns, req, &info, first, &mut result)
+            .start_subscription(channel, &ns, req, &info, &mut result)
             .await
         {
             Ok(after) => {
@@ -372,29 +372,42 @@ impl Session {
             }
             Err(e) => {
                 tracing::warn!(peer = %self.client.peer, %channel, "subscribe failed: {e}");
-                if hub.remove_subscriber(channel, &self.client) {
-                    let _ = hub.broker.unsubscribe(channel).await;
-                }
+                hub.remove_subscriber(channel, &self.client);
                 Err(codes::INTERNAL)
             }
         }
     }
 
     /// The broker's part of a subscription: node interest, presence, join, history and
-    /// recovery. Returns the offset the reply ends at (`None`: no history).
+    /// recovery. Returns the offset the reply ends at (`None`: no history). On failure the
+    /// broker no longer counts the subscriber.
     async fn start_subscription(
         &self,
         channel: &str,
         ns: &NamespaceOptions,
         req: &SubscribeRequest,
         info: &ClientInfo,
-        first: bool,
         result: &mut SubscribeResult,
     ) -> Result<Option<u64>, crate::BrokerError> {
         let broker = &self.hub.broker;
-        if first {
-            broker.subscribe(channel).await?;
+        broker.subscribe(channel).await?;
+        let r = self.read_subscription(channel, ns, req, info, result).await;
+        if r.is_err() {
+            let _ = broker.unsubscribe(channel).await;
         }
+        r
+    }
+
+    /// [`Session::start_subscription`] once the node receives the channel.
+    async fn read_subscription(
+        &self,
+        channel: &str,
+        ns: &NamespaceOptions,
+        req: &SubscribeRequest,
+        info: &ClientInfo,
+        result: &mut SubscribeResult,
+    ) -> Result<Option<u64>, crate::BrokerError> {
+        let broker = &self.hub.broker;
         if ns.presence {
             broker
                 .add_presence(channel, &self.client.id.to_string(), info.clone())
@@ -444,9 +457,8 @@ impl Session {
 
     async fn leave(&self, channel: &str, sub: Sub) {
         let hub = self.hub.clone();
-        if hub.remove_subscriber(channel, &self.client) {
-            let _ = hub.broker.unsubscribe(channel).await;
-        }
+        hub.remove_subscriber(channel, &self.client);
+        let _ = hub.broker.unsubscribe(channel).await;
         if sub.presence {
             let _ = hub
                 .broker
