@@ -14,67 +14,151 @@ use wsx_hub::broker::{HistoryQuery, PublishOptions};
 use wsx_hub::protocol::{ClientInfo, Publication};
 use wsx_hub::{Broker, BrokerEvents, RedisBroker};
 
-/// A `redis-server` of this test, killed when dropped.
+/// The `redis-server`s of one test: one server, or a cluster of three masters; killed
+/// when dropped.
 struct Redis {
-    child: Child,
-    port: u16,
+    children: Vec<Child>,
+    ports: Vec<u16>,
     dir: std::path::PathBuf,
+    cluster: bool,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn server(port: u16, dir: &std::path::Path, cluster: bool) -> Child {
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+    ])
+    .args(["--appendonly", "yes", "--appendfsync", "always"])
+    .args(["--appendfilename", &format!("appendonly-{port}.aof")])
+    .args(["--appenddirname", &format!("aof-{port}")])
+    .arg("--dir")
+    .arg(dir);
+    if cluster {
+        cmd.args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", &format!("nodes-{port}.conf")]);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (apt-get install redis-server)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("wsx-redis-test-{}-{port}", std::process::id()));
+    fn dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "wsx-redis-test-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
-        Redis::start_on(port, dir)
+        dir
     }
 
-    fn start_on(port: u16, dir: std::path::PathBuf) -> Redis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
+    /// One server.
+    fn start() -> Redis {
+        let (port, dir) = (free_port(), Redis::dir());
+        Redis {
+            children: vec![server(port, &dir, false)],
+            ports: vec![port],
+            dir,
+            cluster: false,
         }
-        Redis { child, port, dir }
+    }
+
+    /// A cluster of three masters, no replicas.
+    fn start_cluster() -> Redis {
+        let dir = Redis::dir();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let children = ports.iter().map(|&p| server(p, &dir, true)).collect();
+        let redis = Redis {
+            children,
+            ports,
+            dir,
+            cluster: true,
+        };
+        let nodes: Vec<String> = redis
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for &port in &redis.ports {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "CLUSTER", "INFO"])
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster did not form");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        redis
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        if self.cluster {
+            let hosts: Vec<String> = self
+                .ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect();
+            format!("redis+cluster://{}", hosts.join(","))
+        } else {
+            format!("redis://127.0.0.1:{}", self.ports[0])
+        }
     }
 
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    /// Runs a command on every server (following redirections in a cluster).
+    fn cli(&self, args: &[&str]) {
+        for port in &self.ports {
+            Command::new("redis-cli")
+                .args(["-c", "-p", &port.to_string()])
+                .args(args)
+                .output()
+                .unwrap();
+        }
     }
 
     fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -173,9 +257,7 @@ async fn until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test]
-async fn two_nodes_see_one_stream_in_order() {
-    let redis = Redis::start();
+async fn two_nodes_see_one_stream_in_order(redis: Redis) {
     let (a, seen_a) = node(&redis).await;
     let (b, seen_b) = node(&redis).await;
     a.subscribe("c").await.unwrap();
@@ -238,6 +320,27 @@ async fn two_nodes_see_one_stream_in_order() {
     let page = a.history("small", HistoryQuery::default()).await.unwrap();
     let got: Vec<u64> = page.publications.iter().map(|p| p.offset).collect();
     assert_eq!(got, (16..=20).collect::<Vec<_>>());
+    // Many channels, spread over a cluster's masters, each in its own order.
+    let names: Vec<String> = (0..24).map(|i| format!("room{i}")).collect();
+    for name in &names {
+        a.subscribe(name).await.unwrap();
+    }
+    for round in 0..5u64 {
+        for name in &names {
+            b.publish(name, publication(round), options(100))
+                .await
+                .unwrap();
+        }
+    }
+    for name in &names {
+        until("every room's publications", 5, || {
+            seen_a.offsets(name).len() == 5
+        })
+        .await;
+        assert_eq!(seen_a.offsets(name), vec![1, 2, 3, 4, 5], "{name}");
+    }
+    let shards = redis.ports.len() as u64;
+    assert_eq!(metric(&metrics(&a), "redis_link_up"), shards);
     // Joins cross nodes.
     a.publish_join("c", info("x")).await.unwrap();
     until("the join on b", 5, || {
@@ -257,9 +360,7 @@ async fn two_nodes_see_one_stream_in_order() {
     assert_eq!(metric(&metrics(&b), "redis_link_reconnects_total"), 0);
 }
 
-#[tokio::test]
-async fn a_cut_link_catches_up_from_history() {
-    let redis = Redis::start();
+async fn a_cut_link_catches_up_from_history(redis: Redis) {
     let (a, _) = node(&redis).await;
     let (b, seen_b) = node(&redis).await;
     b.subscribe("c").await.unwrap();
@@ -286,7 +387,8 @@ async fn a_cut_link_catches_up_from_history() {
         "{metrics}"
     );
     assert!(metric(&metrics, "redis_caught_up_total") >= 1, "{metrics}");
-    assert_eq!(metric(&metrics, "redis_link_up"), 1, "{metrics}");
+    let shards = redis.ports.len() as u64;
+    assert_eq!(metric(&metrics, "redis_link_up"), shards, "{metrics}");
 }
 
 fn metrics(broker: &RedisBroker) -> String {
@@ -303,9 +405,7 @@ fn metric(text: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
-#[tokio::test]
-async fn a_lost_stream_is_reported() {
-    let redis = Redis::start();
+async fn a_lost_stream_is_reported(redis: Redis) {
     let (a, _) = node(&redis).await;
     let (b, seen_b) = node(&redis).await;
     b.subscribe("c").await.unwrap();
@@ -328,9 +428,7 @@ async fn a_lost_stream_is_reported() {
     assert_eq!(seen_b.offsets("c"), vec![1, 2, 3, 2]);
 }
 
-#[tokio::test]
-async fn presence_of_a_dead_node_expires() {
-    let redis = Redis::start();
+async fn presence_of_a_dead_node_expires(redis: Redis) {
     let (a, _) = node(&redis).await;
     let (b, _) = node(&redis).await;
     a.add_presence("c", "ca", info("ca")).await.unwrap();
@@ -363,8 +461,8 @@ async fn redis_restart_keeps_acknowledged_publications() {
         .await
         .is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
-    let (port, dir) = (redis.port, redis.dir.clone());
-    let redis = Redis::start_on(port, dir);
+    let child = server(redis.ports[0], &redis.dir, false);
+    redis.children = vec![child];
     // The command connection reconnects; the link resubscribes and catches up.
     let mut n = 10;
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -447,9 +545,7 @@ impl Raw {
     }
 }
 
-#[tokio::test]
-async fn the_server_api_reaches_clients_on_every_node() {
-    let redis = Redis::start();
+async fn the_server_api_reaches_clients_on_every_node(redis: Redis) {
     let (addr_a, _a) = hub_node(&redis, "a").await;
     let (_, b) = hub_node(&redis, "b").await;
     let ws = wsx::connect(&format!("ws://{addr_a}/connection/websocket"))
@@ -513,3 +609,29 @@ async fn the_server_api_reaches_clients_on_every_node() {
         }
     }
 }
+
+/// Each scenario on one server and on a three-master cluster (sharded pub/sub).
+macro_rules! both {
+    ($($name:ident),*) => {
+        mod single {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Redis::start()).await;
+            })*
+        }
+        mod cluster {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Redis::start_cluster()).await;
+            })*
+        }
+    };
+}
+
+both!(
+    two_nodes_see_one_stream_in_order,
+    a_cut_link_catches_up_from_history,
+    a_lost_stream_is_reported,
+    presence_of_a_dead_node_expires,
+    the_server_api_reaches_clients_on_every_node
+);

@@ -39,21 +39,66 @@ const MAX_HELD: usize = 10_000;
 /// Channels per `SUBSCRIBE` when resubscribing after a reconnect.
 const RESUBSCRIBE_BATCH: usize = 500;
 
-/// The link's state, shared by the link task and the broker's calls.
+/// The link's state, shared by the link tasks and the broker's calls.
 pub(super) struct Link {
     state: Mutex<State>,
+    /// One connection per Redis server holding channels: one, or each master of a
+    /// cluster.
+    shards: Vec<Shard>,
+    /// A cluster's slot ranges, with the shard serving each (empty: one server).
+    slots: Vec<(u16, u16, usize)>,
+}
+
+/// One server's connection of the link.
+struct Shard {
+    /// Where, with RESP3 (pushes on a multiplexed connection).
+    server: redis::ConnectionInfo,
     commands: mpsc::UnboundedSender<Command>,
     receiver: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
 }
 
-impl Default for Link {
-    fn default() -> Self {
-        let (commands, receiver) = mpsc::unbounded_channel();
+impl Link {
+    /// A link to `servers`; with `slots`, channels are spread over them by the cluster's
+    /// slots and use sharded pub/sub (`SSUBSCRIBE`).
+    pub(super) fn new(servers: Vec<redis::ConnectionInfo>, slots: Vec<(u16, u16, usize)>) -> Self {
+        let shards = servers
+            .into_iter()
+            .map(|server| {
+                let (commands, receiver) = mpsc::unbounded_channel();
+                let settings = server
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(redis::ProtocolVersion::RESP3);
+                Shard {
+                    server: server.set_redis_settings(settings),
+                    commands,
+                    receiver: Mutex::new(Some(receiver)),
+                }
+            })
+            .collect();
         Link {
             state: Mutex::default(),
-            commands,
-            receiver: Mutex::new(Some(receiver)),
+            shards,
+            slots,
         }
+    }
+
+    /// How many connections the link has (a task each).
+    pub(super) fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn sharded(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
+    /// The shard of a pub/sub channel.
+    fn shard_of(&self, pubsub: &str) -> usize {
+        let slot = super::slot(pubsub.as_bytes());
+        self.slots
+            .iter()
+            .find(|(from, to, _)| (*from..=*to).contains(&slot))
+            .map_or(0, |(_, _, shard)| *shard)
     }
 }
 
@@ -118,8 +163,8 @@ pub(super) async fn subscribe(inner: &Arc<Inner>, channel: &str) -> Result<(), B
         ch.waiters.push(tx);
         if ch.refs == 1 {
             st.next_generation += 1;
-            let _ = inner
-                .link
+            let shard = inner.link.shard_of(&inner.keys.pubsub(channel));
+            let _ = inner.link.shards[shard]
                 .commands
                 .send(Command::Subscribe(channel.to_owned(), generation));
         }
@@ -146,18 +191,29 @@ pub(super) fn unsubscribe(inner: &Inner, channel: &str) {
     ch.refs = ch.refs.saturating_sub(1);
     if ch.refs == 0 {
         st.channels.remove(channel);
-        let _ = inner
-            .link
+        let shard = inner.link.shard_of(&inner.keys.pubsub(channel));
+        let _ = inner.link.shards[shard]
             .commands
             .send(Command::Unsubscribe(channel.to_owned()));
     }
 }
 
-/// The link task: connects, subscribes, reads, and does it again when the link is lost.
-pub(super) async fn run(inner: Arc<Inner>) {
-    let Some(mut commands) = lock(&inner.link.receiver).take() else {
+/// The task of shard `index`: connects, subscribes, reads, and does it again when the
+/// connection is lost. Shard 0 also carries the nodes' control channel.
+pub(super) async fn run(inner: Arc<Inner>, index: usize) {
+    let shard = &inner.link.shards[index];
+    let Some(mut commands) = lock(&shard.receiver).take() else {
         return;
     };
+    let client = match redis::Client::open(shard.server.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("Redis pub/sub link: bad address: {e}");
+            return;
+        }
+    };
+    let server = shard.server.addr().to_string();
+    let sharded = inner.link.sharded();
     let mut closed = inner.closed.subscribe();
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
@@ -165,71 +221,84 @@ pub(super) async fn run(inner: Arc<Inner>) {
         if *closed.borrow() {
             return;
         }
-        let pubsub = tokio::time::timeout(inner.timeout, inner.client.get_async_pubsub()).await;
-        let pubsub = match pubsub {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::warn!("Redis pub/sub link: cannot connect: {e}; again in {backoff:?}");
-                if pause(&mut closed, &mut backoff).await {
-                    return;
-                }
-                continue;
-            }
-            Err(_) => {
-                tracing::warn!("Redis pub/sub link: no answer; again in {backoff:?}");
+        let (push_tx, mut pushes) = mpsc::unbounded_channel();
+        let config = redis::AsyncConnectionConfig::new()
+            .set_push_sender(push_tx)
+            .set_connection_timeout(Some(inner.timeout))
+            .set_response_timeout(Some(inner.timeout));
+        let mut conn = match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(%server, "Redis pub/sub link: cannot connect: {e}; again in {backoff:?}");
                 if pause(&mut closed, &mut backoff).await {
                     return;
                 }
                 continue;
             }
         };
-        let (mut sink, mut stream) = pubsub.split();
         // Commands sent while the link was down are answered by resubscribing everything.
         while commands.try_recv().is_ok() {}
         let channels: Vec<(String, u64)> = {
             let mut st = lock(&inner.link.state);
-            for ch in st.channels.values_mut() {
-                if ch.last.is_some() {
+            let mine = |name: &str| inner.link.shard_of(&inner.keys.pubsub(name)) == index;
+            for (name, ch) in st.channels.iter_mut() {
+                if ch.last.is_some() && mine(name) {
                     // Held until it has caught up with what it missed.
                     ch.held.get_or_insert_with(Vec::new);
                 }
             }
             st.channels
                 .iter()
+                .filter(|(name, _)| mine(name))
                 .map(|(name, ch)| (name.clone(), ch.generation))
                 .collect()
         };
-        let mut ok = matches!(
-            tokio::time::timeout(inner.timeout, sink.subscribe(inner.keys.control())).await,
-            Ok(Ok(()))
-        );
-        for batch in channels.chunks(RESUBSCRIBE_BATCH) {
-            if !ok {
-                break;
+        let mut result = Ok(());
+        if index == 0 {
+            result = listen(&inner, &mut conn, false, vec![inner.keys.control()]).await;
+        }
+        if sharded {
+            // One channel per SSUBSCRIBE (several must share a slot), many in flight.
+            let names: Vec<String> = channels.iter().map(|(n, _)| inner.keys.pubsub(n)).collect();
+            let subscribe_one = {
+                let (inner, conn) = (inner.clone(), conn.clone());
+                move |name: String| {
+                    let (inner, mut conn) = (inner.clone(), conn.clone());
+                    async move { listen(&inner, &mut conn, true, vec![name]).await }
+                }
+            };
+            let mut all = futures_util::stream::iter(names.into_iter().map(subscribe_one))
+                .buffer_unordered(64);
+            while let Some(r) = all.next().await {
+                if r.is_err() {
+                    result = r;
+                }
             }
-            let names: Vec<String> = batch.iter().map(|(n, _)| inner.keys.pubsub(n)).collect();
-            let r = tokio::time::timeout(inner.timeout, sink.subscribe(names)).await;
-            if !matches!(r, Ok(Ok(()))) {
-                ok = false;
-                break;
+        } else {
+            for batch in channels.chunks(RESUBSCRIBE_BATCH) {
+                if result.is_err() {
+                    break;
+                }
+                let names = batch.iter().map(|(n, _)| inner.keys.pubsub(n)).collect();
+                result = listen(&inner, &mut conn, false, names).await;
             }
         }
-        if !ok {
-            tracing::warn!("Redis pub/sub link: resubscribing failed; again in {backoff:?}");
+        if let Err(e) = result {
+            tracing::warn!(%server, "Redis pub/sub link: subscribing failed: {e}; again in {backoff:?}");
             if pause(&mut closed, &mut backoff).await {
                 return;
             }
             continue;
         }
         if first {
-            tracing::info!("Redis pub/sub link up");
+            tracing::info!(%server, "Redis pub/sub link up");
         } else {
-            tracing::info!(
-                channels = channels.len(),
-                "Redis pub/sub link up again; catching up"
-            );
+            tracing::info!(%server, channels = channels.len(), "Redis pub/sub link up again; catching up");
         }
-        inner.metrics.link_up.set(1);
+        inner.metrics.link_up.inc();
         backoff = Duration::from_millis(100);
         for (name, generation) in channels {
             tokio::spawn(settle(inner.clone(), name, generation));
@@ -248,47 +317,78 @@ pub(super) async fn run(inner: Arc<Inner>) {
                         if !current {
                             continue;
                         }
-                        let r = tokio::time::timeout(
-                            inner.timeout,
-                            sink.subscribe(inner.keys.pubsub(&name)),
-                        )
-                        .await;
-                        match r {
-                            Ok(Ok(())) => {
+                        let target = vec![inner.keys.pubsub(&name)];
+                        match listen(&inner, &mut conn, sharded, target).await {
+                            Ok(()) => {
                                 tokio::spawn(settle(inner.clone(), name, generation));
                             }
-                            Ok(Err(e)) => break format!("SUBSCRIBE failed: {e}"),
-                            Err(_) => break "SUBSCRIBE timed out".to_owned(),
+                            Err(e) => break e,
                         }
                     }
                     Some(Command::Unsubscribe(name)) => {
-                        let r = tokio::time::timeout(
-                            inner.timeout,
-                            sink.unsubscribe(inner.keys.pubsub(&name)),
-                        )
-                        .await;
-                        if !matches!(r, Ok(Ok(()))) {
-                            break "UNSUBSCRIBE failed".to_owned();
+                        let verb = if sharded { "SUNSUBSCRIBE" } else { "UNSUBSCRIBE" };
+                        let mut cmd = redis::cmd(verb);
+                        cmd.arg(inner.keys.pubsub(&name));
+                        if let Err(e) = timed(&inner, cmd.exec_async(&mut conn)).await {
+                            break e;
                         }
                     }
                 },
-                message = stream.next() => match message {
+                push = pushes.recv() => match push {
                     None => break "connection closed".to_owned(),
-                    Some(m) => received(&inner, m.get_channel_name(), m.get_payload_bytes()),
+                    Some(p) => match p.kind {
+                        redis::PushKind::Disconnection => break "connection closed".to_owned(),
+                        redis::PushKind::Message | redis::PushKind::SMessage => {
+                            if let [redis::Value::BulkString(ch), redis::Value::BulkString(payload)] =
+                                &p.data[..]
+                            {
+                                received(&inner, &String::from_utf8_lossy(ch), payload);
+                            }
+                        }
+                        _ => {}
+                    },
                 },
                 _ = check.tick() => {
-                    let r = tokio::time::timeout(inner.timeout, sink.ping::<redis::Value>()).await;
-                    if !matches!(r, Ok(Ok(_))) {
-                        break "no answer to PING".to_owned();
+                    let ping = redis::cmd("PING");
+                    if let Err(e) = timed(&inner, ping.query_async::<redis::Value>(&mut conn)).await {
+                        break format!("no answer to PING: {e}");
                     }
                 }
                 _ = closed.changed() => return,
             }
         };
-        tracing::warn!("Redis pub/sub link lost ({why}); reconnecting");
-        inner.metrics.link_up.set(0);
+        tracing::warn!(%server, "Redis pub/sub link lost ({why}); reconnecting");
+        inner.metrics.link_up.dec();
         inner.metrics.reconnects.inc();
         first = false;
+    }
+}
+
+/// `SUBSCRIBE` (or, sharded, `SSUBSCRIBE`) to `names`, waiting for the confirmation.
+async fn listen(
+    inner: &Inner,
+    conn: &mut redis::aio::MultiplexedConnection,
+    sharded: bool,
+    names: Vec<String>,
+) -> Result<(), String> {
+    if sharded {
+        let mut cmd = redis::cmd("SSUBSCRIBE");
+        cmd.arg(names);
+        timed(inner, cmd.exec_async(conn)).await
+    } else {
+        timed(inner, conn.subscribe(names)).await
+    }
+}
+
+/// A link command with the broker's timeout.
+async fn timed<T>(
+    inner: &Inner,
+    f: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(inner.timeout, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_owned()),
     }
 }
 

@@ -29,7 +29,8 @@ use link::Link;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 use redis::streams::StreamRangeReply;
 use scripts::Keys;
 use std::collections::{BTreeMap, HashMap};
@@ -50,8 +51,7 @@ pub struct RedisBroker {
 
 /// What the broker's parts share: the command connection, the link, the settings.
 struct Inner {
-    client: redis::Client,
-    conn: ConnectionManager,
+    conn: Commands,
     keys: Keys,
     timeout: Duration,
     presence_ttl: Duration,
@@ -65,6 +65,80 @@ struct Inner {
     metrics: RedisMetrics,
     /// Tells the broker's tasks to end (set when the broker is dropped).
     closed: tokio::sync::watch::Sender<bool>,
+}
+
+/// The connection for commands: to one server, or to a cluster (routed by key slot).
+#[derive(Clone)]
+enum Commands {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Commands {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Commands::Single(c) => c.req_packed_command(cmd),
+            Commands::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Commands::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Commands::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Commands::Single(c) => c.get_db(),
+            Commands::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The cluster slot of a key or channel name (CRC16 of its hash tag, or of all of it).
+pub(crate) fn slot(name: &[u8]) -> u16 {
+    let tagged = name.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &name[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(name)) % 16384
+}
+
+/// Where the broker connects: `redis://` or `rediss://` for one server;
+/// `redis+cluster://HOST:PORT,HOST:PORT` (or `rediss+cluster://`), or a comma-separated
+/// list of `redis://` URLs, for a cluster (those are its seed nodes).
+fn seeds(url: &str) -> Result<(bool, Vec<String>), BrokerError> {
+    let bad = || BrokerError::Unavailable(format!("not a Redis URL: {url}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    if let Some(scheme) = scheme.strip_suffix("+cluster") {
+        let (auth, hosts) = match rest.rsplit_once('@') {
+            Some((auth, hosts)) => (format!("{auth}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let hosts = hosts.trim_end_matches('/');
+        let seeds: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{scheme}://{auth}{h}"))
+            .collect();
+        if seeds.is_empty() {
+            return Err(bad());
+        }
+        return Ok((true, seeds));
+    }
+    let list: Vec<String> = url.split(',').map(|u| u.trim().to_owned()).collect();
+    Ok((list.len() > 1, list))
 }
 
 /// The broker's own metrics, under `wsx_hub_redis_*`.
@@ -90,26 +164,55 @@ fn new_epoch() -> String {
 }
 
 impl RedisBroker {
-    /// Connects to the Redis at `url` (`redis://host:port/db`, `rediss://` for TLS,
-    /// `redis://:password@host`), failing when it cannot be reached within 5 seconds.
+    /// Connects to Redis at `url`, failing when it cannot be reached within 5 seconds:
+    /// `redis://HOST:PORT/DB` (`rediss://` for TLS, `redis://:PASSWORD@HOST`) for one
+    /// server; `redis+cluster://HOST:PORT,HOST:PORT` (`rediss+cluster://`), or several
+    /// `redis://` URLs separated by commas, for a Redis Cluster, whose channels are then
+    /// spread over its masters with sharded pub/sub (`SPUBLISH`, `SSUBSCRIBE`).
     pub async fn connect(url: &str) -> Result<RedisBroker, BrokerError> {
         let timeout = Duration::from_secs(5);
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = tokio::time::timeout(
-            timeout,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| BrokerError::Unavailable(format!("no answer from {url} in 5 s")))?
-        .map_err(unavailable)?;
+        let (cluster, seeds) = seeds(url)?;
+        let no_answer = || BrokerError::Unavailable(format!("no answer from {url} in 5 s"));
+        let (conn, link) = if cluster {
+            let client = redis::cluster::ClusterClient::builder(seeds.clone())
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .build()
+                .map_err(unavailable)?;
+            let mut conn = tokio::time::timeout(timeout, client.get_async_connection())
+                .await
+                .map_err(|_| no_answer())?
+                .map_err(unavailable)?;
+            let reply: redis::Value = tokio::time::timeout(
+                timeout,
+                redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn),
+            )
+            .await
+            .map_err(|_| no_answer())?
+            .map_err(unavailable)?;
+            let template = redis::IntoConnectionInfo::into_connection_info(seeds[0].as_str())
+                .map_err(unavailable)?;
+            let (servers, slots) = masters(&reply, &template)?;
+            (Commands::Cluster(conn), Link::new(servers, slots))
+        } else {
+            let client = redis::Client::open(seeds[0].as_str()).map_err(unavailable)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_secs(2));
+            let conn = tokio::time::timeout(
+                timeout,
+                ConnectionManager::new_with_config(client.clone(), config),
+            )
+            .await
+            .map_err(|_| no_answer())?
+            .map_err(unavailable)?;
+            let link = Link::new(vec![client.get_connection_info().clone()], Vec::new());
+            (Commands::Single(conn), link)
+        };
         Ok(RedisBroker {
             inner: Arc::new(Inner {
-                client,
                 conn,
                 keys: Keys::new("wsx"),
                 timeout,
@@ -117,7 +220,7 @@ impl RedisBroker {
                 meta_ttl: Duration::from_secs(24 * 3600),
                 link_check: Duration::from_secs(1),
                 events: OnceLock::new(),
-                link: Link::default(),
+                link,
                 present: Mutex::default(),
                 metrics: RedisMetrics::default(),
                 closed: tokio::sync::watch::Sender::new(false),
@@ -161,6 +264,68 @@ impl RedisBroker {
     }
 }
 
+/// The masters of a cluster from its `CLUSTER SLOTS` reply, as addresses like
+/// `template`'s (same scheme, credentials and database), and the slot ranges of each.
+fn masters(
+    reply: &redis::Value,
+    template: &redis::ConnectionInfo,
+) -> Result<(Vec<redis::ConnectionInfo>, Vec<(u16, u16, usize)>), BrokerError> {
+    use redis::Value;
+    let bad = || BrokerError::Unavailable("unexpected CLUSTER SLOTS reply".into());
+    let Value::Array(ranges) = reply else {
+        return Err(bad());
+    };
+    let mut servers: Vec<(String, u16)> = Vec::new();
+    let mut slots = Vec::new();
+    for range in ranges {
+        let Value::Array(r) = range else {
+            return Err(bad());
+        };
+        let (Some(Value::Int(from)), Some(Value::Int(to)), Some(Value::Array(master))) =
+            (r.first(), r.get(1), r.get(2))
+        else {
+            return Err(bad());
+        };
+        let host = match master.first() {
+            Some(Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
+            Some(Value::SimpleString(h)) => h.clone(),
+            _ => return Err(bad()),
+        };
+        let Some(Value::Int(port)) = master.get(1) else {
+            return Err(bad());
+        };
+        let server = (host, *port as u16);
+        let index = match servers.iter().position(|s| *s == server) {
+            Some(i) => i,
+            None => {
+                servers.push(server);
+                servers.len() - 1
+            }
+        };
+        slots.push((*from as u16, *to as u16, index));
+    }
+    let infos = servers
+        .into_iter()
+        .map(|(host, port)| {
+            let addr = match template.addr() {
+                redis::ConnectionAddr::TcpTls {
+                    insecure,
+                    tls_params,
+                    ..
+                } => redis::ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: *insecure,
+                    tls_params: tls_params.clone(),
+                },
+                _ => redis::ConnectionAddr::Tcp(host, port),
+            };
+            template.clone().set_addr(addr)
+        })
+        .collect();
+    Ok((infos, slots))
+}
+
 impl Drop for RedisBroker {
     fn drop(&mut self) {
         self.inner.closed.send_replace(true);
@@ -168,10 +333,19 @@ impl Drop for RedisBroker {
 }
 
 impl Inner {
+    /// `SPUBLISH` on a cluster (the channel's shard only), `PUBLISH` on one server.
+    fn publish_verb(&self) -> &'static str {
+        if matches!(self.conn, Commands::Cluster(_)) {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
     /// Runs a command, counting its failure.
     async fn run<T: redis::FromRedisValue>(
         &self,
-        f: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
+        f: impl AsyncFnOnce(Commands) -> redis::RedisResult<T>,
     ) -> Result<T, BrokerError> {
         match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
             Ok(Ok(v)) => Ok(v),
@@ -200,7 +374,7 @@ impl Inner {
             let message = format!("p0 - {json}");
             let target = self.keys.pubsub(channel);
             self.run(async |mut c| {
-                redis::cmd("PUBLISH")
+                redis::cmd(self.publish_verb())
                     .arg(&target)
                     .arg(message)
                     .query_async::<()>(&mut c)
@@ -220,6 +394,7 @@ impl Inner {
                     .arg(options.history_ttl.as_millis().max(1) as u64)
                     .arg(options.meta_ttl.as_secs())
                     .arg(new_epoch())
+                    .arg(self.publish_verb())
                     .invoke_async(&mut c)
                     .await
             })
@@ -269,30 +444,37 @@ impl Inner {
         })
     }
 
-    /// Adds (or refreshes) presence entries, in one pipeline.
+    /// Adds (or refreshes) presence entries, up to 64 in flight at once (on a cluster
+    /// each goes to its channel's master).
     async fn add_presence(&self, entries: &[(&str, &str, &str)]) -> Result<(), BrokerError> {
+        for chunk in entries.chunks(64) {
+            let mut batch = Vec::with_capacity(chunk.len());
+            for &(channel, client, info) in chunk {
+                batch.push(self.add_one_presence(channel, client, info));
+            }
+            for r in futures_util::future::join_all(batch).await {
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_one_presence(
+        &self,
+        channel: &str,
+        client: &str,
+        info: &str,
+    ) -> Result<(), BrokerError> {
         let ttl = self.presence_ttl.as_secs();
         self.run(async |mut c| {
-            // The script is loaded in the same pipeline, so EVALSHA finds it even on a
-            // Redis that just restarted.
-            let mut pipe = redis::pipe();
-            pipe.cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(scripts::ADD_PRESENCE)
-                .ignore();
-            let sha = &*scripts::ADD_PRESENCE_SHA;
-            for (channel, client, info) in entries {
-                pipe.cmd("EVALSHA")
-                    .arg(sha)
-                    .arg(2)
-                    .arg(self.keys.presence(channel))
-                    .arg(self.keys.presence_expiry(channel))
-                    .arg(*client)
-                    .arg(*info)
-                    .arg(ttl)
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut c).await
+            scripts::ADD_PRESENCE
+                .key(self.keys.presence(channel))
+                .key(self.keys.presence_expiry(channel))
+                .arg(client)
+                .arg(info)
+                .arg(ttl)
+                .invoke_async::<()>(&mut c)
+                .await
         })
         .await
     }
@@ -329,7 +511,9 @@ impl Inner {
 impl Broker for RedisBroker {
     fn start(&self, events: Arc<dyn BrokerEvents>) {
         if self.inner.events.set(events).is_ok() {
-            tokio::spawn(link::run(self.inner.clone()));
+            for shard in 0..self.inner.link.shards() {
+                tokio::spawn(link::run(self.inner.clone(), shard));
+            }
             tokio::spawn(self.inner.clone().refresh_presence());
         }
     }
@@ -451,7 +635,7 @@ impl Broker for RedisBroker {
         let r = registry.sub_registry_with_prefix("redis");
         r.register(
             "link_up",
-            "1 while this node's pub/sub link to Redis is up",
+            "Connections of this node's pub/sub link that are up (one per Redis master)",
             m.link_up.clone(),
         );
         r.register(
@@ -490,7 +674,7 @@ impl RedisBroker {
             let message = format!("{kind}{json}");
             self.inner
                 .run(async |mut c| {
-                    redis::cmd("PUBLISH")
+                    redis::cmd(self.inner.publish_verb())
                         .arg(&target)
                         .arg(message)
                         .query_async::<()>(&mut c)

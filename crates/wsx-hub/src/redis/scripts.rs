@@ -92,7 +92,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 ";
 
 /// Publishes with history. KEYS: meta, stream. ARGV: pub/sub channel, publication JSON,
-/// history size, history TTL (ms), meta TTL (s), an epoch for a new stream. Numbers the
+/// history size, history TTL (ms), meta TTL (s), an epoch for a new stream, and the verb
+/// (`publish`, or `spublish` on a cluster). Numbers the
 /// publication, appends it to the stream (trimmed to the size, expired entries dropped),
 /// refreshes the keys' TTLs, and publishes `p{offset} {epoch} {json}`, all atomically: a
 /// publication is in history before anyone receives it, and the channel's publications
@@ -112,7 +113,7 @@ trim(KEYS[2], now)
 redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-0', 'd', ARGV[2], 'x', now + ttl)
 redis.call('pexpire', KEYS[2], ttl)
 redis.call('expire', KEYS[1], math.ceil(ttl / 1000) + tonumber(ARGV[5]))
-redis.call('publish', ARGV[1], 'p' .. offset .. ' ' .. epoch .. ' ' .. ARGV[2])
+redis.call(ARGV[7], ARGV[1], 'p' .. offset .. ' ' .. epoch .. ' ' .. ARGV[2])
 return {offset, epoch}
 "
     ))
@@ -157,7 +158,9 @@ return {offset, epoch, entries}
 
 /// Adds or refreshes presence. KEYS: presence hash, expiry set. ARGV: client id, info
 /// JSON, TTL (s).
-pub(crate) const ADD_PRESENCE: &str = r"
+pub(crate) static ADD_PRESENCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 local t = redis.call('time')
 local ttl = tonumber(ARGV[3])
 redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
@@ -165,11 +168,9 @@ redis.call('zadd', KEYS[2], tonumber(t[1]) + ttl, ARGV[1])
 redis.call('expire', KEYS[1], ttl)
 redis.call('expire', KEYS[2], ttl)
 return 1
-";
-
-/// The SHA1 of [`ADD_PRESENCE`], for `EVALSHA`.
-pub(crate) static ADD_PRESENCE_SHA: LazyLock<String> =
-    LazyLock::new(|| Script::new(ADD_PRESENCE).get_hash().to_owned());
+",
+    )
+});
 
 /// Reads presence, dropping the entries that expired (their node stopped refreshing
 /// them). KEYS: presence hash, expiry set. Returns the hash's fields and values.
