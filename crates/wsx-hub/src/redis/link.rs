@@ -46,8 +46,11 @@ pub(super) struct Link {
     /// cluster.
     shards: Vec<Shard>,
     /// A cluster's slot ranges, with the shard serving each (empty: one server).
-    slots: Vec<(u16, u16, usize)>,
+    slots: Vec<SlotRange>,
 }
+
+/// Slots `from..=to` of a cluster, and the index of the shard serving them.
+pub(super) type SlotRange = (u16, u16, usize);
 
 /// One server's connection of the link.
 struct Shard {
@@ -60,7 +63,7 @@ struct Shard {
 impl Link {
     /// A link to `servers`; with `slots`, channels are spread over them by the cluster's
     /// slots and use sharded pub/sub (`SSUBSCRIBE`).
-    pub(super) fn new(servers: Vec<redis::ConnectionInfo>, slots: Vec<(u16, u16, usize)>) -> Self {
+    pub(super) fn new(servers: Vec<redis::ConnectionInfo>, slots: Vec<SlotRange>) -> Self {
         let shards = servers
             .into_iter()
             .map(|server| {

@@ -25,7 +25,7 @@ use crate::broker::{
     Broker, BrokerError, BrokerEvents, BrokerFuture, HistoryPage, HistoryQuery, PublishOptions,
 };
 use crate::protocol::{ClientInfo, Publication, StreamPosition};
-use link::Link;
+use link::{Link, SlotRange};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -269,7 +269,7 @@ impl RedisBroker {
 fn masters(
     reply: &redis::Value,
     template: &redis::ConnectionInfo,
-) -> Result<(Vec<redis::ConnectionInfo>, Vec<(u16, u16, usize)>), BrokerError> {
+) -> Result<(Vec<redis::ConnectionInfo>, Vec<SlotRange>), BrokerError> {
     use redis::Value;
     let bad = || BrokerError::Unavailable("unexpected CLUSTER SLOTS reply".into());
     let Value::Array(ranges) = reply else {
