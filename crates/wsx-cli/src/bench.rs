@@ -508,6 +508,10 @@ pub struct BenchArgs {
     /// subscribes to CHANNEL and the publisher publishes to it.
     #[arg(long, value_name = "CHANNEL", requires = "fanout")]
     pub hub: Option<String>,
+    /// With --fanout: subscribers connect here instead of to URL, spread evenly when given
+    /// several times (the publisher stays on URL): several hub nodes sharing one Redis.
+    #[arg(long, value_name = "URL", requires = "fanout")]
+    pub subscribe_url: Vec<String>,
     /// Concurrent connections (with --fanout: subscribers, besides the publisher).
     #[arg(short = 'c', long, default_value_t = 100)]
     pub connections: usize,
@@ -561,6 +565,7 @@ pub async fn run_cmd(b: BenchArgs) -> anyhow::Result<ExitCode> {
             warmup,
             server_pid: b.server_pid,
             hub: b.hub,
+            subscribe_urls: b.subscribe_url,
         };
         return fanout::run_cmd(opts, b.json).await;
     }

@@ -63,6 +63,8 @@ pub struct FanoutOptions {
     /// connects (anonymously) and subscribes to this channel; the publisher publishes to
     /// it with `publish` commands.
     pub hub: Option<String>,
+    /// Where subscribers connect, in turn (empty: `url`).
+    pub subscribe_urls: Vec<String>,
 }
 
 /// The smallest `--size`: the sequence number's 8 bytes.
@@ -340,11 +342,18 @@ pub async fn run(opts: FanoutOptions) -> anyhow::Result<FanoutReport> {
         bail!("--hub publishes JSON text: it does not take --binary");
     }
     let target = Target::parse(&opts.url)?;
-    if target.tls {
-        bail!(
-            "--fanout supports only plain ws:// URLs, not wss:// (got {})",
-            opts.url
-        );
+    let mut sub_targets = Vec::new();
+    for url in &opts.subscribe_urls {
+        sub_targets.push((url.clone(), Target::parse(url)?));
+    }
+    if sub_targets.is_empty() {
+        sub_targets.push((opts.url.clone(), target.clone()));
+    }
+    if let Some((url, _)) = std::iter::once((&opts.url, &target))
+        .chain(sub_targets.iter().map(|(u, t)| (u, t)))
+        .find(|(_, t)| t.tls)
+    {
+        bail!("--fanout supports only plain ws:// URLs, not wss:// (got {url})");
     }
     check_fd_limit(opts.subscribers)?;
     let mut sampler = opts.server_pid.map(Sampler::new);
@@ -367,8 +376,9 @@ pub async fn run(opts: FanoutOptions) -> anyhow::Result<FanoutReport> {
     for chunk_start in (0..opts.subscribers).step_by(CONNECT_BATCH) {
         let n = CONNECT_BATCH.min(opts.subscribers - chunk_start);
         let mut batch = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (url, target, hub) = (opts.url.clone(), target.clone(), opts.hub.clone());
+        for i in chunk_start..chunk_start + n {
+            let (url, target) = sub_targets[i % sub_targets.len()].clone();
+            let hub = opts.hub.clone();
             batch.push(tokio::spawn(async move {
                 let (tcp, leftover) = open_raw(&url, &target).await?;
                 match hub {

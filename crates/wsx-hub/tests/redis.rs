@@ -610,6 +610,26 @@ async fn the_server_api_reaches_clients_on_every_node(redis: Redis) {
     }
 }
 
+#[tokio::test]
+async fn expired_publications_leave_history() {
+    let redis = Redis::start();
+    let (a, _) = node(&redis).await;
+    let short = PublishOptions {
+        history_size: 100,
+        history_ttl: Duration::from_millis(300),
+        meta_ttl: Duration::from_secs(600),
+    };
+    for n in 0..5 {
+        a.publish("t", publication(n), short).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    a.publish("t", publication(5), options(100)).await.unwrap();
+    let page = a.history("t", HistoryQuery::default()).await.unwrap();
+    let got: Vec<u64> = page.publications.iter().map(|p| p.offset).collect();
+    assert_eq!(got, vec![6]);
+    assert_eq!(page.position.offset, 6);
+}
+
 /// Each scenario on one server and on a three-master cluster (sharded pub/sub).
 macro_rules! both {
     ($($name:ident),*) => {

@@ -67,19 +67,25 @@ impl Keys {
     }
 }
 
-/// Removes expired entries from the front of the stream `KEYS[2]`, given the time in ms as
-/// `now`. Entries expire in offset order, so it stops at the first one that has not.
+/// Removes expired entries from the front of a stream, given the time in ms as `now`.
+/// Entries expire in offset order, so it stops at the first one that has not; most calls
+/// look at the first entry only.
 const TRIM: &str = r"
+local function expires(entry)
+  local f = entry[2]
+  for j = 1, #f, 2 do if f[j] == 'x' then return tonumber(f[j + 1]) end end
+  return nil
+end
 local function trim(stream, now)
+  local head = redis.call('xrange', stream, '-', '+', 'COUNT', 1)
+  if #head == 0 or (expires(head[1]) or now + 1) > now then return end
   for _ = 1, 16 do
-    local head = redis.call('xrange', stream, '-', '+', 'COUNT', 64)
+    head = redis.call('xrange', stream, '-', '+', 'COUNT', 64)
     if #head == 0 then return end
     for i, e in ipairs(head) do
-      local f = e[2]
-      local x = nil
-      for j = 1, #f, 2 do if f[j] == 'x' then x = tonumber(f[j + 1]) end end
+      local x = expires(e)
       if x == nil or x > now then
-        if i > 1 then redis.call('xtrim', stream, 'MINID', e[1]) end
+        redis.call('xtrim', stream, 'MINID', e[1])
         return
       end
     end
