@@ -15,6 +15,9 @@
 #      centrifuge-python, cent), when it exists and is executable
 #   9. scripts/chat.sh (examples/chat in headless Chromium on wsx hub), when it
 #      exists and is executable
+#  10. scripts/redis.sh (several wsx hub nodes on one redis-server: kill -9 of a
+#      node, Redis restarts, cut links, a network partition), when it exists and
+#      is executable
 #
 # A failing step does not stop the later ones, so one run shows every failing
 # test and every failing Autobahn case. The exit status is non-zero when
@@ -147,6 +150,12 @@ fi
 # present (about 10 s).
 if [[ -x scripts/chat.sh ]]; then
     step "chat" scripts/chat.sh || true
+fi
+
+# 10. Several `wsx hub` nodes sharing one Redis (wsx hub --redis), with real
+# redis-server and wsx processes and the centrifuge SDK, when present (about 40 s).
+if [[ -x scripts/redis.sh ]]; then
+    step "redis" scripts/redis.sh || true
 fi
 
 section "summary"

@@ -12,7 +12,8 @@ use crate::protocol::*;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashSet};
 use std::future::poll_fn;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 use wsx::{Message, WsReader};
@@ -66,13 +67,35 @@ pub(crate) struct Session {
     /// Subscriptions to make live once the frame's replies are queued: channel, and the
     /// offset their reply ended at.
     activate: Vec<(String, Option<u64>)>,
+    /// Publications sent to the broker and not acknowledged yet, in order, each with its
+    /// reply to be; boxed, so that a session without any costs one pointer. (In a mutex
+    /// only to be `Sync`, as the session is shared across its own awaits; always reached
+    /// through `&mut`, never locked.)
+    publishing: Option<Box<std::sync::Mutex<Publishing>>>,
 }
+
+/// Publishes in flight (see [`Session::publish`]).
+type Publishing =
+    futures_util::stream::FuturesOrdered<std::pin::Pin<Box<dyn Future<Output = Vec<u8>> + Send>>>;
+
+/// Appends a reply line (without its own line break) to the lines in `out`.
+fn append_line(out: &mut Vec<u8>, line: &[u8]) {
+    if !out.is_empty() {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(line);
+}
+
+/// Publishes of one client in flight at most; the next waits for the oldest.
+const MAX_PUBLISHING: usize = 64;
 
 /// What woke the session.
 enum Wake {
     Frame(Option<wsx::Result<Message>>),
     Disconnect(Disconnect),
     Commands(Vec<ServerCommand>),
+    /// Replies of publishes the broker acknowledged.
+    Published(Vec<u8>),
 }
 
 /// A client's session, ready to run (see [`Session::run`]).
@@ -84,6 +107,7 @@ pub(crate) fn start(hub: Arc<Hub>, client: Arc<Client>) -> Session {
         user: String::new(),
         subs: Subs::default(),
         activate: Vec::new(),
+        publishing: None,
     }
 }
 
@@ -97,6 +121,7 @@ impl Session {
     {
         loop {
             let client = &self.client;
+            let publishing = &mut self.publishing;
             let wake = poll_fn(|cx| {
                 client.register(cx.waker());
                 {
@@ -108,6 +133,19 @@ impl Session {
                         return Poll::Ready(Wake::Commands(std::mem::take(&mut state.commands)));
                     }
                 }
+                if let Some(p) = publishing {
+                    let p = p.get_mut().unwrap_or_else(PoisonError::into_inner);
+                    let mut replies = Vec::new();
+                    while let Poll::Ready(Some(reply)) = p.poll_next_unpin(cx) {
+                        append_line(&mut replies, &reply);
+                    }
+                    if p.is_empty() {
+                        *publishing = None;
+                    }
+                    if !replies.is_empty() {
+                        return Poll::Ready(Wake::Published(replies));
+                    }
+                }
                 reader.poll_next_unpin(cx).map(Wake::Frame)
             })
             .await;
@@ -116,6 +154,10 @@ impl Session {
                 Wake::Frame(Some(Err(e))) => {
                     tracing::debug!(peer = %self.client.peer, client = %self.client.id, "connection failed: {e}");
                     break;
+                }
+                Wake::Published(replies) => {
+                    self.client.send_text(replies);
+                    Ok(())
                 }
                 wake => Box::pin(self.handle(wake)).await,
             };
@@ -136,7 +178,7 @@ impl Session {
         match wake {
             Wake::Frame(Some(Ok(Message::Text(text)))) => self.frame(&text).await,
             Wake::Frame(Some(Ok(Message::Binary(_)))) => Err(codes::INAPPROPRIATE_PROTOCOL),
-            Wake::Frame(_) => Ok(()),
+            Wake::Frame(_) | Wake::Published(_) => Ok(()),
             Wake::Disconnect(d) => Err(d),
             Wake::Commands(commands) => {
                 for c in commands {
@@ -186,6 +228,15 @@ impl Session {
             self.client.pong();
             return Ok(());
         }
+        if let Some(req) = cmd.publish {
+            if self.connected {
+                self.publish(id, req, out).await;
+                return Ok(());
+            }
+        }
+        // Anything else waits for the publishes before it, so that it sees their effects
+        // and its reply comes after theirs.
+        self.settle_publishing(out).await;
         if let Some(req) = cmd.connect {
             return self.connect(id, req, out).await;
         }
@@ -199,8 +250,6 @@ impl Session {
             self.unsubscribe(&req.channel).await;
             write_reply(out, id, "unsubscribe", &Empty {});
             Ok(())
-        } else if let Some(req) = cmd.publish {
-            (self.publish(req).await).map(|()| write_reply(out, id, "publish", &Empty {}))
         } else if let Some(req) = cmd.presence {
             (self.presence(&req.channel).await)
                 .map(|presence| write_reply(out, id, "presence", &PresenceResult { presence }))
@@ -483,8 +532,65 @@ impl Session {
         }
     }
 
-    async fn publish(&mut self, req: PublishRequest) -> Result<(), ErrorReply> {
-        let Some(data) = req.data else {
+    /// A client's publish. The broker's acknowledgement may take a trip to another
+    /// system: the publish then stays in flight while the session reads on, so that a
+    /// client publishing many at once has them travel together (the broker receives them
+    /// in order). Its reply is written when the broker acknowledged it, in order with the
+    /// others; at once when the broker answers at once.
+    async fn publish(&mut self, id: u32, req: PublishRequest, out: &mut Vec<u8>) {
+        let publication = match self.publication(&req) {
+            Ok(p) => p,
+            Err(e) => return write_error(out, id, &e),
+        };
+        let hub = self.hub.clone();
+        let mut reply: std::pin::Pin<Box<dyn Future<Output = Vec<u8>> + Send>> =
+            Box::pin(async move {
+                let options = match hub.config.namespace(&req.channel) {
+                    Some(ns) => publish_options(&hub, ns),
+                    None => PublishOptions::default(),
+                };
+                let r = hub.broker.publish(&req.channel, publication, options).await;
+                let mut out = Vec::new();
+                match r {
+                    Ok(_) => write_reply(&mut out, id, "publish", &Empty {}),
+                    Err(e) => {
+                        tracing::warn!(channel = %req.channel, "publish failed: {e}");
+                        write_error(&mut out, id, &codes::INTERNAL);
+                    }
+                }
+                out
+            });
+        if self.publishing.is_none() {
+            if let Poll::Ready(r) = poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await {
+                return append_line(out, &r);
+            }
+        }
+        let publishing = self
+            .publishing
+            .get_or_insert_with(Box::default)
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if publishing.len() >= MAX_PUBLISHING {
+            if let Some(r) = publishing.next().await {
+                append_line(out, &r);
+            }
+        }
+        publishing.push_back(reply);
+    }
+
+    /// Waits for the publishes in flight and writes their replies.
+    async fn settle_publishing(&mut self, out: &mut Vec<u8>) {
+        if let Some(p) = self.publishing.take() {
+            let mut p = p.into_inner().unwrap_or_else(PoisonError::into_inner);
+            while let Some(r) = p.next().await {
+                append_line(out, &r);
+            }
+        }
+    }
+
+    /// The publication a publish command asks for, when the client may make it.
+    fn publication(&self, req: &PublishRequest) -> Result<Publication, ErrorReply> {
+        let Some(data) = req.data.clone() else {
             return Err(codes::BAD_REQUEST);
         };
         let ns = self
@@ -498,21 +604,12 @@ impl Session {
         if !ns.allow_publish {
             return Err(codes::PERMISSION_DENIED);
         }
-        let publication = Publication {
+        Ok(Publication {
             data,
             info: Some(self.info(sub.chan_info.clone())),
             offset: 0,
             tags: None,
-        };
-        self.hub
-            .broker
-            .publish(&req.channel, publication, publish_options(&self.hub, ns))
-            .await
-            .map_err(|e| {
-                tracing::warn!(channel = %req.channel, "publish failed: {e}");
-                codes::INTERNAL
-            })?;
-        Ok(())
+        })
     }
 
     async fn presence(&self, channel: &str) -> Result<BTreeMap<String, ClientInfo>, ErrorReply> {

@@ -490,7 +490,8 @@ async fn hub_node(redis: &Redis, name: &str) -> (std::net::SocketAddr, Arc<wsx_h
     let mut config = wsx_hub::HubConfig::default();
     config.name = name.to_owned();
     config.defaults.allow_subscribe = true;
-    config.defaults.history_size = 100;
+    config.defaults.allow_publish = true;
+    config.defaults.history_size = 1000;
     config.defaults.history_ttl = 300;
     let broker = RedisBroker::connect(&redis.url()).await.unwrap();
     let hub = wsx_hub::Hub::new(
@@ -628,6 +629,86 @@ async fn expired_publications_leave_history() {
     let got: Vec<u64> = page.publications.iter().map(|p| p.offset).collect();
     assert_eq!(got, vec![6]);
     assert_eq!(page.position.offset, 6);
+}
+
+/// A raw client on `addr`, connected as `user` and subscribed to `channel`.
+async fn subscribed(addr: std::net::SocketAddr, user: &str, channel: &str) -> Raw {
+    let ws = wsx::connect(&format!("ws://{addr}/connection/websocket"))
+        .await
+        .unwrap();
+    let mut c = Raw(ws);
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"sub": user, "exp": 4_000_000_000u64}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
+    c.send(serde_json::json!({"id": 1, "connect": {"token": token}}))
+        .await;
+    assert!(c.json().await["connect"]["client"].is_string());
+    c.send(serde_json::json!({"id": 2, "subscribe": {"channel": channel}}))
+        .await;
+    assert_eq!(c.json().await["id"], 2);
+    c
+}
+
+/// Every JSON line of the next frames, until `n` lines matching `keep` were seen.
+async fn lines(
+    c: &mut Raw,
+    n: usize,
+    keep: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        if let wsx::Message::Text(t) = c.next().await {
+            for l in t.split('\n') {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                if keep(&v) {
+                    got.push(v);
+                }
+            }
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_client_publishing_many_at_once_keeps_their_order() {
+    let redis = Redis::start();
+    let (addr_a, _a) = hub_node(&redis, "a").await;
+    let (addr_b, _b) = hub_node(&redis, "b").await;
+    let mut publisher = subscribed(addr_a, "p", "c").await;
+    let mut reader = subscribed(addr_b, "r", "c").await;
+    // 300 publishes, one per frame, sent without waiting: they travel to Redis together.
+    for n in 0..300u32 {
+        publisher
+            .send(serde_json::json!({"id": 100 + n, "publish": {"channel": "c", "data": {"n": n}}}))
+            .await;
+    }
+    let replies = lines(&mut publisher, 300, |v| {
+        v["id"].as_u64().is_some_and(|id| id >= 100)
+    })
+    .await;
+    let ids: Vec<u64> = replies.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (100..400).collect::<Vec<_>>(), "replies in order");
+    assert!(
+        replies.iter().all(|r| r.get("error").is_none()),
+        "{replies:?}"
+    );
+    let pubs = lines(&mut reader, 300, |v| v["push"]["pub"].is_object()).await;
+    for (i, p) in pubs.iter().enumerate() {
+        assert_eq!(p["push"]["pub"]["offset"], i as u64 + 1);
+        assert_eq!(p["push"]["pub"]["data"]["n"], i as u64);
+    }
+    // A command after them sees them: history has all 300.
+    publisher
+        .send(serde_json::json!({"id": 9, "history": {"channel": "c", "limit": -1}}))
+        .await;
+    let h = lines(&mut publisher, 1, |v| v["id"] == 9).await;
+    assert_eq!(
+        h[0]["history"]["publications"].as_array().unwrap().len(),
+        300
+    );
 }
 
 /// Each scenario on one server and on a three-master cluster (sharded pub/sub).
