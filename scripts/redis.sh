@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
-# End-to-end tests of several `wsx hub` nodes sharing one Redis (wsx hub --redis):
-# real redis-server and wsx processes, the official Centrifugo JavaScript SDK
-# (centrifuge 5.8.0, pinned in tests/hub) as the clients, fetch() for the server
-# API. The scenarios are in tests/redis/cluster.mjs.
+# End-to-end tests of several `wsx hub` nodes sharing one Redis, or one Redis
+# Cluster (wsx hub --redis): real redis-server and wsx processes, the official
+# Centrifugo JavaScript SDK (centrifuge 5.8.0, pinned in tests/hub) as the
+# clients, fetch() for the server API. The scenarios are in tests/redis/nodes.mjs.
 #
-#   scripts/redis.sh              # every case
+#   scripts/redis.sh              # every case (about 70 s)
 #   scripts/redis.sh REGEX        # only the cases whose line matches REGEX (grep -E),
-#                                 # e.g. 'kill' or '^redis'
+#                                 # e.g. 'kill' or '^redis' or '^cluster'
 #   scripts/redis.sh --list       # print the cases, run nothing
 #
-# Each case starts its own redis-server (127.0.0.1, a free port, AOF with
-# appendfsync always, no RDB, its files in the case's folder) under a small
-# supervisor that can start it again on the same port and dir, then 2 or 3 nodes
-#   wsx hub --name nodeN --redis redis://127.0.0.1:RPORT --redis-prefix wsx-e2e-CASE
+# Each case of the groups nodes and redis starts its own redis-server (127.0.0.1,
+# a free port, AOF with appendfsync always, no RDB, its files in the case's
+# folder) under a small supervisor that can start it again on the same port and
+# dir; each case of the group cluster a Redis Cluster of three masters instead:
+# three such redis-servers (each under its supervisor, its files in
+# CASEDIR/redisI) with --cluster-enabled yes --cluster-config-file nodes-PORT.conf
+# (and its cluster bus on another free port), joined by
+#   redis-cli --cluster create 127.0.0.1:P1 127.0.0.1:P2 127.0.0.1:P3 --cluster-replicas 0 --cluster-yes
+# and waited for until CLUSTER INFO says cluster_state:ok on all three (20 s at
+# most). Then 2 or 3 nodes
+#   wsx hub --name nodeN --redis URL --redis-prefix wsx-e2e-GROUP-SCENARIO
 #           --history-size 1000 --history-ttl 300 --presence --join-leave
 #           --allow-anonymous --allow-subscribe --allow-publish --presence-ttl 6 ...
-# on free ports, waits for GET /health -> 200, runs its scenario under a time
-# limit, and stops everything (SIGTERM, SIGKILL 3 s later).
+# (URL: redis://127.0.0.1:RPORT, or redis+cluster://127.0.0.1:P1,127.0.0.1:P2,
+# 127.0.0.1:P3, with which a node keeps a channel's keys on the master of its
+# slot, publishes with SPUBLISH and keeps one pub/sub link per master, subscribed
+# with SSUBSCRIBE) on free ports; it waits for GET /health -> 200, runs the
+# scenario under a time limit, and stops everything (SIGTERM, SIGKILL 3 s later).
+# The cluster cases use twelve channels, c0..c11, spread over the masters' slots,
+# each checked on its own; the others one, c.
 #
 #   nodes  three      three nodes as one: publications through the three APIs in
 #                     turn reach a client on each node, in order, once; presence,
@@ -31,12 +43,23 @@
 #                     no disconnect; the link reconnects
 #   redis  partition  node 1 in a network namespace loses its route to Redis for
 #                     ~3 s (ip link set ... down) while node 2 publishes
+#   cluster three     nodes three on the cluster, twelve channels; and every node's
+#                     /metrics says wsx_hub_redis_link_up 3 (one link per master)
+#   cluster kill-9    nodes kill-9 on the cluster, twelve channels
+#   cluster link-cut  CLIENT KILL TYPE pubsub on each master in turn (0.5 s apart)
+#                     while publishing: no gap, no duplicate, no disconnect; each
+#                     node's link_reconnects_total grows by 3
+#   cluster master-restart
+#                     the master of c0 killed with SIGKILL and started again 1.5 s
+#                     later on the same port and dir (its AOF, its nodes-PORT.conf)
+#                     during publishing; cluster_state:ok again; nothing
+#                     acknowledged lost or duplicated; link_up back to 3
 #
 # The partition case needs root and `ip netns`: it makes the namespace wsxr<PID>
 # and two veth pairs (10.231.X.0/30 for Redis, 10.232.X.0/30 for the clients,
 # X from the PID), deleted at the end. Without them it fails ("needs root and ip
 # netns"), unless WSX_REDIS_NO_NETNS=1, which prints it as
-#   PASS  redis  partition (skipped: WSX_REDIS_NO_NETNS=1)
+#   PASS  redis   partition (skipped: WSX_REDIS_NO_NETNS=1)
 #
 # Installs what is missing: redis-server (Debian's redis-server, with apt-get,
 # as root; the package's own service is kept from starting), and node_modules
@@ -59,7 +82,8 @@
 #   WSX_REDIS_OUT            logs, one folder per case (default: target/redis)
 #   WSX_REDIS_CASE_TIMEOUT   seconds per scenario (default: 40)
 #   WSX_REDIS_BUDGET         seconds for the whole run; cases left when it is
-#                            spent fail as "not run" (default: 240)
+#                            spent fail as "not run" (default: 400, ten cases
+#                            of at most 40 s; a run takes about 70 s)
 #   WSX_REDIS_NO_INSTALL=1   install nothing; missing tools fail their cases
 #   WSX_REDIS_NO_NETNS=1     skip the partition case (printed as PASS ... skipped)
 #   HUB_SDK_DEBUG=1          the JavaScript SDK's debug log into the case's peer.err
@@ -81,7 +105,7 @@ HDIR=$ROOT/tests/hub
 WSX_REDIS_CACHE=${WSX_REDIS_CACHE:-${WSX_HUB_CACHE:-$HOME/.cache/wsx-hub}}
 suite_dirs
 CASE_TIMEOUT=${WSX_REDIS_CASE_TIMEOUT:-40}
-BUDGET=${WSX_REDIS_BUDGET:-240}
+BUDGET=${WSX_REDIS_BUDGET:-400}
 venv_and_node_modules
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1} NO_COLOR=1
 # Nothing of ours goes through an HTTP proxy: loopback, and the partition case's
@@ -98,7 +122,10 @@ NODE_FLAGS=(--token-hmac-secret "$SECRET" --api-key "$KEY" --allow-anonymous --a
     --presence-ttl "$PRESENCE_TTL")
 
 # ---------------------------------------------------------------- the cases
-# One case a line: GROUP|SCENARIO|NODES|NEEDS (NEEDS: netns for the partition case).
+# One case a line: GROUP|SCENARIO|NODES|NEEDS (NEEDS: netns for the partition case,
+# cluster for a three-master Redis Cluster instead of one redis-server).
+# The channels of the cluster cases: twelve, spread over the three masters' slots.
+CLUSTER_CHANNELS=c0,c1,c2,c3,c4,c5,c6,c7,c8,c9,c10,c11
 CASES=()
 add() { CASES+=("$1|$2|$3|${4:-}"); }
 add nodes three 3
@@ -107,18 +134,24 @@ add redis restart 2
 add redis crash 2
 add redis link-cut 2
 add redis partition 2 netns
+add cluster three 3 cluster
+add cluster kill-9 3 cluster
+add cluster link-cut 2 cluster
+add cluster master-restart 2 cluster
 
 case_line() { # case_line SPEC -> "group scenario"
     local group name
     IFS='|' read -r group name _ <<<"$1"
-    printf '%-6s %s' "$group" "$name"
+    printf '%-7s %s' "$group" "$name"
 }
 select_cases
 list_line() {
     local group name nodes needs
     IFS='|' read -r group name nodes needs <<<"$1"
-    printf '%-6s %-10s [%s nodes on one redis-server%s]\n' "$group" "$name" "$nodes" \
-        "${needs:+; root and ip netns}"
+    local on="one redis-server"
+    [[ $needs != cluster ]] || on="a Redis Cluster of 3 masters; channels ${CLUSTER_CHANNELS%%,*}..${CLUSTER_CHANNELS##*,}"
+    [[ $needs != netns ]] || on+="; root and ip netns"
+    printf '%-7s %-14s [%s nodes on %s]\n' "$group" "$name" "$nodes" "$on"
 }
 if ((LIST)); then list_cases; fi
 require_cases
@@ -197,17 +230,17 @@ START=$SECONDS
 selfcheck() { # selfcheck NAME COMMAND...
     local log=$OUT/selfcheck-${1//[^A-Za-z0-9_.-]/_}.log
     if "${@:2}" >"$log" 2>&1; then
-        report PASS "$(printf '%-6s %s' self "$1")"
+        report PASS "$(printf '%-7s %s' self "$1")"
     else
-        report FAIL "$(printf '%-6s %s' self "$1")"
+        report FAIL "$(printf '%-7s %s' self "$1")"
         show "$log" output
     fi
 }
 selfcheck "bash -n scripts/redis.sh" bash -n "$ROOT/scripts/redis.sh"
 if [[ -z $NODE_SETUP_ERROR ]]; then
-    selfcheck "node cluster.mjs --list" node "$TDIR/cluster.mjs" --list
+    selfcheck "node nodes.mjs --list" node "$TDIR/nodes.mjs" --list
 else
-    report FAIL "$(printf '%-6s %s' self "node setup: $NODE_SETUP_ERROR")"
+    report FAIL "$(printf '%-7s %s' self "node setup: $NODE_SETUP_ERROR")"
 fi
 
 # ------------------------------------------------------------------ redis
@@ -240,7 +273,8 @@ done'
 
 redis_ok() { [[ $(redis-cli -h 127.0.0.1 -p "$1" PING 2>/dev/null) == PONG ]]; }
 
-# start_redis CASEDIR BIND...: redis-server on a free port (sets RPORT, REDIS_PID).
+# start_redis CASEDIR BIND...: redis-server on a free port (sets RPORT; its
+# supervisor's pid is appended to REDIS_PIDS).
 start_redis() {
     local dir=$1 rc=0
     shift
@@ -249,7 +283,8 @@ start_redis() {
         --appendonly yes --appendfsync always --dir "$dir/redis" --daemonize no)
     start_server $((CASE_TIMEOUT + 60)) 100 redis_ok "$dir/redis" "" \
         bash -c "$SUPERVISOR" redis-supervisor "$dir/redis" "${cmd[@]}" || rc=$?
-    RPORT=$PORT REDIS_PID=$SERVER_PID
+    RPORT=$PORT
+    REDIS_PIDS+=("$SERVER_PID")
     cmd=("${cmd[@]//@PORT@/$PORT}")
     echo "$(printf '%q ' "${cmd[@]}")  # under its supervisor" >>"$dir/command"
     case $rc in
@@ -258,6 +293,69 @@ start_redis() {
     *) echo "redis-server exited at start: $(tail -n 5 "$dir/redis.err" | tr '\n' ' ' | cut -c 1-400)" ;;
     esac
     return 1
+}
+
+# start_cluster CASEDIR: a Redis Cluster of three masters on 127.0.0.1: three
+# redis-servers with --cluster-enabled yes, each under its supervisor (as above:
+# it can start its server again on the same port and dir, so the same AOF and the
+# same nodes-PORT.conf, the server's identity in the cluster), its files in
+# CASEDIR/redisI, its log in CASEDIR/redisI.err, on a free port and its cluster
+# bus on another (PORT+10000 may be past 65535); then redis-cli --cluster create
+# (no replicas) and a wait of at most 20 s for cluster_state:ok on all three.
+# Sets RPORTS and RDIRS; the supervisors' pids are appended to REDIS_PIDS.
+start_cluster() {
+    local dir=$1 i rc bus d p
+    RPORTS=() RDIRS=()
+    for i in 1 2 3; do
+        d=$dir/redis$i
+        mkdir -p "$d"
+        bus=$(free_port)
+        local -a cmd=(redis-server --port @PORT@ --bind 127.0.0.1 --protected-mode no
+            --cluster-enabled yes --cluster-config-file nodes-@PORT@.conf --cluster-port "$bus"
+            --save '' --appendonly yes --appendfsync always --dir "$d" --daemonize no)
+        rc=0
+        start_server $((CASE_TIMEOUT + 60)) 100 redis_ok "$d" "" \
+            bash -c "$SUPERVISOR" redis-supervisor "$d" "${cmd[@]}" || rc=$?
+        REDIS_PIDS+=("$SERVER_PID")
+        cmd=("${cmd[@]//@PORT@/$PORT}")
+        echo "$(printf '%q ' "${cmd[@]}")  # under its supervisor" >>"$dir/command"
+        case $rc in
+        0) RPORTS+=("$PORT") RDIRS+=("$d") ;;
+        1) echo "redis-server $i does not answer PING after 5 s"; return 1 ;;
+        *) echo "redis-server $i exited at start: $(tail -n 5 "$d.err" | tr '\n' ' ' | cut -c 1-400)"; return 1 ;;
+        esac
+    done
+    local -a hosts=()
+    for p in "${RPORTS[@]}"; do hosts+=("127.0.0.1:$p"); done
+    cmd=(redis-cli --cluster create "${hosts[@]}" --cluster-replicas 0 --cluster-yes)
+    echo "${cmd[*]}" >>"$dir/command"
+    if ! timeout 20 "${cmd[@]}" >"$dir/cluster-create.log" 2>&1; then
+        echo "redis-cli --cluster create failed: $(tail -n 5 "$dir/cluster-create.log" | tr '\n' ' ' | cut -c 1-400)"
+        return 1
+    fi
+    local t0=$SECONDS states st ok
+    while :; do
+        states= ok=1
+        for p in "${RPORTS[@]}"; do
+            st=$(redis-cli -h 127.0.0.1 -p "$p" CLUSTER INFO 2>&1 | tr -d '\r' | sed -n 's/^cluster_state://p')
+            states+=" $p:${st:-?}"
+            [[ $st == ok ]] || ok=0
+        done
+        ((ok == 0)) || break
+        if ((SECONDS - t0 >= 20)); then
+            echo "no cluster_state:ok on all three masters 20 s after redis-cli --cluster create (${states# })"
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "cluster_state:ok on all three after $((SECONDS - t0)) s" >>"$dir/cluster-create.log"
+}
+
+# stop_redis: stop every redis-server (its supervisor) of the case.
+stop_redis() {
+    local p
+    for p in "${REDIS_PIDS[@]}"; do stop_pid "$p"; done
+    REDIS_PIDS=()
 }
 
 # ------------------------------------------------------------------ netns
@@ -370,29 +468,37 @@ stop_nodes() {
 # ------------------------------------------------------------------ cases
 run_case() { # run_case DIR GROUP SCENARIO NODES NEEDS
     local dir=$1 group=$2 name=$3 n=$4 needs=$5 rc=0 ok=0 i killed=0
-    local rhost=127.0.0.1 ns=
+    local rhost=127.0.0.1 ns= url rdirs channels=c
     local -a binds=(127.0.0.1) cmd
-    NODE_URLS=() NODE_PIDS=() WSX_PIDS=()
-    if [[ $needs == netns ]]; then
-        netns_up "$dir" || return 1
-        binds+=("$RHOST") ns=$NS
+    NODE_URLS=() NODE_PIDS=() WSX_PIDS=() REDIS_PIDS=() RPORTS=() RDIRS=()
+    if [[ $needs == cluster ]]; then
+        start_cluster "$dir" || { stop_redis; return 1; }
+        url=redis+cluster://$(printf '127.0.0.1:%s,' "${RPORTS[@]}")
+        url=${url%,}
+        rdirs=$(IFS=,; echo "${RDIRS[*]}")
+        channels=$CLUSTER_CHANNELS
+    else
+        if [[ $needs == netns ]]; then
+            netns_up "$dir" || return 1
+            binds+=("$RHOST") ns=$NS
+        fi
+        start_redis "$dir" "${binds[@]}" || { stop_redis; return 1; }
+        url=redis://127.0.0.1:$RPORT rdirs=$dir/redis
     fi
-    start_redis "$dir" "${binds[@]}" || { stop_pid "$REDIS_PID"; return 1; }
-    local prefix=wsx-e2e-$name
+    local prefix=wsx-e2e-$group-$name
     for ((i = 1; i <= n; i++)); do
-        rhost=127.0.0.1
-        local nsi=
-        if ((i == 1)) && [[ -n $ns ]]; then rhost=$RHOST nsi=$ns; fi
-        if ! start_node "$dir" "$i" "redis://$rhost:$RPORT" "$prefix" ${nsi:+"$nsi"}; then
+        local nsi= u=$url
+        if ((i == 1)) && [[ -n $ns ]]; then u=redis://$RHOST:$RPORT nsi=$ns; fi
+        if ! start_node "$dir" "$i" "$u" "$prefix" ${nsi:+"$nsi"}; then
             stop_nodes "$dir" >/dev/null
-            stop_pid "$REDIS_PID"
+            stop_redis
             return 1
         fi
     done
     [[ $name == kill-9 ]] && killed=1
-    cmd=(node "$TDIR/cluster.mjs" "$name" --nodes "$(IFS=,; echo "${NODE_URLS[*]}")" --api-key "$KEY"
-        --pids "$(IFS=,; echo "${WSX_PIDS[*]}")" --redis-host 127.0.0.1 --redis-port "$RPORT"
-        --redis-dir "$dir/redis" --presence-ttl "$PRESENCE_TTL")
+    cmd=(node "$TDIR/nodes.mjs" "$name" --nodes "$(IFS=,; echo "${NODE_URLS[*]}")" --api-key "$KEY"
+        --pids "$(IFS=,; echo "${WSX_PIDS[*]}")" --redis "$url" --redis-dir "$rdirs"
+        --prefix "$prefix" --channels "$channels" --presence-ttl "$PRESENCE_TTL")
     [[ -z $ns ]] || cmd+=(--link "$LINK")
     echo "${cmd[*]}" >>"$dir/command"
     start_bg "$CASE_TIMEOUT" /dev/null "$dir/peer.out" "$dir/peer.err" "${cmd[@]}"
@@ -406,11 +512,13 @@ run_case() { # run_case DIR GROUP SCENARIO NODES NEEDS
         ok=1
     fi
     stop_nodes "$dir" "$killed" || ok=1
-    if ! kill -0 "$REDIS_PID" 2>/dev/null; then
-        echo "redis-server (its supervisor) exited during the case"
-        ok=1
-    fi
-    stop_pid "$REDIS_PID"
+    for ((i = 0; i < ${#REDIS_PIDS[@]}; i++)); do
+        if ! kill -0 "${REDIS_PIDS[i]}" 2>/dev/null; then
+            echo "redis-server$( ((${#REDIS_PIDS[@]} == 1)) || echo " $((i + 1))") (its supervisor) exited during the case"
+            ok=1
+        fi
+    done
+    stop_redis
     return "$ok"
 }
 
@@ -426,6 +534,8 @@ report_redis_case() {
     show "$dir/peer.err" "scenario log" 40
     for f in "$dir"/node*.err; do [[ -e $f ]] && show "$f" "$(basename "$f" .err) stderr" 15; done
     show "$dir/redis.err" "redis-server log" 15
+    for f in "$dir"/redis[0-9].err; do [[ -e $f ]] && show "$f" "$(basename "$f" .err) log" 10; done
+    show "$dir/cluster-create.log" "redis-cli --cluster create" 5
     show "$dir/netns.log" "namespace" 5
 }
 
