@@ -612,6 +612,21 @@ async fn the_server_api_reaches_clients_on_every_node(redis: Redis) {
 }
 
 #[tokio::test]
+async fn functions_lost_by_redis_are_loaded_again() {
+    let redis = Redis::start();
+    let (a, _) = node(&redis).await;
+    a.publish("f", publication(0), options(10)).await.unwrap();
+    redis.cli(&["FUNCTION", "FLUSH"]);
+    // A publish is not retried (one behind it could overtake it): it fails, unapplied.
+    assert!(a.publish("f", publication(1), options(10)).await.is_err());
+    // Reads are retried once the library is back; the next publish goes through.
+    let page = a.history("f", HistoryQuery::default()).await.unwrap();
+    assert_eq!(page.publications.len(), 1);
+    let p = a.publish("f", publication(2), options(10)).await.unwrap();
+    assert_eq!(p.offset, 2);
+}
+
+#[tokio::test]
 async fn expired_publications_leave_history() {
     let redis = Redis::start();
     let (a, _) = node(&redis).await;

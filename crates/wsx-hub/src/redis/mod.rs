@@ -1,7 +1,7 @@
 //! [`RedisBroker`]: a [`Broker`] on Redis, so that several hub nodes act as one.
 //!
-//! - **Publications** are numbered, kept and published by one Lua script (see
-//!   [`scripts`]): a publication is in the channel's history (a Redis Stream) before the
+//! - **Publications** are numbered, kept and published by one Lua function (see
+//!   [`scripts`]; Redis 7 or later): a publication is in the channel's history (a Redis Stream) before the
 //!   publisher's acknowledgement and before any node receives it, and each channel's
 //!   publications reach every node in offset order over Redis pub/sub.
 //! - **Each node** keeps one pub/sub connection (the link), subscribed to the channels
@@ -211,7 +211,7 @@ impl RedisBroker {
             let link = Link::new(vec![client.get_connection_info().clone()], Vec::new());
             (Commands::Single(conn), link)
         };
-        Ok(RedisBroker {
+        let broker = RedisBroker {
             inner: Arc::new(Inner {
                 conn,
                 keys: Keys::new("wsx"),
@@ -225,7 +225,13 @@ impl RedisBroker {
                 metrics: RedisMetrics::default(),
                 closed: tokio::sync::watch::Sender::new(false),
             }),
-        })
+        };
+        broker.inner.load_library().await.map_err(|e| {
+            BrokerError::Unavailable(format!(
+                "cannot load the hub's functions (Redis 7 or later is needed): {e}"
+            ))
+        })?;
+        Ok(broker)
     }
 
     fn settings(mut self, f: impl FnOnce(&mut Inner)) -> Self {
@@ -342,6 +348,54 @@ impl Inner {
         }
     }
 
+    /// Loads the library of functions (on every master of a cluster).
+    async fn load_library(&self) -> Result<(), BrokerError> {
+        self.run(async |mut c| {
+            redis::cmd("FUNCTION")
+                .arg("LOAD")
+                .arg("REPLACE")
+                .arg(scripts::LIBRARY_CODE)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Calls a function of the library. When Redis lost the library (a server restarted
+    /// without persistence, or flushed), loads it again, and retries the call if it may
+    /// (`retry`: reads and refreshes, not publishes).
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        retry: bool,
+    ) -> Result<T, BrokerError> {
+        let first =
+            tokio::time::timeout(self.timeout, cmd.query_async(&mut self.conn.clone())).await;
+        match first {
+            Ok(Err(e)) if e.to_string().contains("Function not found") => {
+                self.metrics.errors.inc();
+                tracing::warn!("Redis lost the hub's functions; loading them again");
+                self.load_library().await?;
+                if retry {
+                    self.run(async |mut c| cmd.query_async(&mut c).await).await
+                } else {
+                    Err(unavailable(e))
+                }
+            }
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                self.metrics.errors.inc();
+                Err(unavailable(e))
+            }
+            Err(_) => {
+                self.metrics.errors.inc();
+                Err(BrokerError::Unavailable(
+                    "Redis did not answer in time".into(),
+                ))
+            }
+        }
+    }
+
     /// Runs a command, counting its failure.
     async fn run<T: redis::FromRedisValue>(
         &self,
@@ -383,22 +437,20 @@ impl Inner {
             .await?;
             return Ok(StreamPosition::default());
         }
-        let (offset, epoch): (u64, String) = self
-            .run(async |mut c| {
-                scripts::PUBLISH
-                    .key(self.keys.meta(channel))
-                    .key(self.keys.stream(channel))
-                    .arg(self.keys.pubsub(channel))
-                    .arg(&json)
-                    .arg(options.history_size)
-                    .arg(options.history_ttl.as_millis().max(1) as u64)
-                    .arg(options.meta_ttl.as_secs())
-                    .arg(new_epoch())
-                    .arg(self.publish_verb())
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
+        let mut cmd = scripts::fcall(
+            scripts::PUBLISH,
+            self.keys.meta(channel),
+            self.keys.stream(channel),
+        );
+        cmd.arg(self.keys.pubsub(channel))
+            .arg(&json)
+            .arg(options.history_size)
+            .arg(options.history_ttl.as_millis().max(1) as u64)
+            .arg(options.meta_ttl.as_secs())
+            .arg(new_epoch())
+            .arg(self.publish_verb());
+        // Not retried: a publish in flight behind this one could overtake it.
+        let (offset, epoch): (u64, String) = self.call(&cmd, false).await?;
         Ok(StreamPosition { offset, epoch })
     }
 
@@ -409,20 +461,18 @@ impl Inner {
     ) -> Result<HistoryPage, BrokerError> {
         let since = query.since.map_or(-1, |s| s as i64);
         let limit = query.limit.map_or(-1, |l| l.min(i64::MAX as usize) as i64);
-        let (offset, epoch, entries): (u64, String, StreamRangeReply) = self
-            .run(async |mut c| {
-                scripts::HISTORY
-                    .key(self.keys.meta(channel))
-                    .key(self.keys.stream(channel))
-                    .arg(new_epoch())
-                    .arg(self.meta_ttl.as_secs().max(1))
-                    .arg(since)
-                    .arg(limit)
-                    .arg(u8::from(query.reverse))
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
+        let mut cmd = scripts::fcall(
+            scripts::HISTORY,
+            self.keys.meta(channel),
+            self.keys.stream(channel),
+        );
+        cmd.arg(new_epoch())
+            .arg(self.meta_ttl.as_secs().max(1))
+            .arg(since)
+            .arg(limit)
+            .arg(u8::from(query.reverse));
+        let (offset, epoch, entries): (u64, String, StreamRangeReply) =
+            self.call(&cmd, true).await?;
         let mut publications = Vec::with_capacity(entries.ids.len());
         for entry in entries.ids {
             let offset = entry
@@ -465,18 +515,13 @@ impl Inner {
         client: &str,
         info: &str,
     ) -> Result<(), BrokerError> {
-        let ttl = self.presence_ttl.as_secs();
-        self.run(async |mut c| {
-            scripts::ADD_PRESENCE
-                .key(self.keys.presence(channel))
-                .key(self.keys.presence_expiry(channel))
-                .arg(client)
-                .arg(info)
-                .arg(ttl)
-                .invoke_async::<()>(&mut c)
-                .await
-        })
-        .await
+        let mut cmd = scripts::fcall(
+            scripts::ADD_PRESENCE,
+            self.keys.presence(channel),
+            self.keys.presence_expiry(channel),
+        );
+        cmd.arg(client).arg(info).arg(self.presence_ttl.as_secs());
+        self.call(&cmd, true).await
     }
 
     /// Every third of the presence TTL, refreshes this node's presence entries.
@@ -613,16 +658,12 @@ impl Broker for RedisBroker {
     fn presence(&self, channel: &str) -> BrokerFuture<'_, BTreeMap<String, ClientInfo>> {
         let channel = channel.to_owned();
         Box::pin(async move {
-            let pairs: Vec<(String, String)> = self
-                .inner
-                .run(async |mut c| {
-                    scripts::PRESENCE
-                        .key(self.inner.keys.presence(&channel))
-                        .key(self.inner.keys.presence_expiry(&channel))
-                        .invoke_async(&mut c)
-                        .await
-                })
-                .await?;
+            let cmd = scripts::fcall(
+                scripts::PRESENCE,
+                self.inner.keys.presence(&channel),
+                self.inner.keys.presence_expiry(&channel),
+            );
+            let pairs: Vec<(String, String)> = self.inner.call(&cmd, true).await?;
             Ok(pairs
                 .into_iter()
                 .filter_map(|(client, json)| Some((client, serde_json::from_str(&json).ok()?)))

@@ -1,7 +1,7 @@
-//! What the Redis broker keeps where, and the Lua scripts that change it atomically.
+//! What the Redis broker keeps where, and the Lua functions that change it atomically.
 //!
 //! Every key of a channel carries the channel's name in braces (a Redis Cluster hash
-//! tag), so that one script touches keys of one slot only:
+//! tag), so that one function call touches keys of one slot only:
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -11,9 +11,6 @@
 //! | `{prefix}.z.{ch}` | sorted set | presence: client id, scored by when it expires (Unix s) |
 //! | `{prefix}.c.{ch}` | pub/sub channel | `p{offset} {epoch} {json}`, `j{json}`, `l{json}` |
 //! | `{prefix}.control` | pub/sub channel | messages between nodes ([`crate::Broker::control`]) |
-
-use redis::Script;
-use std::sync::LazyLock;
 
 /// Key and channel names of one prefix.
 #[derive(Clone, Debug)]
@@ -67,22 +64,54 @@ impl Keys {
     }
 }
 
-/// Removes expired entries from the front of a stream, given the time in ms as `now`.
-/// Entries expire in offset order, so it stops at the first one that has not; most calls
-/// look at the first entry only.
-const TRIM: &str = r"
+/// The library of Redis Functions (Redis 7) the broker calls with `FCALL`, loaded with
+/// `FUNCTION LOAD REPLACE` when the broker connects. Functions, unlike `EVALSHA` scripts,
+/// are kept in Redis' persistence and replicated, so they survive a restart and a
+/// failover: a publish never meets a missing script, which a client's publishes in flight
+/// together could otherwise overtake each other on (one retried after loading the
+/// script, the next one already through).
+///
+/// - `{LIBRARY}_publish`: publishes with history. KEYS: meta, stream. ARGV: pub/sub
+///   channel, publication JSON, history size, history TTL (ms), meta TTL (s), an epoch
+///   for a new stream, and the verb (`publish`, or `spublish` on a cluster). Numbers the
+///   publication, appends it to the stream (trimmed to the size, expired entries
+///   dropped), refreshes the keys' TTLs, and publishes `p{offset} {epoch} {json}`, all
+///   atomically: a publication is in history before anyone receives it, and the channel's
+///   publications reach subscribers in offset order. Returns `{offset, epoch}`.
+/// - `{LIBRARY}_history`: reads history. KEYS: meta, stream. ARGV: an epoch for a new
+///   stream, meta TTL (s), `since` (-1: none), limit (-1: all), reverse (0 or 1). A
+///   stream nobody published to gets its epoch now, so that a client subscribing before
+///   the first publication can recover from offset 0 in it. Returns `{offset, epoch,
+///   entries}`, entries as `{id, fields}`; the position and the entries are read at the
+///   same instant.
+/// - `{LIBRARY}_add_presence`: adds or refreshes presence. KEYS: presence hash, expiry
+///   set. ARGV: client id, info JSON, TTL (s).
+/// - `{LIBRARY}_presence`: reads presence, dropping the entries that expired (their node
+///   stopped refreshing them). KEYS: presence hash, expiry set. Returns the hash's fields
+///   and values.
+///
+/// Expired stream entries are removed from the front (they expire in offset order, so
+/// most calls look at the first entry only).
+pub(crate) const LIBRARY_CODE: &str = r"#!lua name=wsxhub_1
+
+local function now_ms()
+  local t = redis.call('time')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 local function expires(entry)
   local f = entry[2]
   for j = 1, #f, 2 do if f[j] == 'x' then return tonumber(f[j + 1]) end end
   return nil
 end
+
 local function trim(stream, now)
   local head = redis.call('xrange', stream, '-', '+', 'COUNT', 1)
   if #head == 0 or (expires(head[1]) or now + 1) > now then return end
   for _ = 1, 16 do
     head = redis.call('xrange', stream, '-', '+', 'COUNT', 64)
     if #head == 0 then return end
-    for i, e in ipairs(head) do
+    for _, e in ipairs(head) do
       local x = expires(e)
       if x == nil or x > now then
         redis.call('xtrim', stream, 'MINID', e[1])
@@ -93,106 +122,87 @@ local function trim(stream, now)
     redis.call('xtrim', stream, 'MINID', (last + 1) .. '-0')
   end
 end
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+redis.register_function('wsxhub_1_publish', function(keys, args)
+  local now = now_ms()
+  local epoch = redis.call('hget', keys[1], 'e')
+  if not epoch then
+    epoch = args[6]
+    redis.call('hset', keys[1], 'e', epoch)
+  end
+  local offset = redis.call('hincrby', keys[1], 'o', 1)
+  local ttl = tonumber(args[4])
+  trim(keys[2], now)
+  redis.call('xadd', keys[2], 'MAXLEN', args[3], offset .. '-0', 'd', args[2], 'x', now + ttl)
+  redis.call('pexpire', keys[2], ttl)
+  redis.call('expire', keys[1], math.ceil(ttl / 1000) + tonumber(args[5]))
+  redis.call(args[7], args[1], 'p' .. offset .. ' ' .. epoch .. ' ' .. args[2])
+  return {offset, epoch}
+end)
+
+redis.register_function('wsxhub_1_history', function(keys, args)
+  local epoch = redis.call('hget', keys[1], 'e')
+  if not epoch then
+    epoch = args[1]
+    redis.call('hset', keys[1], 'e', epoch, 'o', 0)
+    redis.call('expire', keys[1], args[2])
+  end
+  local offset = tonumber(redis.call('hget', keys[1], 'o') or '0')
+  local since = tonumber(args[3])
+  local limit = tonumber(args[4])
+  if limit == 0 then return {offset, epoch, {}} end
+  trim(keys[2], now_ms())
+  local count = {}
+  if limit > 0 then count = {'COUNT', limit} end
+  local entries
+  if args[5] == '1' then
+    local top = '+'
+    if since >= 0 then top = '(' .. since .. '-0' end
+    entries = redis.call('xrevrange', keys[2], top, '-', unpack(count))
+  else
+    local from = '-'
+    if since >= 0 then from = '(' .. since .. '-0' end
+    entries = redis.call('xrange', keys[2], from, '+', unpack(count))
+  end
+  return {offset, epoch, entries}
+end)
+
+redis.register_function('wsxhub_1_add_presence', function(keys, args)
+  local t = redis.call('time')
+  local ttl = tonumber(args[3])
+  redis.call('hset', keys[1], args[1], args[2])
+  redis.call('zadd', keys[2], tonumber(t[1]) + ttl, args[1])
+  redis.call('expire', keys[1], ttl)
+  redis.call('expire', keys[2], ttl)
+  return 1
+end)
+
+redis.register_function('wsxhub_1_presence', function(keys, args)
+  local t = redis.call('time')
+  local gone = redis.call('zrangebyscore', keys[2], '-inf', t[1], 'LIMIT', 0, 1000)
+  if #gone > 0 then
+    redis.call('hdel', keys[1], unpack(gone))
+    redis.call('zrem', keys[2], unpack(gone))
+  end
+  return redis.call('hgetall', keys[1])
+end)
 ";
 
-/// Publishes with history. KEYS: meta, stream. ARGV: pub/sub channel, publication JSON,
-/// history size, history TTL (ms), meta TTL (s), an epoch for a new stream, and the verb
-/// (`publish`, or `spublish` on a cluster). Numbers the
-/// publication, appends it to the stream (trimmed to the size, expired entries dropped),
-/// refreshes the keys' TTLs, and publishes `p{offset} {epoch} {json}`, all atomically: a
-/// publication is in history before anyone receives it, and the channel's publications
-/// reach subscribers in offset order. Returns `{offset, epoch}`.
-pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{TRIM}{}",
-        r"
-local epoch = redis.call('hget', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[6]
-  redis.call('hset', KEYS[1], 'e', epoch)
-end
-local offset = redis.call('hincrby', KEYS[1], 'o', 1)
-local ttl = tonumber(ARGV[4])
-trim(KEYS[2], now)
-redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-0', 'd', ARGV[2], 'x', now + ttl)
-redis.call('pexpire', KEYS[2], ttl)
-redis.call('expire', KEYS[1], math.ceil(ttl / 1000) + tonumber(ARGV[5]))
-redis.call(ARGV[7], ARGV[1], 'p' .. offset .. ' ' .. epoch .. ' ' .. ARGV[2])
-return {offset, epoch}
-"
-    ))
-});
+/// The functions of [`LIBRARY_CODE`].
+pub(crate) const PUBLISH: &str = "wsxhub_1_publish";
+/// See [`LIBRARY_CODE`].
+pub(crate) const HISTORY: &str = "wsxhub_1_history";
+/// See [`LIBRARY_CODE`].
+pub(crate) const ADD_PRESENCE: &str = "wsxhub_1_add_presence";
+/// See [`LIBRARY_CODE`].
+pub(crate) const PRESENCE: &str = "wsxhub_1_presence";
 
-/// Reads history. KEYS: meta, stream. ARGV: an epoch for a new stream, meta TTL (s),
-/// `since` (-1: none), limit (-1: all), reverse (0 or 1). A stream nobody published to
-/// gets its epoch now, so that a client subscribing before the first publication can
-/// recover from offset 0 in it. Returns `{offset, epoch, entries}`, entries as
-/// `{id, fields}`; the position and the entries are read at the same instant.
-pub(crate) static HISTORY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{TRIM}{}",
-        r"
-local epoch = redis.call('hget', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('hset', KEYS[1], 'e', epoch, 'o', 0)
-  redis.call('expire', KEYS[1], ARGV[2])
-end
-local offset = tonumber(redis.call('hget', KEYS[1], 'o') or '0')
-local since = tonumber(ARGV[3])
-local limit = tonumber(ARGV[4])
-if limit == 0 then return {offset, epoch, {}} end
-trim(KEYS[2], now)
-local entries
-local count = {}
-if limit > 0 then count = {'COUNT', limit} end
-if ARGV[5] == '1' then
-  local top = '+'
-  if since >= 0 then top = '(' .. since .. '-0' end
-  entries = redis.call('xrevrange', KEYS[2], top, '-', unpack(count))
-else
-  local from = '-'
-  if since >= 0 then from = '(' .. since .. '-0' end
-  entries = redis.call('xrange', KEYS[2], from, '+', unpack(count))
-end
-return {offset, epoch, entries}
-"
-    ))
-});
-
-/// Adds or refreshes presence. KEYS: presence hash, expiry set. ARGV: client id, info
-/// JSON, TTL (s).
-pub(crate) static ADD_PRESENCE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local t = redis.call('time')
-local ttl = tonumber(ARGV[3])
-redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
-redis.call('zadd', KEYS[2], tonumber(t[1]) + ttl, ARGV[1])
-redis.call('expire', KEYS[1], ttl)
-redis.call('expire', KEYS[2], ttl)
-return 1
-",
-    )
-});
-
-/// Reads presence, dropping the entries that expired (their node stopped refreshing
-/// them). KEYS: presence hash, expiry set. Returns the hash's fields and values.
-pub(crate) static PRESENCE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local t = redis.call('time')
-local gone = redis.call('zrangebyscore', KEYS[2], '-inf', t[1], 'LIMIT', 0, 1000)
-if #gone > 0 then
-  redis.call('hdel', KEYS[1], unpack(gone))
-  redis.call('zrem', KEYS[2], unpack(gone))
-end
-return redis.call('hgetall', KEYS[1])
-",
-    )
-});
+/// A call of one of the library's functions on a channel's two keys.
+pub(crate) fn fcall(function: &str, key1: String, key2: String) -> redis::Cmd {
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg(function).arg(2).arg(key1).arg(key2);
+    cmd
+}
 
 #[cfg(test)]
 mod tests {
