@@ -62,7 +62,8 @@ pub(crate) struct Session {
     hub: Arc<Hub>,
     client: Arc<Client>,
     connected: bool,
-    user: String,
+    /// The connection's user (empty: anonymous).
+    user: Box<str>,
     subs: Subs,
     /// Subscriptions to make live once the frame's replies are queued: channel, and the
     /// offset their reply ended at.
@@ -104,7 +105,7 @@ pub(crate) fn start(hub: Arc<Hub>, client: Arc<Client>) -> Session {
         hub,
         client,
         connected: false,
-        user: String::new(),
+        user: Box::default(),
         subs: Subs::default(),
         activate: Vec::new(),
         publishing: None,
@@ -313,12 +314,12 @@ impl Session {
         if claims.channels.len() > hub.config.max_subscriptions {
             return Err(codes::CHANNEL_LIMIT);
         }
-        self.user = claims.sub;
+        self.user = claims.sub.into();
 
         self.connected = true;
         {
             let mut state = self.client.state();
-            state.user = self.user.clone();
+            state.user = self.user.to_string();
             state.info = claims.info;
             state.connected = true;
             state.expires_at = claims.exp;
@@ -379,7 +380,7 @@ impl Session {
         if !server_side {
             if !req.token.is_empty() {
                 match hub.keys.channel(&req.token) {
-                    Ok(c) if c.channel == channel && c.sub == self.user => {
+                    Ok(c) if c.channel == channel && *c.sub == *self.user => {
                         chan_info = c.info;
                         if let Some(exp) = c.exp {
                             result.expires = true;
@@ -525,7 +526,7 @@ impl Session {
     /// Who this client is in a channel, with its channel token's `info`.
     fn info(&self, chan_info: Option<Json>) -> ClientInfo {
         ClientInfo {
-            user: self.user.clone(),
+            user: self.user.to_string(),
             client: self.client.id.to_string(),
             conn_info: self.client.state().info.clone(),
             chan_info,
@@ -663,7 +664,7 @@ impl Session {
                 return Err(codes::INVALID_TOKEN);
             }
         };
-        if claims.sub != self.user {
+        if *claims.sub != *self.user {
             return Err(codes::INVALID_TOKEN);
         }
         self.client.state().expires_at = claims.exp;
@@ -688,7 +689,7 @@ impl Session {
             Err(AuthError::Expired) => return Err(codes::TOKEN_EXPIRED),
             Err(AuthError::Invalid(_)) => return Err(codes::PERMISSION_DENIED),
         };
-        if claims.channel != req.channel || claims.sub != self.user {
+        if claims.channel != req.channel || *claims.sub != *self.user {
             return Err(codes::PERMISSION_DENIED);
         }
         let mut r = SubRefreshResult::default();
