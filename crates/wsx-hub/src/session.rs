@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::future::poll_fn;
 use std::future::Future;
 use std::sync::{Arc, PoisonError};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use wsx::{Message, WsReader};
 
@@ -121,44 +121,12 @@ impl Session {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         loop {
-            let client = &self.client;
-            let publishing = &mut self.publishing;
-            let wake = poll_fn(|cx| {
-                client.register(cx.waker());
-                {
-                    let mut state = client.state();
-                    if let Some(d) = state.disconnect.clone() {
-                        return Poll::Ready(Wake::Disconnect(d));
-                    }
-                    if !state.commands.is_empty() {
-                        return Poll::Ready(Wake::Commands(std::mem::take(&mut state.commands)));
-                    }
-                }
-                if let Some(p) = publishing {
-                    let p = p.get_mut().unwrap_or_else(PoisonError::into_inner);
-                    let mut replies = Vec::new();
-                    while let Poll::Ready(Some(reply)) = p.poll_next_unpin(cx) {
-                        append_line(&mut replies, &reply);
-                    }
-                    if p.is_empty() {
-                        *publishing = None;
-                    }
-                    if !replies.is_empty() {
-                        return Poll::Ready(Wake::Published(replies));
-                    }
-                }
-                reader.poll_next_unpin(cx).map(Wake::Frame)
-            })
-            .await;
+            let wake = poll_fn(|cx| self.poll_wake(&mut reader, cx)).await;
             let outcome = match wake {
                 Wake::Frame(None) => break,
                 Wake::Frame(Some(Err(e))) => {
                     tracing::debug!(peer = %self.client.peer, client = %self.client.id, "connection failed: {e}");
                     break;
-                }
-                Wake::Published(replies) => {
-                    self.client.send_text(replies);
-                    Ok(())
                 }
                 wake => Box::pin(self.handle(wake)).await,
             };
@@ -175,11 +143,47 @@ impl Session {
         self.hub.unregister(&self.client);
     }
 
+    /// What wakes the session next: a disconnect, server commands, replies of publishes
+    /// in flight, or a frame.
+    fn poll_wake<S>(&mut self, reader: &mut WsReader<S>, cx: &mut Context<'_>) -> Poll<Wake>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        self.client.register(cx.waker());
+        {
+            let mut state = self.client.state();
+            if let Some(d) = state.disconnect.clone() {
+                return Poll::Ready(Wake::Disconnect(d));
+            }
+            if !state.commands.is_empty() {
+                return Poll::Ready(Wake::Commands(std::mem::take(&mut state.commands)));
+            }
+        }
+        if let Some(p) = &mut self.publishing {
+            let p = p.get_mut().unwrap_or_else(PoisonError::into_inner);
+            let mut replies = Vec::new();
+            while let Poll::Ready(Some(reply)) = p.poll_next_unpin(cx) {
+                append_line(&mut replies, &reply);
+            }
+            if p.is_empty() {
+                self.publishing = None;
+            }
+            if !replies.is_empty() {
+                return Poll::Ready(Wake::Published(replies));
+            }
+        }
+        reader.poll_next_unpin(cx).map(Wake::Frame)
+    }
+
     async fn handle(&mut self, wake: Wake) -> Result<(), Disconnect> {
         match wake {
             Wake::Frame(Some(Ok(Message::Text(text)))) => self.frame(&text).await,
             Wake::Frame(Some(Ok(Message::Binary(_)))) => Err(codes::INAPPROPRIATE_PROTOCOL),
-            Wake::Frame(_) | Wake::Published(_) => Ok(()),
+            Wake::Published(replies) => {
+                self.client.send_text(replies);
+                Ok(())
+            }
+            Wake::Frame(_) => Ok(()),
             Wake::Disconnect(d) => Err(d),
             Wake::Commands(commands) => {
                 for c in commands {
