@@ -8,6 +8,7 @@
 #   scripts/redis.sh REGEX        # only the cases whose line matches REGEX (grep -E),
 #                                 # e.g. 'kill' or '^redis' or '^cluster'
 #   scripts/redis.sh --list       # print the cases, run nothing
+#   scripts/redis.sh --install    # only install redis-server when it is missing
 #
 # Each case of the groups nodes and redis starts its own redis-server (127.0.0.1,
 # a free port, AOF with appendfsync always, no RDB, its files in the case's
@@ -97,7 +98,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/lib/peers.sh"
 resolve_wsx_bin
 cd "$ROOT"
-parse_args "[--list] [REGEX]" "$@"
+INSTALL_ONLY=0
+if [[ ${1:-} == --install ]]; then
+    INSTALL_ONLY=1
+    shift
+fi
+parse_args "[--install | --list] [REGEX]" "$@"
 
 TDIR=$ROOT/tests/redis
 HDIR=$ROOT/tests/hub
@@ -218,6 +224,13 @@ setup_redis() {
     fi
     note "redis-server: $(redis-server --version | cut -d' ' -f1-3)"
 }
+
+# --install: only make sure redis-server is there (scripts/test.sh, before the
+# cargo tests, whose crates/wsx-hub/tests/redis.rs starts its own servers).
+if ((INSTALL_ONLY)); then
+    setup_redis || { note "$REDIS_SETUP_ERROR"; exit 1; }
+    exit 0
+fi
 
 setup_wsx --redis "no --redis flag (a build without the Redis broker)" || WSX_SETUP_ERROR=$SETUP_ERROR
 setup_redis || true

@@ -89,6 +89,12 @@ interrupted() {
 trap 'interrupted 130' INT
 trap 'interrupted 143' TERM
 
+# 0. redis-server, which crates/wsx-hub/tests/redis.rs starts (its own, on free
+#    ports): Debian's package is installed when missing and we may (root, apt).
+if [[ -x scripts/redis.sh ]]; then
+    scripts/redis.sh --install || echo "redis-server is missing: the cargo tests of the Redis broker will fail"
+fi
+
 # 1. Unit, integration and doc tests. Compile first without a time limit, then
 #    run the tests under a timeout so a hanging test cannot eat CI's budget.
 cargo_tests() {
