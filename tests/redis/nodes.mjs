@@ -39,62 +39,19 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
+import { Fatal, check, equal, failures, log, must, short, sleep } from '../lib/checks.mjs';
 
 // CommonJS resolution, so that NODE_PATH (tests/hub's cached node_modules, set by
 // scripts/redis.sh) applies: ESM imports ignore it.
 const require = createRequire(import.meta.url);
 
-const START = Date.now();
-const failures = [];
 let ARGS = {};
-
-function log(msg) {
-  process.stderr.write(`[${((Date.now() - START) / 1000).toFixed(3).padStart(7)}] ${msg}\n`);
-}
 
 function info(msg) {
   log(`info: ${msg}`);
   process.stdout.write(`${msg}\n`);
 }
 
-class Fatal extends Error {}
-
-function short(v, limit = 300) {
-  let s;
-  try {
-    s = typeof v === 'string' ? v : JSON.stringify(v);
-  } catch (e) {
-    s = String(v);
-  }
-  if (s === undefined) s = String(v);
-  return s.length > limit ? `${s.slice(0, limit)}... (${s.length} chars)` : s;
-}
-
-function check(cond, what) {
-  if (cond) {
-    log(`ok: ${what}`);
-    return true;
-  }
-  failures.push(what);
-  log(`FAIL: ${what}`);
-  return false;
-}
-
-function equal(got, want, what) {
-  const g = JSON.parse(JSON.stringify(got === undefined ? null : got));
-  const w = JSON.parse(JSON.stringify(want === undefined ? null : want));
-  if (isDeepStrictEqual(g, w)) {
-    log(`ok: ${what}`);
-    return true;
-  }
-  return check(false, `${what}: got ${short(got)}, want ${short(want)}`);
-}
-
-function must(cond, what) {
-  if (!check(cond, what)) throw new Fatal(what);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 
 // Polls `probe` (sync or async) every `every` ms until it returns something truthy
@@ -687,7 +644,6 @@ class Balancer {
     this.server.close();
   }
 }
-
 
 // --------------------------------------------------------------- scenarios
 // " of CH" in a message, with several channels.
