@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { Fatal, check, equal, failures, log, must, short, sleep } from '../lib/checks.mjs';
+import { Fatal, check, equal, exitWith, failures, log, must, runScenario, short, sleep } from '../lib/checks.mjs';
 
 // CommonJS resolution, so that NODE_PATH (set by scripts/hub.sh to the cached
 // node_modules) applies: ESM imports ignore it.
@@ -767,18 +767,9 @@ async function main() {
   if (!scenario || !opts.hub || !(scenario in SCENARIOS)) usage(2);
   ARGS = { ...opts, port: Number(new URL(opts.hub).port) };
   log(`scenario ${scenario} against ${ARGS.hub}`);
-  process.on('unhandledRejection', (e) => log(`unhandled rejection: ${short(e && e.stack ? e.stack : e)}`));
-  try {
+  return runScenario(async () => {
     await SCENARIOS[scenario]();
-  } catch (e) {
-    if (!(e instanceof Fatal)) {
-      failures.push(`exception: ${e && e.message}`);
-      log(`FAIL: exception: ${e && e.stack ? e.stack : short(e)}`);
-    } else if (!failures.includes(e.message)) {
-      failures.push(e.message);
-      log(`FAIL: ${e.message}`);
-    }
-  } finally {
+  }, () => {
     for (const c of CLIENTS) {
       try {
         c.disconnect();
@@ -786,16 +777,7 @@ async function main() {
         // ignore
       }
     }
-  }
-  if (failures.length) {
-    log(`${failures.length} check(s) failed`);
-    return 1;
-  }
-  log('all checks passed');
-  return 0;
+  });
 }
 
-main().then((code) => process.exit(code), (e) => {
-  log(`FAIL: ${e && e.stack}`);
-  process.exit(1);
-});
+exitWith(main);

@@ -61,3 +61,43 @@ export function must(cond, what) {
 
 /** Waits `ms` milliseconds. */
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs a scenario: a thrown Fatal or exception counts as a failure, `cleanup`
+ * runs either way (its errors ignored). Returns the exit status: 0 when every
+ * check passed, 1 otherwise.
+ */
+export async function runScenario(scenario, cleanup) {
+  process.on('unhandledRejection', (e) => log(`unhandled rejection: ${short(e && e.stack ? e.stack : e)}`));
+  try {
+    await scenario();
+  } catch (e) {
+    if (!(e instanceof Fatal)) {
+      failures.push(`exception: ${e && e.message}`);
+      log(`FAIL: exception: ${e && e.stack ? e.stack : short(e)}`);
+    } else if (!failures.includes(e.message)) {
+      failures.push(e.message);
+      log(`FAIL: ${e.message}`);
+    }
+  } finally {
+    try {
+      await cleanup();
+    } catch (e) {
+      // ignore
+    }
+  }
+  if (failures.length) {
+    log(`${failures.length} check(s) failed`);
+    return 1;
+  }
+  log('all checks passed');
+  return 0;
+}
+
+/** Runs `main` (which returns the exit status) and exits with its status. */
+export function exitWith(main) {
+  main().then((code) => process.exit(code), (e) => {
+    log(`FAIL: ${e && e.stack}`);
+    process.exit(1);
+  });
+}

@@ -39,7 +39,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { Fatal, check, equal, failures, log, must, short, sleep } from '../lib/checks.mjs';
+import { Fatal, check, equal, exitWith, failures, log, must, runScenario, short, sleep } from '../lib/checks.mjs';
 
 // CommonJS resolution, so that NODE_PATH (tests/hub's cached node_modules, set by
 // scripts/redis.sh) applies: ESM imports ignore it.
@@ -1124,22 +1124,13 @@ async function main() {
   CHANNELS = opts.channels;
   log(`scenario ${scenario}: nodes ${opts.nodes.join(' ')}; Redis ${opts.cluster ? 'Cluster ' : ''}` +
     `${opts.servers.map(serverName).join(',')}; channels ${CHANNELS.join(' ')}`);
-  process.on('unhandledRejection', (e) => log(`unhandled rejection: ${short(e && e.stack ? e.stack : e)}`));
-  try {
+  return runScenario(async () => {
     if (opts.cluster) {
       LINKS = (await clusterMasters()).length;
       log(`a cluster of ${LINKS} masters: each node should have ${LINKS} pub/sub links`);
     }
     await SCENARIOS[scenario]();
-  } catch (e) {
-    if (!(e instanceof Fatal)) {
-      failures.push(`exception: ${e && e.message}`);
-      log(`FAIL: exception: ${e && e.stack ? e.stack : short(e)}`);
-    } else if (!failures.includes(e.message)) {
-      failures.push(e.message);
-      log(`FAIL: ${e.message}`);
-    }
-  } finally {
+  }, () => {
     for (const c of CLIENTS) {
       try {
         c.disconnect();
@@ -1147,16 +1138,7 @@ async function main() {
         // ignore
       }
     }
-  }
-  if (failures.length) {
-    log(`${failures.length} check(s) failed`);
-    return 1;
-  }
-  log('all checks passed');
-  return 0;
+  });
 }
 
-main().then((code) => process.exit(code), (e) => {
-  log(`FAIL: ${e && e.stack}`);
-  process.exit(1);
-});
+exitWith(main);

@@ -369,30 +369,17 @@ impl Inner {
         cmd: &redis::Cmd,
         retry: bool,
     ) -> Result<T, BrokerError> {
-        let first =
-            tokio::time::timeout(self.timeout, cmd.query_async(&mut self.conn.clone())).await;
-        match first {
-            Ok(Err(e)) if e.to_string().contains("Function not found") => {
-                self.metrics.errors.inc();
+        match self.run(async |mut c| cmd.query_async(&mut c).await).await {
+            Err(BrokerError::Unavailable(e)) if e.contains("Function not found") => {
                 tracing::warn!("Redis lost the hub's functions; loading them again");
                 self.load_library().await?;
                 if retry {
                     self.run(async |mut c| cmd.query_async(&mut c).await).await
                 } else {
-                    Err(unavailable(e))
+                    Err(BrokerError::Unavailable(e))
                 }
             }
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                self.metrics.errors.inc();
-                Err(unavailable(e))
-            }
-            Err(_) => {
-                self.metrics.errors.inc();
-                Err(BrokerError::Unavailable(
-                    "Redis did not answer in time".into(),
-                ))
-            }
+            r => r,
         }
     }
 
