@@ -39,7 +39,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A real-time hub: channels, presence, history and recovery, for clients speaking
 /// Centrifugo's client protocol. Make one with [`Hub::new`], serve each WebSocket with
-/// [`Hub::serve`], answer the server API with [`Hub::api`] (or mount both with
+/// [`Hub::serve`], answer the server API with [`crate::api::call`] (or mount both with
 /// [`crate::HubHook`]).
 pub struct Hub {
     pub(crate) config: HubConfig,

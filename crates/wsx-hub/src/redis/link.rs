@@ -546,11 +546,10 @@ fn order(inner: &Inner, name: &str, ch: &mut Channel, r: Received) -> Next {
         return Next::Done;
     };
     match &ch.last {
-        Some((last, Some(epoch))) if *epoch != r.epoch => {
+        Some((_, Some(epoch))) if *epoch != r.epoch => {
             // The stream was lost in Redis and started again: positions held by
             // subscribers mean nothing in the new one.
             tracing::warn!(channel = %name, old = %epoch, new = %r.epoch, "stream epoch changed");
-            let _ = last;
             inner.metrics.lost.inc();
             events.lost(name);
             ch.last = Some((r.offset, Some(r.epoch)));

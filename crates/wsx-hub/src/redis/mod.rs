@@ -37,8 +37,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-/// A broker on one Redis server (see the module documentation). Every node of a hub
-/// uses the same Redis and the same [`prefix`](RedisBroker::prefix).
+/// A broker on one Redis server or cluster (see the module documentation). Every node of
+/// a hub uses the same Redis and the same [`prefix`](RedisBroker::prefix). Its settings
+/// (`prefix`, `timeout`, ...) are made before it is given to a hub: they panic once
+/// [`Broker::start`] has run.
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), wsx_hub::BrokerError> {
