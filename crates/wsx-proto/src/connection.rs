@@ -99,42 +99,77 @@ pub enum Event {
 }
 
 /// The frame whose header has been read, while its payload arrives: the header's fields
-/// stored flat (32 bytes instead of 40 with a `FrameHeader` inside: every connection's
-/// state is sized for it).
+/// stored flat, the yes/no ones as bits of one byte (24 bytes, also as an `Option`, where a
+/// `FrameHeader` inside would take 40: every connection's state is sized for it).
 struct PartialFrame {
     /// Payload length (`check_header` bounded it by `max_frame_size`, so it fits `usize`).
     len: usize,
     /// Payload bytes already unmasked (and UTF-8 checked when that applies).
     done: usize,
-    mask: Option<[u8; 4]>,
+    /// The masking key; meaningful only with [`PartialFrame::MASKED`] set.
+    mask: [u8; 4],
     opcode: OpCode,
-    fin: bool,
-    rsv: [bool; 3],
-    /// Payload bytes to check as text as they arrive.
-    check_text: bool,
+    /// FIN, RSV1-3, masked, and whether the payload is checked as text: the bits named by
+    /// the constants below.
+    bits: u8,
 }
 
 impl PartialFrame {
+    /// Final fragment of a message.
+    const FIN: u8 = 1 << 0;
+    /// RSV1 (permessage-deflate: a compressed message).
+    const RSV1: u8 = 1 << 1;
+    /// RSV2.
+    const RSV2: u8 = 1 << 2;
+    /// RSV3.
+    const RSV3: u8 = 1 << 3;
+    /// The payload is masked with [`PartialFrame::mask`].
+    const MASKED: u8 = 1 << 4;
+    /// Payload bytes to check as text as they arrive.
+    const CHECK_TEXT: u8 = 1 << 5;
+
     fn new(h: &FrameHeader, check_text: bool) -> Self {
+        let bit = |on: bool, bit: u8| if on { bit } else { 0 };
         PartialFrame {
             len: h.payload_len as usize,
             done: 0,
-            mask: h.mask,
+            mask: h.mask.unwrap_or_default(),
             opcode: h.opcode,
-            fin: h.fin,
-            rsv: [h.rsv1, h.rsv2, h.rsv3],
-            check_text,
+            bits: bit(h.fin, Self::FIN)
+                | bit(h.rsv1, Self::RSV1)
+                | bit(h.rsv2, Self::RSV2)
+                | bit(h.rsv3, Self::RSV3)
+                | bit(h.mask.is_some(), Self::MASKED)
+                | bit(check_text, Self::CHECK_TEXT),
         }
+    }
+
+    /// Whether `bit` (one of the `PartialFrame::FIN`... constants) is set.
+    #[inline]
+    fn has(&self, bit: u8) -> bool {
+        self.bits & bit != 0
+    }
+
+    /// The masking key, when the frame is masked.
+    #[inline]
+    fn mask(&self) -> Option<[u8; 4]> {
+        self.has(Self::MASKED).then_some(self.mask)
+    }
+
+    /// Whether the payload is checked as text as it arrives.
+    #[inline]
+    fn check_text(&self) -> bool {
+        self.has(Self::CHECK_TEXT)
     }
 
     fn header(&self) -> FrameHeader {
         FrameHeader {
-            fin: self.fin,
-            rsv1: self.rsv[0],
-            rsv2: self.rsv[1],
-            rsv3: self.rsv[2],
+            fin: self.has(Self::FIN),
+            rsv1: self.has(Self::RSV1),
+            rsv2: self.has(Self::RSV2),
+            rsv3: self.has(Self::RSV3),
             opcode: self.opcode,
-            mask: self.mask,
+            mask: self.mask(),
             payload_len: self.len as u64,
         }
     }
@@ -152,13 +187,27 @@ struct Incoming {
     first_delivered: bool,
 }
 
-/// The end of a connection, as the receiver records it.
+/// What the receiver holds only now and then: the frames it owes the peer, how the
+/// connection ended, and the frame trace. One box for all of them (allocated when the first
+/// is needed, freed when none is left, except once the connection ended): a pointer in
+/// every connection's state instead of one per field.
 #[derive(Default)]
-struct Closing {
+struct ReceiverAside {
+    /// The latest unanswered ping's payload.
+    pong: Option<Bytes>,
     /// The close frame owed to the peer (`Some(None)`: an empty close frame).
     reply: Option<Option<CloseFrame>>,
     /// How the connection ended.
     event: Option<CloseEvent>,
+    /// The trace of received frames, while it is on.
+    trace: Option<Tracer>,
+}
+
+impl ReceiverAside {
+    /// Whether it holds nothing, so that the box can go.
+    fn is_empty(&self) -> bool {
+        self.pong.is_none() && self.reply.is_none() && self.event.is_none() && self.trace.is_none()
+    }
 }
 
 /// A frame the receiving side owes the peer: the sending side writes it.
@@ -195,12 +244,10 @@ pub struct Receiver {
     eof: bool,
     /// A `Closed` event (for `close_event`) is due after the event just returned.
     closed_pending: bool,
-    /// The latest unanswered ping's payload (boxed: a pointer while none is owed).
-    pong: Option<Box<Bytes>>,
-    /// The close frame owed to the peer and how the connection ended (boxed: needed once
-    /// per connection at most).
-    close: Option<Box<Closing>>,
-    trace: Option<Box<Tracer>>,
+    /// The pong and close frame owed to the peer, how the connection ended and the frame
+    /// trace, boxed together: all are rare, and one pointer keeps every connection's state
+    /// small (see [`ReceiverAside`]). `None` while none of them is held.
+    aside: Option<Box<ReceiverAside>>,
     /// What the message being received, the read buffer and the inflate state charge to
     /// the memory budget.
     account: Account,
@@ -218,10 +265,10 @@ pub struct Sender {
     send_utf8: Utf8Validator,
     deflate: Option<Box<Deflate>>,
     close_sent: bool,
-    trace: Option<Box<Tracer>>,
-    /// Output that goes out before `wbuf`: large payloads queued without copying (see
-    /// [`ZERO_COPY_MIN`]), with the frames before them. Allocated on first use.
-    queued: Option<Box<Queued>>,
+    /// Output queued by reference and the frame trace, boxed together: both are rare, and
+    /// one pointer keeps every connection's state small (see [`SenderAside`]). `None` while
+    /// neither is in use.
+    aside: Option<Box<SenderAside>>,
     /// What queued output and the deflate state charge to the memory budget.
     account: Account,
 }
@@ -232,6 +279,19 @@ pub struct Sender {
 /// I/O layer writes header and payload with one vectored write. Below it, copying the
 /// payload (just unmasked, so in cache) costs about as much as a second I/O slice.
 pub(crate) const ZERO_COPY_MIN: usize = 8 * 1024;
+
+/// What the sender holds only now and then: output queued by reference and the frame
+/// trace. One box for both (allocated on first use; dropped by [`Sender::shrink_buffers`]
+/// or when the trace is turned off, once no output is queued and the trace is off): a
+/// pointer in every connection's state instead of one per field.
+#[derive(Default)]
+struct SenderAside {
+    /// Output that goes out before `wbuf`: large payloads queued without copying (see
+    /// [`ZERO_COPY_MIN`]), with the frames before them.
+    queued: Queued,
+    /// The trace of sent frames, while it is on.
+    trace: Option<Tracer>,
+}
 
 /// Chunks of output ahead of the output buffer.
 #[derive(Default)]
@@ -380,9 +440,7 @@ impl Connection {
                 closed: false,
                 eof: false,
                 closed_pending: false,
-                pong: None,
-                close: None,
-                trace: None,
+                aside: None,
                 account: Account::new(config.memory_budget.clone()),
             },
             tx: Sender {
@@ -399,8 +457,7 @@ impl Connection {
                     })
                 }),
                 close_sent: false,
-                trace: None,
-                queued: None,
+                aside: None,
                 account: Account::new(config.memory_budget.clone()),
             },
             timers: Box::new(Timers::new(config)),
@@ -429,10 +486,11 @@ impl Connection {
     }
 
     /// Turns what the receiver owes the peer into output. Inlined for the common case of
-    /// nothing owed (called after every event and every write).
+    /// nothing owed (called after every event and every write): nothing is owed without
+    /// the receiver's aside box, so that is the one check.
     #[inline]
     fn pump_replies(&mut self) {
-        if self.rx.pong.is_some() || self.rx.close.is_some() {
+        if self.rx.aside.is_some() {
             self.pump_replies_owed();
         }
     }
@@ -440,12 +498,10 @@ impl Connection {
     #[inline(never)]
     fn pump_replies_owed(&mut self) {
         if let Some(reply) = self.rx.take_close_reply() {
-            // A pong still waiting is moot once we close.
-            self.rx.pong = None;
             self.tx.reply(Reply::Close(reply));
         } else if self.tx.buffered_amount() < PONG_OUTPUT_LIMIT {
-            if let Some(p) = self.rx.pong.take() {
-                self.tx.reply(Reply::Pong(*p));
+            if let Some(p) = self.rx.take_pong() {
+                self.tx.reply(Reply::Pong(p));
             }
         }
     }
@@ -762,19 +818,20 @@ impl Connection {
     /// not yet taken. Off by default.
     pub fn set_frame_trace(&mut self, config: Option<TraceConfig>) {
         let seq = Arc::new(AtomicU64::new(0));
-        self.rx.trace = config.map(|c| Box::new(Tracer::new(c, seq.clone())));
-        self.tx.trace = config.map(|c| Box::new(Tracer::new(c, seq)));
+        self.rx
+            .set_trace(config.map(|c| Tracer::new(c, seq.clone())));
+        self.tx.set_trace(config.map(|c| Tracer::new(c, seq)));
     }
 
     /// Whether the frame trace is on.
     pub fn frame_trace_enabled(&self) -> bool {
-        self.rx.trace.is_some()
+        self.rx.tracing()
     }
 
     /// The oldest frame trace record not yet taken (both directions, in the order the core
     /// saw or produced the frames).
     pub fn pop_frame_trace(&mut self) -> Option<FrameTrace> {
-        pop_earliest(&mut self.rx.trace, &mut self.tx.trace)
+        pop_earliest(self.rx.tracer(), self.tx.tracer())
     }
 
     /// Drains the frame trace records, oldest first (see [`Connection::pop_frame_trace`]).
@@ -797,7 +854,7 @@ impl Receiver {
 
     /// How the connection ended, once the receiving side is done.
     pub fn close_event(&self) -> Option<&CloseEvent> {
-        self.close.as_ref().and_then(|c| c.event.as_ref())
+        self.aside.as_ref().and_then(|a| a.event.as_ref())
     }
 
     /// True once a close frame was received, the connection failed, or the stream ended.
@@ -813,18 +870,49 @@ impl Receiver {
                 .inflate
                 .as_ref()
                 .map_or(0, |d| d.out.capacity() + d.codec.memory_estimate())
-            + self.trace.as_ref().map_or(0, |t| t.memory_usage())
+            + self
+                .aside
+                .as_ref()
+                .and_then(|a| a.trace.as_ref())
+                .map_or(0, |t| t.memory_usage())
     }
 
     /// The oldest trace record of a received frame not yet taken (see
     /// [`Connection::set_frame_trace`]; the trace stays on after [`Connection::split`]).
     pub fn pop_frame_trace(&mut self) -> Option<FrameTrace> {
-        self.trace.as_mut()?.pop()
+        self.tracer()?.pop()
     }
 
     /// How many trace records of received frames were dropped because the queue was full.
     pub fn frame_traces_dropped(&self) -> u64 {
-        self.trace.as_ref().map_or(0, |t| t.dropped())
+        self.aside
+            .as_ref()
+            .and_then(|a| a.trace.as_ref())
+            .map_or(0, |t| t.dropped())
+    }
+
+    /// Whether received frames are traced.
+    #[inline]
+    fn tracing(&self) -> bool {
+        self.aside.as_ref().is_some_and(|a| a.trace.is_some())
+    }
+
+    /// The trace of received frames, while it is on.
+    fn tracer(&mut self) -> Option<&mut Tracer> {
+        self.aside.as_mut()?.trace.as_mut()
+    }
+
+    /// Turns the trace of received frames on (`Some`) or off.
+    fn set_trace(&mut self, trace: Option<Tracer>) {
+        match trace {
+            Some(t) => self.aside_mut().trace = Some(t),
+            None => {
+                if let Some(a) = self.aside.as_mut() {
+                    a.trace = None;
+                    self.release_aside();
+                }
+            }
+        }
     }
 
     /// Releases buffer memory that is not in use.
@@ -882,24 +970,47 @@ impl Receiver {
 
     /// Whether a pong or close reply is waiting for [`Receiver::take_reply`].
     pub fn has_reply(&self) -> bool {
-        self.close.as_ref().is_some_and(|c| c.reply.is_some()) || self.pong.is_some()
+        self.aside
+            .as_ref()
+            .is_some_and(|a| a.reply.is_some() || a.pong.is_some())
     }
 
+    /// The close frame owed to the peer, if any; a pong still waiting is dropped with it
+    /// (moot once we close).
     fn take_close_reply(&mut self) -> Option<Option<CloseFrame>> {
-        self.close.as_mut().and_then(|c| c.reply.take())
+        let a = self.aside.as_mut()?;
+        let reply = a.reply.take()?;
+        a.pong = None;
+        self.release_aside();
+        Some(reply)
     }
 
-    fn closing(&mut self) -> &mut Closing {
-        self.close.get_or_insert_with(Default::default)
+    /// The pong owed to the peer, if any.
+    fn take_pong(&mut self) -> Option<Bytes> {
+        let pong = self.aside.as_mut()?.pong.take()?;
+        self.release_aside();
+        Some(pong)
+    }
+
+    /// The aside box, allocated on first use.
+    fn aside_mut(&mut self) -> &mut ReceiverAside {
+        self.aside.get_or_insert_with(Default::default)
+    }
+
+    /// Frees the aside box once it holds nothing: a connection that answered a ping does
+    /// not keep it.
+    fn release_aside(&mut self) {
+        if self.aside.as_ref().is_some_and(|a| a.is_empty()) {
+            self.aside = None;
+        }
     }
 
     /// The frame owed to the peer, if any: a close reply first, else the latest pong.
     pub fn take_reply(&mut self) -> Option<Reply> {
         if let Some(c) = self.take_close_reply() {
-            self.pong = None;
             return Some(Reply::Close(c));
         }
-        self.pong.take().map(|p| Reply::Pong(*p))
+        self.take_pong().map(Reply::Pong)
     }
 
     /// The next event, or `None` when more input is needed (or nothing more will happen).
@@ -957,10 +1068,10 @@ impl Receiver {
             let avail = self.rbuf.len().min(len);
             if avail > frame.done {
                 let fresh = &mut self.rbuf[frame.done..avail];
-                if let Some(key) = frame.mask {
+                if let Some(key) = frame.mask() {
                     apply_mask_at(fresh, key, frame.done);
                 }
-                if frame.check_text && self.utf8.feed(fresh).is_err() {
+                if frame.check_text() && self.utf8.feed(fresh).is_err() {
                     let header = frame.header();
                     // Bytes up to `avail` are unmasked already.
                     self.trace_rejected(&header, 0, avail, None, ProtocolError::InvalidUtf8);
@@ -974,8 +1085,9 @@ impl Receiver {
             let header = frame.header();
             self.frame = None;
             let payload = self.rbuf.split_to(len);
-            // The one check the trace costs per frame while it is off.
-            let ev = if self.trace.is_some() {
+            // The one check the trace costs per frame while it is off and no aside box
+            // exists (the common case).
+            let ev = if self.tracing() {
                 self.on_frame_traced(header, payload)
             } else {
                 self.on_frame(header, payload)
@@ -997,11 +1109,11 @@ impl Receiver {
         let compressed =
             !header.opcode.is_control() && self.incoming.as_ref().is_some_and(|m| m.compressed);
         let before = self.incoming.as_ref().map_or(0, |m| m.size);
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self.tracer() {
             t.record(Direction::Incoming, &header, &payload, None, None);
         }
         let res = self.on_frame(header, payload);
-        let Some(t) = self.trace.as_mut() else {
+        let Some(t) = self.aside.as_mut().and_then(|a| a.trace.as_mut()) else {
             return res;
         };
         match &res {
@@ -1036,7 +1148,7 @@ impl Receiver {
         mask: Option<[u8; 4]>,
         err: ProtocolError,
     ) {
-        let Some(t) = self.trace.as_mut() else {
+        let Some(t) = self.aside.as_mut().and_then(|a| a.trace.as_mut()) else {
             return;
         };
         // Enough for the preview, and for the code and reason of a close frame.
@@ -1136,7 +1248,7 @@ impl Receiver {
         match h.opcode {
             OpCode::Ping => {
                 let payload = payload.freeze();
-                self.pong = Some(Box::new(payload.clone()));
+                self.aside_mut().pong = Some(payload.clone());
                 Ok(Some(Event::Message(Message::Ping(payload))))
             }
             OpCode::Pong => Ok(Some(Event::Message(Message::Pong(payload.freeze())))),
@@ -1151,7 +1263,7 @@ impl Receiver {
         self.rbuf = BytesMut::new();
         // Echo the peer's code (RFC 6455 §5.5.1), or an empty close if it sent none. The
         // sender drops the echo if it already sent a close frame.
-        self.closing().reply = Some(
+        self.aside_mut().reply = Some(
             frame
                 .as_ref()
                 .map(|f| CloseFrame::new(f.code, Utf8Bytes::new())),
@@ -1278,7 +1390,7 @@ impl Receiver {
             return;
         }
         if code.is_allowed_on_wire() {
-            self.closing().reply = Some(Some(CloseFrame::new(code, reason)));
+            self.aside_mut().reply = Some(Some(CloseFrame::new(code, reason)));
         }
         self.finish(code, reason.to_owned(), false);
         self.closed_pending = true;
@@ -1288,7 +1400,7 @@ impl Receiver {
     fn fail(&mut self, err: ProtocolError) -> Event {
         let code = err.close_code();
         let reason = err.to_string();
-        self.closing().reply = Some(Some(CloseFrame::new(code, reason.as_str())));
+        self.aside_mut().reply = Some(Some(CloseFrame::new(code, reason.as_str())));
         self.finish(code, reason, false);
         self.closed_pending = true;
         Event::Error(err)
@@ -1304,7 +1416,7 @@ impl Receiver {
             reason,
             was_clean,
         };
-        self.closing().event = Some(ev.clone());
+        self.aside_mut().event = Some(ev.clone());
         ev
     }
 }
@@ -1323,23 +1435,62 @@ impl Sender {
     /// Approximate memory held: buffers, compression state and frame trace records.
     pub fn memory_usage(&self) -> usize {
         self.wbuf.capacity()
-            + self.queued.as_ref().map_or(0, |q| q.len)
             + self
                 .deflate
                 .as_ref()
                 .map_or(0, |d| d.scratch.capacity() + d.codec.memory_estimate())
-            + self.trace.as_ref().map_or(0, |t| t.memory_usage())
+            + self.aside.as_ref().map_or(0, |a| {
+                a.queued.len + a.trace.as_ref().map_or(0, |t| t.memory_usage())
+            })
     }
 
     /// The oldest trace record of a sent frame not yet taken (see
     /// [`Connection::set_frame_trace`]; the trace stays on after [`Connection::split`]).
     pub fn pop_frame_trace(&mut self) -> Option<FrameTrace> {
-        self.trace.as_mut()?.pop()
+        self.tracer()?.pop()
     }
 
     /// How many trace records of sent frames were dropped because the queue was full.
     pub fn frame_traces_dropped(&self) -> u64 {
-        self.trace.as_ref().map_or(0, |t| t.dropped())
+        self.aside
+            .as_ref()
+            .and_then(|a| a.trace.as_ref())
+            .map_or(0, |t| t.dropped())
+    }
+
+    /// The trace of sent frames, while it is on.
+    #[inline]
+    fn tracer(&mut self) -> Option<&mut Tracer> {
+        self.aside.as_mut()?.trace.as_mut()
+    }
+
+    /// Turns the trace of sent frames on (`Some`) or off.
+    fn set_trace(&mut self, trace: Option<Tracer>) {
+        match trace {
+            Some(t) => self.aside.get_or_insert_with(Default::default).trace = Some(t),
+            None => {
+                if let Some(a) = self.aside.as_mut() {
+                    a.trace = None;
+                    self.release_queue();
+                }
+            }
+        }
+    }
+
+    /// Releases the queue of output by reference once it is empty: the whole aside box
+    /// unless the trace is on, else the queue's allocation.
+    fn release_queue(&mut self) {
+        let Some(a) = self.aside.as_mut() else {
+            return;
+        };
+        if a.queued.len != 0 {
+            return;
+        }
+        if a.trace.is_none() {
+            self.aside = None;
+        } else {
+            a.queued = Queued::default();
+        }
     }
 
     /// Queues a frame the receiver owes the peer. A pong or close after our own close frame
@@ -1409,7 +1560,7 @@ impl Sender {
     /// Queues a whole encoded server frame: copied into the output buffer when small, else
     /// queued as it is. `plain` is the message before compression, for the trace.
     fn queue_frame(&mut self, frame: &Bytes, plain: Option<&[u8]>) {
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self.tracer() {
             if let Ok(Some((header, n))) = FrameHeader::parse(frame) {
                 t.record(Direction::Outgoing, &header, &frame[n..], plain, None);
             }
@@ -1432,7 +1583,7 @@ impl Sender {
     /// (queued before, so it goes first) moved to its end: handed over as it is (no copy),
     /// the output buffer starts again empty.
     fn queue(&mut self) -> &mut Queued {
-        let q = self.queued.get_or_insert_with(Default::default);
+        let q = &mut self.aside.get_or_insert_with(Default::default).queued;
         if self.wbuf.len() > self.wpos {
             let earlier = Bytes::from(std::mem::take(&mut self.wbuf)).slice(self.wpos..);
             self.wpos = 0;
@@ -1509,7 +1660,7 @@ impl Sender {
         let header = FrameHeader::new(true, opcode, payload.len() as u64);
         let mut bytes = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut bytes);
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self.tracer() {
             t.record(Direction::Outgoing, &header, &payload, None, None);
         }
         let q = self.queue();
@@ -1642,7 +1793,7 @@ impl Sender {
         if let Some(key) = mask {
             apply_mask(&mut self.wbuf[start..], key);
         }
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self.tracer() {
             t.record(Direction::Outgoing, &header, payload, plain, None);
         }
     }
@@ -1651,7 +1802,7 @@ impl Sender {
     /// (see [`Sender::output_vectored`] for all of it). Empty when nothing is waiting.
     #[inline]
     pub fn output(&self) -> &[u8] {
-        match self.queued.as_ref().and_then(|q| q.chunks.front()) {
+        match self.aside.as_ref().and_then(|a| a.queued.chunks.front()) {
             Some(first) => first.as_slice(),
             None => &self.wbuf[self.wpos..],
         }
@@ -1660,7 +1811,7 @@ impl Sender {
     /// Fills `dst` with the output waiting to be written, in order; returns how many
     /// slices it filled.
     pub fn output_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
-        let queued = self.queued.as_ref().map(|q| q.chunks.iter());
+        let queued = self.aside.as_ref().map(|a| a.queued.chunks.iter());
         let pieces = queued
             .into_iter()
             .flatten()
@@ -1677,7 +1828,7 @@ impl Sender {
 
     /// Marks `n` bytes of output as written (they may span several pieces).
     pub fn advance_output(&mut self, mut n: usize) {
-        if let Some(q) = self.queued.as_mut() {
+        if let Some(q) = self.aside.as_mut().map(|a| &mut a.queued) {
             while n > 0 {
                 let Some(front) = q.chunks.front_mut() else {
                     break;
@@ -1720,7 +1871,12 @@ impl Sender {
 
     fn take_output_inner(&mut self) -> BytesMut {
         let wpos = std::mem::take(&mut self.wpos);
-        match self.queued.as_mut().filter(|q| q.len > 0) {
+        match self
+            .aside
+            .as_mut()
+            .map(|a| &mut a.queued)
+            .filter(|q| q.len > 0)
+        {
             None => {
                 let mut out = std::mem::take(&mut self.wbuf);
                 out.drain(..wpos);
@@ -1742,7 +1898,7 @@ impl Sender {
     /// Number of bytes queued but not yet written.
     #[inline]
     pub fn buffered_amount(&self) -> usize {
-        self.wbuf.len() - self.wpos + self.queued.as_ref().map_or(0, |q| q.len)
+        self.wbuf.len() - self.wpos + self.aside.as_ref().map_or(0, |a| a.queued.len)
     }
 
     /// Brings the budget's charge up to date with the queued output (in [`GRANULE`]s) and
@@ -1767,9 +1923,7 @@ impl Sender {
         if self.wbuf.is_empty() {
             self.wbuf = Vec::new();
         }
-        if self.queued.as_ref().is_some_and(|q| q.len == 0) {
-            self.queued = None;
-        }
+        self.release_queue();
         if let Some(d) = self.deflate.as_mut() {
             d.scratch = BytesMut::new();
             d.codec.release();

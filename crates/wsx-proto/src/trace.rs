@@ -255,17 +255,14 @@ fn lenient_close(payload: &[u8]) -> Option<CloseFrame> {
     ))
 }
 
-/// Pops the earliest record of two sides.
-pub(crate) fn pop_earliest(
-    a: &mut Option<Box<Tracer>>,
-    b: &mut Option<Box<Tracer>>,
-) -> Option<FrameTrace> {
+/// Pops the earliest record of two sides (either may have no trace).
+pub(crate) fn pop_earliest(a: Option<&mut Tracer>, b: Option<&mut Tracer>) -> Option<FrameTrace> {
     let sa = a.as_ref().and_then(|t| t.peek_seq());
     let sb = b.as_ref().and_then(|t| t.peek_seq());
     match (sa, sb) {
-        (Some(x), Some(y)) if y < x => b.as_mut()?.pop(),
-        (Some(_), _) => a.as_mut()?.pop(),
-        (None, Some(_)) => b.as_mut()?.pop(),
+        (Some(x), Some(y)) if y < x => b?.pop(),
+        (Some(_), _) => a?.pop(),
+        (None, Some(_)) => b?.pop(),
         (None, None) => None,
     }
 }
