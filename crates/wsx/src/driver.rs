@@ -36,7 +36,6 @@ use crate::shutdown::ShutdownSignal;
 use crate::transport::{poll_discard, poll_read_into, write_some, READ_CHUNK};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
@@ -217,7 +216,10 @@ impl<S> Driver<S> {
         self.flags.set(Flags::NO_BATCHES, !on);
     }
 
+    /// Makes the connection answer the server's shutdown signal; its timer joins the
+    /// server's group, through which the signal wakes it.
     pub(crate) fn set_shutdown(&mut self, signal: Arc<ShutdownSignal>) {
+        self.timer.join_group(signal.group());
         self.shutdown = Some(signal);
     }
 
@@ -694,7 +696,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     self.conn.shrink_buffers();
                     let end = self.close_event().cloned();
                     if let (Some(signal), Some(ev)) = (&self.shutdown, &end) {
-                        signal.clean.store(ev.was_clean, Ordering::Release);
+                        signal.closed(ev.was_clean);
                     }
                     return Poll::Ready(end.map(|e| Ok(Event::Closed(e))));
                 }
@@ -744,7 +746,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 continue;
             }
             if let Some(signal) = &self.shutdown {
-                signal.register(cx.waker());
+                // The signal wakes the connection through its timer: keep it armed. The
+                // request is checked after arming: a wake-up that found the timer without
+                // a waker came before this check, which then sees it.
+                if self.timer.armed_due().is_none() {
+                    let parked = shared_timer::micros(Instant::now() + shared_timer::PARKED);
+                    self.timer.arm(parked, cx.waker());
+                }
+                if signal.is_requested() && self.conn.state() == State::Open {
+                    continue;
+                }
             }
             // Backpressure: while the peer does not take our output, stop reading its input
             // (the pending write wakes this task when the transport takes more).

@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod connections;
 mod driver;
 mod error;
 mod net;

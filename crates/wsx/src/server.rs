@@ -1,23 +1,18 @@
 //! Accepting: the server side of the handshake, and a server loop with connection caps and
 //! graceful shutdown.
 
+use crate::connections::{Caps, ConnectionTask, Served};
 use crate::error::{Error, Result, Timeout, TlsError};
-use crate::shutdown::ShutdownSignal;
 use crate::stream::MaybeTlsStream;
 use crate::websocket::WebSocket;
 use bytes::BytesMut;
-use futures_util::future::OptionFuture;
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::task::JoinSet;
 use wsx_proto::handshake::client::Negotiated;
 use wsx_proto::handshake::server::{self, ParsedRequest, RequestError, ServerHandshakeConfig};
 use wsx_proto::{Config, Connection, MemoryBudget, Role};
@@ -393,66 +388,6 @@ pub struct ShutdownReport {
     pub dropped: usize,
 }
 
-/// Open connections: for the caps and for the shutdown signal.
-#[derive(Default)]
-struct Registry {
-    next_id: u64,
-    by_ip: HashMap<IpAddr, usize>,
-    open: HashMap<u64, Arc<ShutdownSignal>>,
-    handshakes: HandshakeRates,
-}
-
-/// New connections per address: a token bucket each ([`ServerConfig::max_handshakes_per_ip`]).
-#[derive(Default)]
-struct HandshakeRates {
-    /// Tokens left and when they were counted.
-    buckets: HashMap<IpAddr, (f64, Instant)>,
-    /// The table's size after it was last pruned.
-    pruned_at: usize,
-}
-
-impl HandshakeRates {
-    /// Takes a token for a new connection from `ip`: false when it has none left.
-    fn admit(&mut self, ip: IpAddr, per_second: u32, now: Instant) -> bool {
-        let rate = f64::from(per_second.max(1));
-        if self.buckets.len() >= 2 * self.pruned_at.max(512) {
-            // Buckets that have filled up again say nothing: forget them.
-            self.buckets.retain(|_, (tokens, at)| {
-                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < rate
-            });
-            self.pruned_at = self.buckets.len();
-        }
-        let (tokens, at) = self.buckets.entry(ip).or_insert((rate, now));
-        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate).min(rate);
-        *at = now;
-        if *tokens < 1.0 {
-            return false;
-        }
-        *tokens -= 1.0;
-        true
-    }
-}
-
-/// Removes a connection from the registry when its task ends (or is aborted).
-struct Registration {
-    registry: Arc<Mutex<Registry>>,
-    id: u64,
-    ip: IpAddr,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        r.open.remove(&self.id);
-        if let Some(n) = r.by_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                r.by_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// A listening WebSocket server: binds, accepts, and runs a handler per connection.
 ///
 /// ```no_run
@@ -568,7 +503,9 @@ impl Server {
     /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting, asks
     /// every open connection to close with 1001 (Going Away), waits up to
     /// [`ServerConfig::shutdown_timeout`] for the close handshakes (and handlers) to finish,
-    /// and drops the rest.
+    /// and drops the rest: a handler waiting on its `WebSocket` is dropped at once, one
+    /// waiting on something else when that wakes it (on the caller's runtime; worker
+    /// threads' tasks go with their runtime).
     pub async fn serve_until<F, Fut, M, H>(
         self,
         handler: F,
@@ -594,15 +531,18 @@ impl Server {
         // Made once: each connection shares it, rather than cloning the subprotocol and
         // origin lists.
         let handshake_config = Arc::new(config.handshake_config());
-        let registry = Arc::new(Mutex::new(Registry::default()));
+        let served = Arc::new(Served::default());
+        let caps = Caps {
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+            max_handshakes_per_ip: config.max_handshakes_per_ip,
+        };
         // Connections still in their handshake when the shutdown starts are dropped at once.
         let stopping = tokio_util::sync::CancellationToken::new();
-        let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
                 _ = &mut shutdown => break,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
                 accepted = listener.accept() => accepted,
             };
             let (tcp, peer) = match accepted {
@@ -614,16 +554,14 @@ impl Server {
                     continue;
                 }
             };
-            let admitted = admit(&registry, &config, peer.ip());
-            let (registration, signal) = match admitted {
-                Ok(x) => x,
+            let registration = match served.admit(caps, peer) {
+                Ok(r) => r,
                 Err(rejection) => {
                     tracing::debug!(%peer, status = rejection.status, "connection refused");
-                    tasks.spawn(refuse(tcp, rejection));
+                    tokio::spawn(refuse(tcp, rejection));
                     continue;
                 }
             };
-            let handler = handler.clone();
             let hook = make_hook();
             let config = config.clone();
             let hs = handshake_config.clone();
@@ -668,49 +606,28 @@ impl Server {
                     _ = stopping.cancelled() => None,
                 }
             });
-            let task = connection_task(handshake, handler, signal, peer, (registration, load));
+            let task = ConnectionTask::new(handshake, handler.clone(), registration, load);
+            // Not kept in a `JoinSet` (64 bytes a connection): the counts in `served` say
+            // when all are done, and the signal ends the ones left after the timeout.
             match worker {
-                Some(worker) => tasks.spawn_on(task, worker),
-                None => tasks.spawn(task),
+                Some(worker) => drop(worker.spawn(task)),
+                None => drop(tokio::spawn(task)),
             };
         }
         drop(listener);
         stopping.cancel();
-        // Every registered connection is asked to close, including those whose handshake
-        // finishes during the shutdown: they close with 1001 as soon as their handler polls.
-        let signals: Vec<Arc<ShutdownSignal>> = {
-            let r = registry.lock().unwrap_or_else(|e| e.into_inner());
-            r.open.values().cloned().collect()
-        };
-        for signal in &signals {
-            signal.request();
-        }
-        let deadline = tokio::time::sleep(config.shutdown_timeout);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = &mut deadline => break,
-                next = tasks.join_next() => if next.is_none() { break },
-            }
-        }
-        let dropped = registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .open
-            .len();
-        tasks.abort_all();
+        // Every connection is asked to close, including those whose handshake finishes
+        // during the shutdown: they close with 1001 as soon as their handler polls.
+        served.request_shutdown();
+        let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+        let dropped = served.wait_ended(deadline).await;
+        // Tasks still running end when next polled; the signal wakes those waiting on their
+        // connection, and a worker thread's runtime drops its own when it stops.
+        served.signal.abort();
         drop(workers);
-        // Reported on: the connections that completed their handshake.
-        let open: Vec<&Arc<ShutdownSignal>> = signals
-            .iter()
-            .filter(|s| s.upgraded.load(Ordering::Acquire))
-            .collect();
         let report = ShutdownReport {
-            open: open.len(),
-            closed_cleanly: open
-                .iter()
-                .filter(|s| s.clean.load(Ordering::Acquire))
-                .count(),
+            open: served.open_at_shutdown(),
+            closed_cleanly: served.signal.closed_cleanly(),
             dropped,
         };
         tracing::info!(
@@ -735,55 +652,6 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// Registers a new connection, or says why it is refused.
-fn admit(
-    registry: &Arc<Mutex<Registry>>,
-    config: &ServerConfig,
-    ip: IpAddr,
-) -> std::result::Result<(Registration, Arc<ShutdownSignal>), Rejection> {
-    let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(per_second) = config.max_handshakes_per_ip {
-        if !r.handshakes.admit(ip, per_second, Instant::now()) {
-            return Err(
-                Rejection::new(429, "too many new connections from your address\n")
-                    .with_header("Retry-After", "1"),
-            );
-        }
-    }
-    if config
-        .max_connections
-        .is_some_and(|max| r.open.len() >= max)
-    {
-        return Err(
-            Rejection::new(503, "server is at its connection limit, try again later\n")
-                .with_header("Retry-After", "5"),
-        );
-    }
-    let from_ip = r.by_ip.get(&ip).copied().unwrap_or(0);
-    if config
-        .max_connections_per_ip
-        .is_some_and(|max| from_ip >= max)
-    {
-        return Err(
-            Rejection::new(429, "too many connections from your address\n")
-                .with_header("Retry-After", "5"),
-        );
-    }
-    r.next_id += 1;
-    let id = r.next_id;
-    let signal = Arc::new(ShutdownSignal::default());
-    r.open.insert(id, signal.clone());
-    *r.by_ip.entry(ip).or_insert(0) += 1;
-    Ok((
-        Registration {
-            registry: registry.clone(),
-            id,
-            ip,
-        },
-        signal,
-    ))
-}
-
 /// Answers a connection over a cap: reads the request head briefly (so the client sees the
 /// answer rather than a reset), writes the status, closes.
 async fn refuse(mut tcp: TcpStream, rejection: Rejection) {
@@ -794,57 +662,6 @@ async fn refuse(mut tcp: TcpStream, rejection: Rejection) {
         reject(&mut tcp, &RequestError::Rejected(Box::new(rejection))),
     )
     .await;
-}
-
-/// A served connection's task: the (boxed) handshake, then the handler. `held` lives as long
-/// as the task: the connection's place in the caps and the shutdown registry, and its count
-/// on its worker thread.
-///
-/// The task's state is sized by its largest await, for the connection's whole life, and
-/// rustc keeps a moved-from local or capture in it beside the future it went into. So the
-/// `WebSocket` goes straight from the handshake into the handler's future, which is awaited
-/// as a temporary (never a named local), and nothing is rebound: the task is the handler's
-/// future plus about 100 bytes (`connection_task_adds_little_to_the_handler` checks it).
-/// Before, a wrapper future holding the worker's load count made rustc keep two copies of
-/// the task: 6.7 KiB per connection of `wsx serve`.
-async fn connection_task<F, Fut, HS, Held>(
-    handshake: Pin<Box<HS>>,
-    handler: Arc<F>,
-    signal: Arc<ShutdownSignal>,
-    peer: SocketAddr,
-    held: Held,
-) where
-    F: Fn(WebSocket<MaybeTlsStream>, SocketAddr) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-    HS: Future<Output = Option<Result<WebSocket<MaybeTlsStream>>>> + Send,
-    Held: Send,
-{
-    // A block, so that the handshake's result is gone before the handler's future is
-    // awaited (a `match` scrutinee would live until the statement's end, across it).
-    let handled = OptionFuture::from({
-        let upgraded = handshake.await;
-        match upgraded {
-            None => return,
-            Some(Ok(ws)) => {
-                signal.upgraded.store(true, Ordering::Release);
-                tracing::info!(%peer, protocol = ws.protocol(), compressed = ws.is_compressed(), "connection open");
-                Some(handler(ws.with_shutdown(signal), peer))
-            }
-            Some(Err(Error::HttpAnswered(status))) => {
-                tracing::debug!(%peer, status, "plain HTTP request answered");
-                None
-            }
-            Some(Err(e)) => {
-                tracing::debug!(%peer, "handshake failed: {e}");
-                None
-            }
-        }
-    })
-    .await;
-    if handled.is_some() {
-        tracing::info!(%peer, "connection done");
-    }
-    drop(held);
 }
 
 async fn upgrade<H: Hook>(
@@ -871,48 +688,6 @@ async fn upgrade<H: Hook>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn handshakes_per_ip_come_in_bursts_of_the_rate_and_refill_at_it() {
-        let mut rates = HandshakeRates::default();
-        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
-        let t0 = Instant::now();
-        assert!((0..5).all(|_| rates.admit(a, 5, t0)));
-        assert!(!rates.admit(a, 5, t0), "the sixth in the same instant");
-        assert!(rates.admit(b, 5, t0), "another address has its own bucket");
-        assert!(!rates.admit(a, 5, t0 + Duration::from_millis(100)));
-        assert!(
-            rates.admit(a, 5, t0 + Duration::from_millis(200)),
-            "one token per 200 ms"
-        );
-        assert!(!rates.admit(a, 5, t0 + Duration::from_millis(210)));
-        // Never more than a burst saved up.
-        let later = t0 + Duration::from_secs(60);
-        assert!((0..5).all(|_| rates.admit(a, 5, later)));
-        assert!(!rates.admit(a, 5, later));
-    }
-
-    #[test]
-    fn addresses_whose_bucket_refilled_are_forgotten() {
-        let mut rates = HandshakeRates::default();
-        let t0 = Instant::now();
-        for i in 0..100_000u32 {
-            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            // 10,000 new addresses a second, each connecting once at 2 per second.
-            let now = t0 + Duration::from_micros(100 * u64::from(i));
-            assert!(rates.admit(ip, 2, now));
-        }
-        // Only the last second or so of addresses is remembered, not all 100,000.
-        assert!(rates.buckets.len() < 30_000, "{}", rates.buckets.len());
-    }
-
-    /// The size of the future `handler` returns.
-    fn future_size<F, Fut>(_: &F) -> usize
-    where
-        F: Fn(WebSocket<MaybeTlsStream>, SocketAddr) -> Fut,
-    {
-        std::mem::size_of::<Fut>()
-    }
-
     /// A task that awaits `accept_with` is sized for its largest await for the rest of its
     /// life: the handshake's state and settings must be behind the box, not in the future.
     #[test]
@@ -922,30 +697,5 @@ mod tests {
         let fut = accept_with(io, &config, NoHook);
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 64, "accept_with's future is {size} B");
-    }
-
-    #[test]
-    fn connection_task_adds_little_to_the_handler() {
-        // A handler with a large future: the task must hold it once (not beside a moved-from
-        // copy of it or of the `WebSocket`), plus the task's own few fields.
-        let handler = |ws: WebSocket<MaybeTlsStream>, peer: SocketAddr| async move {
-            let pad = [0u8; 1500];
-            tokio::task::yield_now().await;
-            std::hint::black_box((&pad, &ws, peer));
-        };
-        let handler_size = future_size(&handler);
-        let handshake = Box::pin(async { None::<Result<WebSocket<MaybeTlsStream>>> });
-        let task = connection_task(
-            handshake,
-            Arc::new(handler),
-            Arc::new(ShutdownSignal::default()),
-            "127.0.0.1:1".parse().unwrap(),
-            (),
-        );
-        let task_size = std::mem::size_of_val(&task);
-        assert!(
-            task_size <= handler_size + 128,
-            "task {task_size} B for a handler future of {handler_size} B"
-        );
     }
 }

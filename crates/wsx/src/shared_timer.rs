@@ -5,8 +5,8 @@
 //! timeouts, and giving its buffers back when it goes quiet. A tokio `Sleep` for
 //! that costs 112 bytes plus a 112-byte box on each connection, a fifth of an idle
 //! connection's memory. Here a connection holds a 16-byte [`SharedTimer`] and the process
-//! holds one table with 36 bytes per timer: a [`Cell`] (deadline, place in the deadline
-//! heap, slot number: 16), the waker (16) and the heap entry (4). One thread sleeps until
+//! holds one table with 40 bytes per timer: a [`Cell`] (deadline, place in the deadline
+//! heap, slot number: 16), the waker (16), its group (4) and the heap entry (4). One thread sleeps until
 //! the earliest deadline and wakes the tasks whose deadlines have passed.
 //!
 //! The hot path takes no lock. Before the thread fires anything it publishes the time it
@@ -25,6 +25,13 @@
 //!
 //! The clock is [`std::time::Instant`], in microseconds since the first use ([`now`]), not
 //! tokio's: keepalive follows real time even when a test pauses tokio's clock.
+//!
+//! Timers can also belong to a *group* (a server's connections): [`wake_group`] wakes the
+//! task of every timer of a group at once, so a server reaches all its idle connections at
+//! shutdown without keeping anything per connection itself. A timer holds its task's waker
+//! while it is armed; the driver of a connection in a group keeps it armed, at a far
+//! deadline ([`PARKED`]) when the core has none, and checks the server's request *after*
+//! arming, so a wake-up that found no waker happened before a check that sees it.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -69,6 +76,28 @@ const MAX_CHUNKS: usize = 16 * 1024;
 const NOT_QUEUED: u32 = u32::MAX;
 /// The deadline of a slot that is not armed: never reached.
 const NEVER: u64 = u64::MAX;
+/// How far ahead a timer with nothing due is parked, to keep its waker for its group.
+pub(crate) const PARKED: Duration = Duration::from_secs(3600);
+
+/// A new group id (never 0; unique unless a process makes four billion of them).
+pub(crate) fn new_group() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    loop {
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// Wakes the task of every timer of `group` that holds a waker (an armed timer does). The
+/// timers stay armed as they were.
+pub(crate) fn wake_group(group: u32) {
+    let wakers = lock().group_wakers(group);
+    for waker in wakers {
+        waker.wake();
+    }
+}
 
 /// A timer's lock-free part. `due` and `heap_pos` are written only under the owning
 /// table's lock; `due` is also read without it.
@@ -162,14 +191,7 @@ impl SharedTimer {
     pub(crate) fn arm(&mut self, due: u64, waker: &Waker) {
         let thread = timer_thread();
         let mut table = lock();
-        let slot = match self.cell {
-            Some(cell) => cell.slot,
-            None => {
-                let slot = table.claim();
-                self.cell = Some(table.cell(slot));
-                slot
-            }
-        };
+        let slot = self.slot(&mut table);
         let (notify, old) = table.arm(slot, due, waker);
         if !table.thread {
             table.thread = start_thread(thread);
@@ -180,6 +202,25 @@ impl SharedTimer {
             thread.wake.notify_one();
         }
         drop(old);
+    }
+
+    /// The claimed slot, claiming one first if needed (under the table's lock).
+    fn slot(&mut self, table: &mut Table) -> u32 {
+        match self.cell {
+            Some(cell) => cell.slot,
+            None => {
+                let slot = table.claim();
+                self.cell = Some(table.cell(slot));
+                slot
+            }
+        }
+    }
+
+    /// Puts the timer in `group` (see [`wake_group`]), claiming its slot now.
+    pub(crate) fn join_group(&mut self, group: u32) {
+        let mut table = lock();
+        let slot = self.slot(&mut table);
+        *table.group(slot) = group;
     }
 
     /// The deadline the timer is armed for, while it is armed and has not fired.
@@ -316,8 +357,12 @@ fn run(thread: &'static TimerThread) {
     }
 }
 
-/// The wakers of a chunk of slots.
-type Wakers = [Option<Waker>; CHUNK];
+/// The wakers and groups of a chunk of slots.
+struct Wakers {
+    wakers: [Option<Waker>; CHUNK],
+    /// Each slot's group (0: none).
+    groups: [u32; CHUNK],
+}
 
 /// Every timer of a process. Plain data, so the tests drive tables of their own without
 /// the thread.
@@ -372,7 +417,24 @@ impl Table {
     fn waker(&mut self, slot: u32) -> &mut Option<Waker> {
         // A claimed slot's chunk exists: `claim` makes it, `release` frees only chunks
         // with no claimed slot in or after them.
-        &mut self.chunks[slot as usize / CHUNK][slot as usize % CHUNK]
+        &mut self.chunks[slot as usize / CHUNK].wakers[slot as usize % CHUNK]
+    }
+
+    fn group(&mut self, slot: u32) -> &mut u32 {
+        &mut self.chunks[slot as usize / CHUNK].groups[slot as usize % CHUNK]
+    }
+
+    /// Clones of the wakers held by the slots of `group`.
+    fn group_wakers(&mut self, group: u32) -> Vec<Waker> {
+        let mut out = Vec::new();
+        for chunk in &self.chunks {
+            for (waker, g) in chunk.wakers.iter().zip(&chunk.groups) {
+                if *g == group {
+                    out.extend(waker.clone());
+                }
+            }
+        }
+        out
     }
 
     fn claim(&mut self) -> u32 {
@@ -395,7 +457,10 @@ impl Table {
             self.cells.len() * CHUNK
         );
         while self.chunks.len() <= chunk {
-            self.chunks.push(Box::new([const { None }; CHUNK]));
+            self.chunks.push(Box::new(Wakers {
+                wakers: [const { None }; CHUNK],
+                groups: [0; CHUNK],
+            }));
         }
         let slot = index as u32;
         self.cell(slot).due.store(NEVER, Ordering::Release);
@@ -407,6 +472,7 @@ impl Table {
         self.unqueue(slot);
         self.cell(slot).due.store(NEVER, Ordering::Release);
         let old = self.waker(slot).take();
+        *self.group(slot) = 0;
         let index = slot as usize;
         let word = index / 64;
         self.claimed[word] &= !(1 << (index % 64));
@@ -783,5 +849,47 @@ mod tests {
             "the old task is not woken"
         );
         assert!(timer.expired(&w2));
+    }
+
+    #[test]
+    fn a_group_wakes_the_armed_timers_of_that_group_only() {
+        let group = new_group();
+        let other = new_group();
+        let far = || later(now(), Duration::from_secs(3600));
+        let (a_count, a) = counter();
+        let (c_count, c) = counter();
+        let mut in_group = SharedTimer::new();
+        in_group.join_group(group);
+        in_group.arm(far(), &a);
+        let mut unarmed = SharedTimer::new();
+        unarmed.join_group(group);
+        let mut outsider = SharedTimer::new();
+        outsider.join_group(other);
+        outsider.arm(far(), &c);
+        wake_group(group);
+        assert_eq!(a_count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(c_count.0.load(Ordering::SeqCst), 0, "another group");
+        // Still armed with its waker: a second wake-up reaches it too.
+        assert!(!in_group.expired(&a));
+        wake_group(group);
+        assert_eq!(a_count.0.load(Ordering::SeqCst), 2);
+        assert!(unarmed.expired(&a), "joined but never armed");
+    }
+
+    #[test]
+    fn a_released_slot_leaves_its_group() {
+        let mut t = table();
+        let (_, w) = counter();
+        let s = t.claim();
+        let keep = t.claim();
+        *t.group(s) = 7;
+        *t.group(keep) = 7;
+        t.arm(s, 1_000, &w);
+        t.arm(keep, 1_000, &w);
+        assert_eq!(t.group_wakers(7).len(), 2);
+        t.release(s);
+        assert_eq!(*t.group(s), 0);
+        assert_eq!(t.group_wakers(7).len(), 1);
+        assert_eq!(t.group_wakers(8).len(), 0);
     }
 }

@@ -82,19 +82,26 @@ fn serve_echo(
     peer: std::net::SocketAddr,
 ) -> impl std::future::Future<Output = ()> + Send {
     async move {
-        while let Some(msg) = ws.next().await {
-            match msg {
-                Ok(msg) if msg.is_data() => {
-                    if ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
+        loop {
+            let msg = match ws.next().await {
+                Some(Ok(msg)) if msg.is_data() => msg,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => break,
+            };
+            if ws.send(msg).await.is_err() {
+                break;
             }
         }
-        std::hint::black_box(peer);
+        std::hint::black_box((peer, ws.close_event().is_some()));
     }
+}
+
+/// The size of the future a `Server` handler returns.
+fn handler_future_size<F, Fut>(_: &F) -> usize
+where
+    F: Fn(wsx::WebSocket<wsx::MaybeTlsStream>, std::net::SocketAddr) -> Fut,
+{
+    std::mem::size_of::<Fut>()
 }
 
 fn snapshot() -> Vec<isize> {
@@ -127,6 +134,10 @@ fn main() -> anyhow::Result<()> {
         std::io::Result::Ok(std::mem::size_of_val(&echo(tcp, Arc::default())))
     })?;
     println!("sizes: the echo task's future {probe} B");
+    println!(
+        "sizes: wsx serve's echo handler's future {} B",
+        handler_future_size(&serve_echo)
+    );
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     let mut config = wsx::ServerConfig::default();
