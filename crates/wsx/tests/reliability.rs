@@ -689,6 +689,85 @@ async fn graceful_shutdown(workers: Option<usize>, shape: Shape) {
     .await
 }
 
+/// Clients that never answer the server's 1001 (they are not polled): after the shutdown
+/// timeout, `serve_until` returns with them counted as dropped, and their handlers, which
+/// wait on their sockets, are dropped then, on the caller's runtime as on worker threads
+/// (the server keeps no handle per connection: the signal wakes them through their timers).
+#[tokio::test]
+async fn shutdown_drops_the_connections_left_after_its_timeout() {
+    for workers in [None, Some(1)] {
+        bounded(async {
+            let mut server = Server::bind("127.0.0.1:0").await.unwrap().config({
+                let mut c = ServerConfig::default();
+                c.shutdown_timeout = ms(300);
+                c.config.close_timeout = Duration::from_secs(30);
+                c.config.ping_interval = None;
+                c
+            });
+            if let Some(n) = workers {
+                server = server.worker_threads(n);
+            }
+            let addr = server.local_addr().unwrap();
+            let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            struct Live(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+            impl Drop for Live {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            let counted = live.clone();
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let serving = tokio::spawn(server.serve_until(
+                move |ws, _| {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let guard = Live(counted.clone());
+                    async move {
+                        echo(ws, Shape::Whole).await;
+                        drop(guard);
+                    }
+                },
+                || wsx::NoHook,
+                async {
+                    let _ = stop_rx.await;
+                },
+            ));
+            let mut silent = Vec::new();
+            for _ in 0..3 {
+                let mut ws = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+                ws.send(Message::text("hi")).await.unwrap();
+                assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hi"));
+                silent.push(ws);
+            }
+            assert_eq!(live.load(std::sync::atomic::Ordering::SeqCst), 3);
+            let started = Instant::now();
+            stop_tx.send(()).unwrap();
+            let report = serving.await.unwrap().unwrap();
+            let took = started.elapsed();
+            assert!(took >= ms(300) && took < ms(3000), "{took:?}, {workers:?}");
+            assert_eq!(report.open, 3, "{workers:?}");
+            assert_eq!(report.closed_cleanly, 0, "{workers:?}");
+            assert_eq!(report.dropped, 3, "{workers:?}");
+            let deadline = Instant::now() + ms(2000);
+            while live.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "handlers left running: {workers:?}"
+                );
+                tokio::time::sleep(ms(10)).await;
+            }
+            // The clients see the server's 1001, then the connection end.
+            for mut ws in silent {
+                let first = ws.next().await.unwrap().unwrap();
+                assert!(
+                    matches!(&first, Message::Close(Some(f)) if f.code == CloseCode::GOING_AWAY),
+                    "{first:?}"
+                );
+            }
+        })
+        .await
+    }
+}
+
 #[tokio::test]
 async fn try_send_hands_the_message_back_once_closing() {
     bounded(async {
