@@ -111,7 +111,11 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// allocates, so a server left idle after a peak kept it (18 MiB after 1000 vanished peers
 /// in the fault suite, which allows 16; with a 1 s decay still 19 MiB half a second
 /// later). `muzzy_decay_ms:0` skips `MADV_FREE`, whose pages still count in the RSS until
-/// the kernel wants them.
+/// the kernel wants them. `tcache_max:512`: blocks over 512 bytes (a connection's task,
+/// the handshake's state and buffers) are not kept in a per-thread cache, which a thread
+/// that has gone idle never empties; after a burst of handshakes the worker thread's cache
+/// held about 50 bytes per idle connection. Throughput with and without it, paired runs:
+/// within 2% either way.
 ///
 /// jemalloc (as `tikv-jemalloc-sys` builds it, with the `_rjem_` prefix) reads this symbol
 /// as `const char *_rjem_malloc_conf`: a `&'static [u8; N]` is a thin pointer to the bytes,
@@ -122,7 +126,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 // SAFETY: exporting the symbol jemalloc looks up; its type matches `const char *` (above),
 // it is immutable and 'static, and nothing else in the process defines it.
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8; 59] = b"background_thread:true,dirty_decay_ms:200,muzzy_decay_ms:0\0";
+pub static malloc_conf: &[u8; 74] =
+    b"background_thread:true,dirty_decay_ms:200,muzzy_decay_ms:0,tcache_max:512\0";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -531,6 +531,7 @@ impl Server {
         // Made once: each connection shares it, rather than cloning the subprotocol and
         // origin lists.
         let handshake_config = Arc::new(config.handshake_config());
+        let config = Arc::new(config);
         let served = Arc::new(Served::default());
         let caps = Caps {
             max_connections: config.max_connections,
