@@ -8,6 +8,8 @@
 
 pub mod client;
 mod headers;
+#[cfg(feature = "http")]
+mod http;
 pub mod server;
 
 pub use headers::Headers;

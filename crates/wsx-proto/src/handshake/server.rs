@@ -8,20 +8,32 @@
 use super::{
     accept_key, has_token, head_over_limit, is_token, status_reason, Headers, MAX_HEADERS,
 };
-use crate::deflate::{self, DeflateConfig, DeflateParams};
+use crate::deflate::{self, DeflateConfig};
 use crate::handshake::client::Negotiated;
 use base64::Engine;
 use bytes::Bytes;
+
+/// How a client asked for a WebSocket: the two wire forms of the same request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpgradeForm {
+    /// HTTP/1.1 `GET` with `Upgrade: websocket` (RFC 6455 §4.1), answered with `101`.
+    Http11,
+    /// HTTP/2 extended CONNECT with `:protocol` `websocket` (RFC 8441 §4), answered with
+    /// `200`; there is no `Sec-WebSocket-Key` or `Sec-WebSocket-Accept`.
+    ExtendedConnect,
+}
 
 /// A validated WebSocket upgrade request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     /// The request target as sent (origin-form: path and query).
     pub target: String,
-    /// All header fields.
+    /// All header fields (for HTTP/2, a `host` field carries the `:authority`).
     pub headers: Headers,
     key: String,
     protocols: Vec<String>,
+    form: UpgradeForm,
 }
 
 impl Request {
@@ -50,14 +62,81 @@ impl Request {
         &self.protocols
     }
 
-    /// The `Sec-WebSocket-Key`.
+    /// The `Sec-WebSocket-Key` (empty for HTTP/2, which has none).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// How the request came: HTTP/1.1 upgrade or HTTP/2 extended CONNECT.
+    pub fn form(&self) -> UpgradeForm {
+        self.form
+    }
+
+    /// Checks the WebSocket fields of a request whose HTTP form its adapter checked (the
+    /// method and version, `Upgrade: websocket` or `:protocol`, `Host` or `:authority`):
+    /// the same rules for both forms, except that only HTTP/1.1 has `Connection: upgrade`
+    /// and a key.
+    pub(crate) fn from_fields(
+        form: UpgradeForm,
+        target: String,
+        headers: Headers,
+    ) -> Result<Request, RequestError> {
+        if !target.starts_with('/') {
+            return Err(RequestError::Target);
+        }
+        if form == UpgradeForm::Http11
+            && !headers
+                .get_all("connection")
+                .any(|v| has_token(v, "upgrade"))
+        {
+            return Err(RequestError::Connection);
+        }
+        if headers.count("sec-websocket-version") != 1
+            || headers.get("sec-websocket-version").map(str::trim) != Some("13")
+        {
+            return Err(RequestError::WebSocketVersion);
+        }
+        let key = match form {
+            UpgradeForm::ExtendedConnect => String::new(),
+            UpgradeForm::Http11 => {
+                let key = match (
+                    headers.count("sec-websocket-key"),
+                    headers.get("sec-websocket-key"),
+                ) {
+                    (1, Some(k)) => k.trim().to_owned(),
+                    _ => return Err(RequestError::Key),
+                };
+                match base64::engine::general_purpose::STANDARD.decode(&key) {
+                    Ok(raw) if raw.len() == 16 => key,
+                    _ => return Err(RequestError::Key),
+                }
+            }
+        };
+        if headers.count("origin") > 1 {
+            return Err(RequestError::Origin);
+        }
+        let mut protocols = Vec::new();
+        for value in headers.get_all("sec-websocket-protocol") {
+            for p in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                if !is_token(p) {
+                    return Err(RequestError::Protocols);
+                }
+                protocols.push(p.to_owned());
+            }
+        }
+        Ok(Request {
+            target,
+            headers,
+            key,
+            protocols,
+            form,
+        })
     }
 }
 
 /// A request that cannot be upgraded, with the HTTP status it is answered with.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestError {
     /// The head is larger than the configured limit (431).
     #[error("request head larger than {0} bytes")]
@@ -98,6 +177,11 @@ pub enum RequestError {
     /// `Sec-WebSocket-Protocol` is not a list of tokens (400).
     #[error("invalid Sec-WebSocket-Protocol header")]
     Protocols,
+    /// An HTTP/2 request for a WebSocket that is not an extended CONNECT with `:protocol`
+    /// `websocket` (RFC 8441): a `GET`, a CONNECT without `:protocol`, or one for another
+    /// protocol (400).
+    #[error("WebSockets over HTTP/2 use extended CONNECT with :protocol websocket")]
+    ExtendedConnect,
     /// A request body without a `Content-Length` (chunked transfer coding): 411.
     #[error("a request body needs a Content-Length")]
     LengthRequired,
@@ -128,20 +212,23 @@ impl RequestError {
 
     /// The complete HTTP response for this error: status line, headers, plain-text body.
     pub fn to_response(&self) -> Vec<u8> {
-        match self {
-            RequestError::Rejected(r) => r.to_response(),
-            _ => {
-                let mut r = Rejection::new(self.status(), format!("{self}\n"));
-                match self {
-                    RequestError::WebSocketVersion => {
-                        r.headers.append("Sec-WebSocket-Version", "13")
-                    }
-                    RequestError::Method(_) => r.headers.append("Allow", "GET"),
-                    _ => {}
-                }
-                r.to_response()
-            }
+        self.to_rejection().to_response()
+    }
+
+    /// The error as the response it is answered with: the application's [`Rejection`], or
+    /// the status and reason, with `Sec-WebSocket-Version: 13` for 426 and `Allow: GET`
+    /// for 405.
+    pub(crate) fn to_rejection(&self) -> Rejection {
+        if let RequestError::Rejected(r) = self {
+            return (**r).clone();
         }
+        let mut r = Rejection::new(self.status(), format!("{self}\n"));
+        match self {
+            RequestError::WebSocketVersion => r.headers.append("Sec-WebSocket-Version", "13"),
+            RequestError::Method(_) => r.headers.append("Allow", "GET"),
+            _ => {}
+        }
+        r
     }
 }
 
@@ -334,49 +421,8 @@ fn parse_inner(
             n,
         )));
     }
-    if !headers
-        .get_all("connection")
-        .any(|v| has_token(v, "upgrade"))
-    {
-        return Err(RequestError::Connection);
-    }
-    if headers.count("sec-websocket-version") != 1
-        || headers.get("sec-websocket-version").map(str::trim) != Some("13")
-    {
-        return Err(RequestError::WebSocketVersion);
-    }
-    let key = match (
-        headers.count("sec-websocket-key"),
-        headers.get("sec-websocket-key"),
-    ) {
-        (1, Some(k)) => k.trim().to_owned(),
-        _ => return Err(RequestError::Key),
-    };
-    match base64::engine::general_purpose::STANDARD.decode(&key) {
-        Ok(raw) if raw.len() == 16 => {}
-        _ => return Err(RequestError::Key),
-    }
-    if headers.count("origin") > 1 {
-        return Err(RequestError::Origin);
-    }
-    let mut protocols = Vec::new();
-    for value in headers.get_all("sec-websocket-protocol") {
-        for p in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if !is_token(p) {
-                return Err(RequestError::Protocols);
-            }
-            protocols.push(p.to_owned());
-        }
-    }
-    Ok(Some((
-        ParsedRequest::Upgrade(Request {
-            target: target.to_owned(),
-            headers,
-            key,
-            protocols,
-        }),
-        n,
-    )))
+    let request = Request::from_fields(UpgradeForm::Http11, target.to_owned(), headers)?;
+    Ok(Some((ParsedRequest::Upgrade(request), n)))
 }
 
 /// A valid HTTP/1.1 `GET`, `HEAD` or `POST` request that is not a WebSocket upgrade.
@@ -600,13 +646,51 @@ impl Hook for NoHook {
     }
 }
 
-/// Decides the response to a validated request: runs the hook, selects the subprotocol and
-/// negotiates permessage-deflate. Returns the `101` response bytes and what was agreed.
-pub fn accept(
+/// What a server agreed to for one request, apart from how it is written on the wire:
+/// [`Agreement::to_http11`] renders the `101` of HTTP/1.1, and with the `http` feature
+/// `Agreement::to_http` gives an `http::Response` (`101`, or `200` for HTTP/2's extended
+/// CONNECT) for hyper, axum and h2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agreement {
+    /// The subprotocol and permessage-deflate parameters the connection runs with.
+    pub negotiated: Negotiated,
+    /// The response's header fields: `Sec-WebSocket-Accept` (HTTP/1.1 only),
+    /// `Sec-WebSocket-Protocol`, `Sec-WebSocket-Extensions`, then the hook's.
+    pub headers: Headers,
+    /// How the request came, and so how it is answered.
+    pub form: UpgradeForm,
+}
+
+impl Agreement {
+    /// The response status: `101` for HTTP/1.1, `200` for extended CONNECT.
+    pub fn status(&self) -> u16 {
+        match self.form {
+            UpgradeForm::Http11 => 101,
+            UpgradeForm::ExtendedConnect => 200,
+        }
+    }
+
+    /// The HTTP/1.1 response head: `101 Switching Protocols` with `Upgrade` and
+    /// `Connection`, then [`Agreement::headers`] (fields that could not be sent safely are
+    /// left out).
+    pub fn to_http11(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
+        );
+        self.headers.write_safe_to(&mut out);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
+/// Decides the response to a validated request: checks the origin, runs the hook, selects
+/// the subprotocol and negotiates permessage-deflate, for either form of request.
+pub fn negotiate(
     request: &Request,
     config: &ServerHandshakeConfig,
     hook: impl Hook,
-) -> Result<(Vec<u8>, Negotiated), RequestError> {
+) -> Result<Agreement, RequestError> {
     if let (Some(allowed), Some(origin)) = (&config.allowed_origins, request.origin()) {
         if !origin_allowed(origin, allowed) {
             return Err(RequestError::Rejected(Box::new(Rejection::new(
@@ -633,41 +717,45 @@ pub fn accept(
             ))));
         }
     }
-    let mut deflate_params: Option<DeflateParams> = None;
-    let mut deflate_header = None;
+    let mut deflate = None;
+    let mut headers = Headers::new();
+    if request.form == UpgradeForm::Http11 {
+        headers.append("Sec-WebSocket-Accept", accept_key(request.key.as_bytes()));
+    }
+    if let Some(p) = &acc.protocol {
+        headers.append("Sec-WebSocket-Protocol", p.as_bytes());
+    }
     if let Some(cfg) = &config.deflate {
         let offers: Vec<&str> = request
             .headers
             .get_all("sec-websocket-extensions")
             .collect();
         if let Some((params, header)) = deflate::server_negotiate(cfg, &offers) {
-            deflate_params = Some(params);
-            deflate_header = Some(header);
+            deflate = Some(params);
+            headers.append("Sec-WebSocket-Extensions", header);
         }
     }
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-    out.extend_from_slice(accept_key(request.key.as_bytes()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    if let Some(p) = &acc.protocol {
-        out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
-        out.extend_from_slice(p.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    for (name, value) in acc.headers.iter() {
+        headers.append(name, value);
     }
-    if let Some(h) = &deflate_header {
-        out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    acc.headers.write_safe_to(&mut out);
-    out.extend_from_slice(b"\r\n");
-    Ok((
-        out,
-        Negotiated {
+    Ok(Agreement {
+        negotiated: Negotiated {
             protocol: acc.protocol,
-            deflate: deflate_params,
+            deflate,
         },
-    ))
+        headers,
+        form: request.form,
+    })
+}
+
+/// [`negotiate`], answered in HTTP/1.1: the `101` response bytes and what was agreed.
+pub fn accept(
+    request: &Request,
+    config: &ServerHandshakeConfig,
+    hook: impl Hook,
+) -> Result<(Vec<u8>, Negotiated), RequestError> {
+    let agreement = negotiate(request, config, hook)?;
+    Ok((agreement.to_http11(), agreement.negotiated))
 }
 
 #[cfg(test)]
