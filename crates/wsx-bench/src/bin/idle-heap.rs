@@ -6,7 +6,7 @@
 //!
 //! `cargo run --release -p wsx-bench --bin idle-heap` (the bare `accept_with` loop), or
 //! `... --bin idle-heap server` for the library's `Server` on one worker thread with an
-//! echo handler written as `wsx serve`'s (caps registry, shutdown signal, `JoinSet`).
+//! echo handler written as `wsx serve`'s (caps, shutdown, logging).
 //! `... --bin idle-heap hub` serves `wsx-hub`'s hub the same way, each client connected
 //! (anonymous) and subscribed to one channel before it goes quiet: the cost of an idle
 //! subscriber. All list the live allocations the connections added, by size.

@@ -130,40 +130,44 @@ mod tests {
     use super::*;
     use crate::deflate::DeflateConfig;
 
+    /// A request for `/chat?room=1` with the fields both forms share, then `build`'s.
+    fn request(
+        form: UpgradeForm,
+        build: impl FnOnce(http::request::Builder) -> http::request::Builder,
+    ) -> http::request::Parts {
+        let b = match form {
+            UpgradeForm::Http11 => http::Request::builder()
+                .method("GET")
+                .uri("/chat?room=1")
+                .version(http::Version::HTTP_11)
+                .header("host", "server.example.com")
+                .header("upgrade", "websocket")
+                .header("connection", "Upgrade")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            UpgradeForm::ExtendedConnect => http::Request::builder()
+                .method("CONNECT")
+                .uri("https://server.example.com/chat?room=1")
+                .version(http::Version::HTTP_2),
+        }
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-protocol", "chat, superchat")
+        .header(
+            "sec-websocket-extensions",
+            "permessage-deflate; client_max_window_bits",
+        );
+        build(b).body(()).unwrap().into_parts().0
+    }
+
     fn h1(
         build: impl FnOnce(http::request::Builder) -> http::request::Builder,
     ) -> http::request::Parts {
-        let b = http::Request::builder()
-            .method("GET")
-            .uri("/chat?room=1")
-            .version(http::Version::HTTP_11)
-            .header("host", "server.example.com")
-            .header("upgrade", "websocket")
-            .header("connection", "Upgrade")
-            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-            .header("sec-websocket-version", "13")
-            .header("sec-websocket-protocol", "chat, superchat")
-            .header(
-                "sec-websocket-extensions",
-                "permessage-deflate; client_max_window_bits",
-            );
-        build(b).body(()).unwrap().into_parts().0
+        request(UpgradeForm::Http11, build)
     }
 
     fn h2(
         build: impl FnOnce(http::request::Builder) -> http::request::Builder,
     ) -> http::request::Parts {
-        let b = http::Request::builder()
-            .method("CONNECT")
-            .uri("https://server.example.com/chat?room=1")
-            .version(http::Version::HTTP_2)
-            .header("sec-websocket-version", "13")
-            .header("sec-websocket-protocol", "chat, superchat")
-            .header(
-                "sec-websocket-extensions",
-                "permessage-deflate; client_max_window_bits",
-            );
-        build(b).body(()).unwrap().into_parts().0
+        request(UpgradeForm::ExtendedConnect, build)
     }
 
     fn config() -> ServerHandshakeConfig {
