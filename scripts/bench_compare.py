@@ -33,7 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVERS = os.environ.get("ECHO_SERVERS", os.path.join(ROOT, "target/release/echo-servers"))
 WSX = os.environ.get("WSX_BIN", os.path.join(ROOT, "target/release/wsx"))
 IMPLS = ["wsx", "tungstenite", "fastwebsockets", "wsx-serve"]
-OURS = ("wsx", "wsx-serve")
+# Not in the default set: wsx behind a hyper 1 server (`wsx::hyper`).
+EXTRA_IMPLS = ["wsx-hyper"]
+OURS = ("wsx", "wsx-serve", "wsx-hyper")
 SCENARIOS = [  # (label, connections, size, binary, messages in flight per connection)
     ("100 x 20 B text", 100, 20, False, 1),
     ("10 x 16 KiB binary", 10, 16384, True, 1),
@@ -144,16 +146,17 @@ def main():
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run")
     ap.add_argument("--quick", action="store_true", help="1 round of 2 s")
-    ap.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset of " + ",".join(IMPLS))
+    ap.add_argument("--impls", default=",".join(IMPLS),
+                    help="comma-separated subset of " + ",".join(IMPLS + EXTRA_IMPLS))
     ap.add_argument("--scenarios", default="", help="regex: only the scenarios whose label matches")
     ap.add_argument("--no-idle", action="store_true", help="skip the idle-memory measurement")
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.duration = 1, 2
     impls = [i for i in a.impls.split(",") if i]
-    unknown = set(impls) - set(IMPLS)
+    unknown = set(impls) - set(IMPLS + EXTRA_IMPLS)
     if unknown:
-        ap.error(f"unknown implementations {sorted(unknown)}: choose from {IMPLS}")
+        ap.error(f"unknown implementations {sorted(unknown)}: choose from {IMPLS + EXTRA_IMPLS}")
     scenarios = [sc for sc in SCENARIOS if re.search(a.scenarios, sc[0])]
     if "ECHO_SERVERS" not in os.environ and "WSX_BIN" not in os.environ:
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "wsx-bench", "-p", "wsx-cli"],

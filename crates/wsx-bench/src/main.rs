@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
             let _ = tcp.set_nodelay(true);
             match which.as_str() {
                 "wsx" => tokio::spawn(wsx_echo(tcp, wsx_config.clone())),
+                "wsx-hyper" => tokio::spawn(wsx_hyper_echo(tcp, wsx_config.clone())),
                 "tungstenite" => tokio::spawn(tungstenite_echo(tcp)),
                 "fastwebsockets" => tokio::spawn(fastwebsockets_echo(tcp)),
                 "tungstenite-broadcast" => {
@@ -54,7 +55,7 @@ fn main() -> anyhow::Result<()> {
                     tokio::spawn(tungstenite_broadcast(tcp, ring.clone(), next_id))
                 }
                 other => {
-                    anyhow::bail!("unknown server {other:?}: wsx, tungstenite, fastwebsockets or tungstenite-broadcast")
+                    anyhow::bail!("unknown server {other:?}: wsx, wsx-hyper, tungstenite, fastwebsockets or tungstenite-broadcast")
                 }
             };
         }
@@ -70,6 +71,35 @@ async fn wsx_echo(tcp: TcpStream, config: std::sync::Arc<wsx::ServerConfig>) {
             break;
         }
     }
+}
+
+/// The same echo loop behind a hyper 1 HTTP/1.1 server: hyper reads the request,
+/// `wsx::hyper::upgrade` answers it, and the WebSocket runs on hyper's upgraded connection.
+async fn wsx_hyper_echo(tcp: TcpStream, config: std::sync::Arc<wsx::ServerConfig>) {
+    let service = hyper::service::service_fn(move |mut req| {
+        let config = config.clone();
+        async move {
+            let response = match wsx::hyper::upgrade::<_, String>(&mut req, &config) {
+                Ok((response, websocket)) => {
+                    tokio::spawn(async move {
+                        let Ok(mut ws) = websocket.await else { return };
+                        while let Some(Ok(msg)) = ws.next().await {
+                            if msg.is_data() && ws.send(msg).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    response
+                }
+                Err(rejection) => rejection,
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+        .with_upgrades()
+        .await;
 }
 
 async fn tungstenite_echo(tcp: TcpStream) {

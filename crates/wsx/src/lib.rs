@@ -26,6 +26,8 @@ mod client;
 mod connections;
 mod driver;
 mod error;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod net;
 mod proxy;
 mod server;

@@ -88,7 +88,7 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// The core's handshake settings. A [`Server`] makes them once, not per connection.
-    fn handshake_config(&self) -> ServerHandshakeConfig {
+    pub(crate) fn handshake_config(&self) -> ServerHandshakeConfig {
         let mut hs = ServerHandshakeConfig::default();
         hs.max_head_size = self.config.max_head_size;
         hs.protocols = self.protocols.clone();

@@ -21,25 +21,51 @@ impl Request {
         parts: &http::request::Parts,
         connect_protocol: Option<&str>,
     ) -> Result<Request, RequestError> {
+        Request::from_http_head(
+            &parts.method,
+            &parts.uri,
+            parts.version,
+            &parts.headers,
+            connect_protocol,
+        )
+    }
+
+    /// [`Request::from_http`] for a whole `http::Request` (its body is not looked at).
+    pub fn from_http_request<B>(
+        request: &http::Request<B>,
+        connect_protocol: Option<&str>,
+    ) -> Result<Request, RequestError> {
+        Request::from_http_head(
+            request.method(),
+            request.uri(),
+            request.version(),
+            request.headers(),
+            connect_protocol,
+        )
+    }
+
+    fn from_http_head(
+        method: &http::Method,
+        uri: &http::Uri,
+        version: http::Version,
+        fields: &http::HeaderMap,
+        connect_protocol: Option<&str>,
+    ) -> Result<Request, RequestError> {
         let mut headers = Headers::new();
-        for (name, value) in &parts.headers {
+        for (name, value) in fields {
             headers.append(name.as_str(), value.as_bytes());
         }
-        let target = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let form = match parts.version {
+        let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let form = match version {
             http::Version::HTTP_2 => {
-                if parts.method != http::Method::CONNECT
+                if method != http::Method::CONNECT
                     || !connect_protocol.is_some_and(|p| p.eq_ignore_ascii_case("websocket"))
                 {
                     return Err(RequestError::ExtendedConnect);
                 }
                 // The `:authority` stands for `Host` (RFC 9113 §8.3.1).
                 if !headers.contains("host") {
-                    match parts.uri.authority() {
+                    match uri.authority() {
                         Some(a) => headers.append("host", a.as_str()),
                         None => return Err(RequestError::Host),
                     }
@@ -47,8 +73,8 @@ impl Request {
                 UpgradeForm::ExtendedConnect
             }
             http::Version::HTTP_11 => {
-                if parts.method != http::Method::GET {
-                    return Err(RequestError::Method(parts.method.to_string()));
+                if method != http::Method::GET {
+                    return Err(RequestError::Method(method.to_string()));
                 }
                 if !headers
                     .get_all("upgrade")
