@@ -138,7 +138,13 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
-    fn upgraded(&mut self) {
+    /// What the connection is counted in.
+    pub(crate) fn served(&self) -> &Served {
+        &self.served
+    }
+
+    /// Counts the connection as upgraded (open, for the shutdown report).
+    pub(crate) fn upgraded(&mut self) {
         self.upgraded = true;
         let mut r = self.served.registry();
         r.upgraded += 1;
