@@ -33,9 +33,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVERS = os.environ.get("ECHO_SERVERS", os.path.join(ROOT, "target/release/echo-servers"))
 WSX = os.environ.get("WSX_BIN", os.path.join(ROOT, "target/release/wsx"))
 IMPLS = ["wsx", "tungstenite", "fastwebsockets", "wsx-serve"]
-# Not in the default set: wsx behind a hyper 1 server (`wsx::hyper`).
-EXTRA_IMPLS = ["wsx-hyper"]
-OURS = ("wsx", "wsx-serve", "wsx-hyper")
+# Not in the default set: wsx behind a hyper 1 server (`wsx::hyper`), and one axum app with
+# wsx's extractor (`axum-wsx`) or axum's own WebSocketUpgrade (`axum-ws`, tokio-tungstenite).
+EXTRA_IMPLS = ["wsx-hyper", "axum-wsx", "axum-ws"]
+OURS = ("wsx", "wsx-serve", "wsx-hyper", "axum-wsx")
 SCENARIOS = [  # (label, connections, size, binary, messages in flight per connection)
     ("100 x 20 B text", 100, 20, False, 1),
     ("10 x 16 KiB binary", 10, 16384, True, 1),

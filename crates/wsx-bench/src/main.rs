@@ -42,6 +42,9 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         let listener = TcpListener::bind(&addr).await?;
         eprintln!("{which} echo server on {addr}");
+        if which.starts_with("axum-") {
+            return axum_echo(&which, listener, wsx_config.clone()).await;
+        }
         loop {
             let (tcp, _) = listener.accept().await?;
             let _ = tcp.set_nodelay(true);
@@ -55,7 +58,7 @@ fn main() -> anyhow::Result<()> {
                     tokio::spawn(tungstenite_broadcast(tcp, ring.clone(), next_id))
                 }
                 other => {
-                    anyhow::bail!("unknown server {other:?}: wsx, wsx-hyper, tungstenite, fastwebsockets or tungstenite-broadcast")
+                    anyhow::bail!("unknown server {other:?}: wsx, wsx-hyper, axum-wsx, axum-ws, tungstenite, fastwebsockets or tungstenite-broadcast")
                 }
             };
         }
@@ -100,6 +103,54 @@ async fn wsx_hyper_echo(tcp: TcpStream, config: std::sync::Arc<wsx::ServerConfig
         .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
         .with_upgrades()
         .await;
+}
+
+/// The same echo endpoint in an axum app under `axum::serve`: `axum-wsx` with wsx's
+/// extractor (`wsx::axum::WebSocketUpgrade`), `axum-ws` with axum's own
+/// (`axum::extract::ws`, on tokio-tungstenite).
+async fn axum_echo(
+    which: &str,
+    listener: TcpListener,
+    config: std::sync::Arc<wsx::ServerConfig>,
+) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let router = match which {
+        "axum-wsx" => axum::Router::new().route(
+            "/",
+            get(move |upgrade: wsx::axum::WebSocketUpgrade| {
+                let config = config.clone();
+                async move {
+                    upgrade.config(config).on_upgrade(|mut ws| async move {
+                        while let Some(Ok(msg)) = ws.next().await {
+                            if msg.is_data() && ws.send(msg).await.is_err() {
+                                break;
+                            }
+                        }
+                    })
+                }
+            }),
+        ),
+        "axum-ws" => axum::Router::new().route(
+            "/",
+            get(|upgrade: axum::extract::ws::WebSocketUpgrade| async move {
+                upgrade.on_upgrade(|mut ws| async move {
+                    while let Some(Ok(msg)) = ws.recv().await {
+                        let data = matches!(
+                            msg,
+                            axum::extract::ws::Message::Text(_)
+                                | axum::extract::ws::Message::Binary(_)
+                        );
+                        if data && ws.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+            }),
+        ),
+        other => anyhow::bail!("unknown axum server {other:?}: axum-wsx or axum-ws"),
+    };
+    axum::serve(listener, router).await?;
+    Ok(())
 }
 
 async fn tungstenite_echo(tcp: TcpStream) {
