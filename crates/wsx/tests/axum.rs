@@ -6,24 +6,15 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use futures_util::StreamExt;
-use http_body_util::Empty;
-use hyper::body::Bytes;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use wsx::axum::{Shutdown, WebSocketUpgrade};
 use wsx::{CloseCode, CloseFrame, DeflateConfig, Message, ServerConfig};
 
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("test timed out")
-}
+mod support;
+use support::{bounded, extended_connect, h2_client, raw, websocket_on, GOOD_UPGRADE};
 
 #[derive(Clone)]
 struct App {
@@ -88,26 +79,11 @@ async fn http1_through_axum_with_deflate_and_a_subprotocol() {
     .await
 }
 
-async fn raw(addr: SocketAddr, request: &str) -> String {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let mut got = Vec::new();
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tcp.read(&mut buf).await.unwrap();
-        if n == 0 {
-            break;
-        }
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got).into_owned()
-}
-
 #[tokio::test]
 async fn bad_requests_are_rejected_with_the_servers_statuses() {
     bounded(async {
         let (addr, _) = app_server().await;
-        let good = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let good = GOOD_UPGRADE;
         assert!(raw(addr, good).await.starts_with("HTTP/1.1 101"));
         for (request, status) in [
             (good.replace("Version: 13", "Version: 8"), "426"),
@@ -125,34 +101,13 @@ async fn bad_requests_are_rejected_with_the_servers_statuses() {
 async fn http2_extended_connect_through_axum_serve() {
     bounded(async {
         let (addr, _) = app_server().await;
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let plain = send
-            .send_request(
-                http::Request::get(format!("http://{addr}/"))
-                    .body(Empty::<Bytes>::new())
-                    .unwrap(),
-            )
+        let mut send = h2_client(addr).await;
+        let response = send
+            .send_request(extended_connect(addr, "websocket"))
             .await
             .unwrap();
-        assert_eq!(plain.status(), 200);
-        let mut req = http::Request::builder()
-            .method(http::Method::CONNECT)
-            .uri(format!("http://{addr}/ws"))
-            .header("sec-websocket-version", "13")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        req.extensions_mut()
-            .insert(hyper::ext::Protocol::from_static("websocket"));
-        let response = send.send_request(req).await.unwrap();
-        assert_eq!(response.status(), 200);
-        let stream = hyper::upgrade::on(response).await.unwrap();
-        let conn = wsx_proto::Connection::new(wsx::Role::Client, &wsx::Config::default(), None);
-        let mut ws = wsx::WebSocket::from_parts(TokioIo::new(stream), conn, None, &[]);
+        assert_eq!(response.headers()["sec-websocket-protocol"], "echo");
+        let mut ws = websocket_on(response, Some("echo")).await;
         ws.send(Message::text("over h2")).await.unwrap();
         assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("over h2"));
         assert!(ws.close(None).await.unwrap().was_clean);

@@ -9,18 +9,11 @@ use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use wsx::{CloseCode, CloseFrame, DeflateConfig, Message, ServerConfig};
 
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("test timed out")
-}
+mod support;
+use support::{bounded, extended_connect, h2_client, plain_get, raw, websocket_on, GOOD_UPGRADE};
 
 /// The route: `/ws` is a WebSocket echo (deflate on, subprotocol `echo` offered), anything
 /// else a plain 200.
@@ -116,32 +109,24 @@ async fn http1_upgrade_with_deflate_and_a_subprotocol() {
     .await
 }
 
-/// Sends `request` on a fresh TCP connection and returns the response head.
-async fn raw(addr: SocketAddr, request: &str) -> String {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let mut got = Vec::new();
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tcp.read(&mut buf).await.unwrap();
-        if n == 0 {
-            break;
-        }
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got).into_owned()
-}
-
 #[tokio::test]
 async fn http1_bad_requests_get_the_servers_statuses() {
     bounded(async {
         let addr = hyper_server(false).await;
-        let good = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let good = GOOD_UPGRADE;
         let head = raw(addr, good).await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         let cases = [
-            (good.replace("Version: 13", "Version: 8"), "426", Some("sec-websocket-version: 13")),
-            (good.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="), "400", None),
+            (
+                good.replace("Version: 13", "Version: 8"),
+                "426",
+                Some("sec-websocket-version: 13"),
+            ),
+            (
+                good.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="),
+                "400",
+                None,
+            ),
             (good.replace("Upgrade: websocket\r\n", ""), "400", None),
             (good.replace("GET", "POST"), "405", Some("allow: GET")),
         ];
@@ -149,46 +134,14 @@ async fn http1_bad_requests_get_the_servers_statuses() {
             let head = raw(addr, &request).await;
             assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{head}");
             if let Some(h) = header {
-                assert!(head.to_ascii_lowercase().contains(&h.to_ascii_lowercase()), "{head}");
+                assert!(
+                    head.to_ascii_lowercase().contains(&h.to_ascii_lowercase()),
+                    "{head}"
+                );
             }
         }
     })
     .await
-}
-
-/// An HTTP/2 connection from hyper's client, once the server's SETTINGS (with extended
-/// CONNECT) have arrived.
-async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    // A plain request first: its answer comes after the server's SETTINGS.
-    let plain = send
-        .send_request(
-            http::Request::get(format!("http://{addr}/"))
-                .body(Empty::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(plain.status(), 200);
-    send
-}
-
-fn extended_connect(addr: SocketAddr, protocol: &str) -> http::Request<Empty<Bytes>> {
-    let mut req = http::Request::builder()
-        .method(http::Method::CONNECT)
-        .uri(format!("http://{addr}/ws"))
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-protocol", "echo")
-        .body(Empty::new())
-        .unwrap();
-    req.extensions_mut()
-        .insert(hyper::ext::Protocol::from(protocol));
-    req
 }
 
 #[tokio::test]
@@ -206,14 +159,7 @@ async fn http2_extended_connect_carries_several_websockets_on_one_connection() {
             assert!(response.headers().get("content-length").is_none());
             assert!(response.headers().get("sec-websocket-accept").is_none());
             assert_eq!(response.headers()["sec-websocket-protocol"], "echo");
-            let stream = hyper::upgrade::on(response).await.unwrap();
-            let conn = wsx_proto::Connection::new(wsx::Role::Client, &wsx::Config::default(), None);
-            sockets.push(wsx::WebSocket::from_parts(
-                TokioIo::new(stream),
-                conn,
-                Some("echo".into()),
-                &[],
-            ));
+            sockets.push(websocket_on(response, Some("echo")).await);
         }
         // All three at once, interleaved on the one connection.
         for (i, ws) in sockets.iter_mut().enumerate() {
@@ -239,15 +185,7 @@ async fn http2_extended_connect_carries_several_websockets_on_one_connection() {
             assert_eq!(end.code, CloseCode::NORMAL);
         }
         // The connection carries on after its WebSockets ended.
-        let plain = send
-            .send_request(
-                http::Request::get(format!("http://{addr}/"))
-                    .body(Empty::new())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(plain.status(), 200);
+        plain_get(&mut send, addr).await;
     })
     .await
 }
@@ -286,10 +224,7 @@ async fn http2_requests_that_are_not_an_extended_connect_for_websocket_get_400()
             .send_request(extended_connect(addr, "websocket"))
             .await
             .unwrap();
-        assert_eq!(ok.status(), 200);
-        let stream = hyper::upgrade::on(ok).await.unwrap();
-        let conn = wsx_proto::Connection::new(wsx::Role::Client, &wsx::Config::default(), None);
-        let mut ws = wsx::WebSocket::from_parts(TokioIo::new(stream), conn, None, &[]);
+        let mut ws = websocket_on(ok, None).await;
         ws.send(Message::text("after the refusals")).await.unwrap();
         assert_eq!(
             ws.next().await.unwrap().unwrap(),
