@@ -37,15 +37,13 @@ use axum_core::body::Body;
 use axum_core::extract::FromRequestParts;
 use axum_core::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use wsx_proto::handshake::server::{negotiate, NoHook, Request, RequestError};
-use wsx_proto::{Connection, Role};
+use wsx_proto::handshake::server::{NoHook, Request, RequestError};
 
 /// Extracts a WebSocket request (an HTTP/1.1 upgrade or an HTTP/2 extended CONNECT) from an
 /// axum handler's request; [`WebSocketUpgrade::on_upgrade`] answers it.
@@ -176,20 +174,17 @@ impl WebSocketUpgrade {
         if !self.protocols.is_empty() {
             hs.protocols = self.protocols;
         }
-        let agreement = match negotiate(&self.request, &hs, NoHook) {
-            Ok(a) => a,
-            Err(e) => return e.to_http().map(Body::from),
-        };
-        let conn = Connection::new(Role::Server, &config.config, agreement.negotiated.deflate);
-        let protocol = agreement.negotiated.protocol.clone();
+        let (response, websocket) =
+            match crate::hyper::accept(&self.request, self.on_upgrade, &config, &hs, NoHook) {
+                Ok(accepted) => accepted,
+                Err(e) => return e.to_http().map(Body::from),
+            };
         let registration = self.shutdown.as_ref().and_then(Shutdown::register);
-        let on_upgrade = self.on_upgrade;
         let on_failed = self.on_failed;
         tokio::spawn(async move {
-            let upgraded = match on_upgrade.await {
-                Ok(upgraded) => upgraded,
+            let ws = match websocket.await {
+                Ok(ws) => ws,
                 Err(e) => {
-                    let e = Error::Io(std::io::Error::other(e));
                     match on_failed {
                         Some(f) => f(e),
                         None => tracing::debug!("WebSocket upgrade failed: {e}"),
@@ -197,7 +192,6 @@ impl WebSocketUpgrade {
                     return;
                 }
             };
-            let ws = WebSocket::from_parts(TokioIo::new(upgraded), conn, protocol, &[]);
             match registration {
                 Some(mut registration) => {
                     let ws = ws.with_shutdown(registration.served().signal.clone());
@@ -213,7 +207,7 @@ impl WebSocketUpgrade {
                 None => callback(ws).await,
             }
         });
-        agreement.to_http().map(|()| Body::empty())
+        response.map(|()| Body::empty())
     }
 }
 

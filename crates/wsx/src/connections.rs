@@ -272,27 +272,24 @@ where
         let peer = registration.peer;
         match this.stage.as_mut().project() {
             StageProj::Handshake { handshake, handler } => {
-                let upgraded = ready!(handshake.as_mut().poll(cx));
-                let handler = handler.clone();
-                match upgraded {
-                    Some(Ok(ws)) => {
-                        registration.upgraded();
-                        tracing::info!(%peer, protocol = ws.protocol(), compressed = ws.is_compressed(), "connection open");
-                        let ws = ws.with_shutdown(registration.served.signal.clone());
-                        this.stage.set(Stage::Handler {
-                            handler: handler(ws, peer),
-                        });
+                let ws = match ready!(handshake.as_mut().poll(cx)) {
+                    Some(Ok(ws)) => ws,
+                    other => {
+                        match other {
+                            Some(Err(Error::HttpAnswered(status))) => {
+                                tracing::debug!(%peer, status, "plain HTTP request answered")
+                            }
+                            Some(Err(e)) => tracing::debug!(%peer, "handshake failed: {e}"),
+                            _ => {}
+                        }
+                        this.stage.set(Stage::Done);
+                        return Poll::Ready(());
                     }
-                    None => {}
-                    Some(Err(Error::HttpAnswered(status))) => {
-                        tracing::debug!(%peer, status, "plain HTTP request answered");
-                    }
-                    Some(Err(e)) => tracing::debug!(%peer, "handshake failed: {e}"),
-                }
-                if matches!(this.stage.as_ref().get_ref(), Stage::Handshake { .. }) {
-                    this.stage.set(Stage::Done);
-                    return Poll::Ready(());
-                }
+                };
+                registration.upgraded();
+                tracing::info!(%peer, protocol = ws.protocol(), compressed = ws.is_compressed(), "connection open");
+                let handler = handler(ws.with_shutdown(registration.served.signal.clone()), peer);
+                this.stage.set(Stage::Handler { handler });
             }
             StageProj::Handler { .. } => {}
             StageProj::Done => return Poll::Ready(()),

@@ -42,7 +42,9 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use wsx_proto::handshake::server::{negotiate, Request, UpgradeForm};
+use wsx_proto::handshake::server::{
+    negotiate, Request, RequestError, ServerHandshakeConfig, UpgradeForm,
+};
 use wsx_proto::{Connection, Role};
 
 /// The transport of a WebSocket that came through hyper.
@@ -104,22 +106,42 @@ pub fn upgrade_with<Req, B>(
 where
     B: Default + From<String>,
 {
-    let refused = |e: wsx_proto::handshake::server::RequestError| e.to_http().map(B::from);
+    let refused = |e: RequestError| e.to_http().map(B::from);
     let parsed = Request::from_http_request(request, connect_protocol(request)).map_err(refused)?;
-    let agreement = negotiate(&parsed, &config.handshake_config(), hook).map_err(refused)?;
     let on_upgrade = hyper::upgrade::on(request);
+    let (response, future) = accept(
+        &parsed,
+        on_upgrade,
+        config,
+        &config.handshake_config(),
+        hook,
+    )
+    .map_err(refused)?;
+    Ok((response.map(|()| B::default()), future))
+}
+
+/// Negotiates a checked request with `hs` (the handshake settings of `config`, perhaps
+/// with other subprotocols): the response, and the WebSocket that `on_upgrade` will carry,
+/// run with `config`'s settings. For the hyper functions and the axum extractor alike.
+pub(crate) fn accept(
+    request: &Request,
+    on_upgrade: OnUpgrade,
+    config: &ServerConfig,
+    hs: &ServerHandshakeConfig,
+    hook: impl Hook,
+) -> std::result::Result<(http::Response<()>, UpgradeFuture), RequestError> {
+    let agreement = negotiate(request, hs, hook)?;
     let conn = Connection::new(Role::Server, &config.config, agreement.negotiated.deflate);
-    let target = config.keep_request_target.then(|| parsed.target.clone());
     let future = UpgradeFuture {
         on_upgrade,
         state: Some(Box::new(Pending {
             conn,
             protocol: agreement.negotiated.protocol.clone(),
-            target,
-            form: parsed.form(),
+            target: config.keep_request_target.then(|| request.target.clone()),
+            form: request.form(),
         })),
     };
-    Ok((agreement.to_http().map(|()| B::default()), future))
+    Ok((agreement.to_http(), future))
 }
 
 /// What the WebSocket is made of once hyper hands the connection over.
